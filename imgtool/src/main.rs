@@ -1,0 +1,2 @@
+//! imgtool: registries → a local content-addressed store → OCI runtime bundles.
+fn main() {}
