@@ -135,13 +135,14 @@ write_job() {
 qemu_escape() { echo "${1//,/,,}"; }
 
 start_qemu() {
-    local initrd
+    local initrd boot_kernel
     initrd=$("$HERE/build-initramfs.sh" "$KVER" "$TARGET_DIR/vm") || fail "building the initramfs failed"
+    boot_kernel=$("$HERE/extract-kernel.sh" "$KERNEL" "$TARGET_DIR/vm") || fail "preparing the kernel $KERNEL failed"
     local -a args=(
         -nodefaults -no-user-config -display none -no-reboot
         -accel tcg,thread=multi -cpu max -smp "$CPUS" -m "$MEM_MB"
-        -kernel "$KERNEL" -initrd "$initrd"
-        -append "console=ttyS0 panic=-1 cgroup_no_v1=all quiet"
+        -kernel "$boot_kernel" -initrd "$initrd"
+        -append "console=ttyS0 panic=-1 cgroup_no_v1=all quiet ${GRUNTIME_VM_APPEND:-}"
         -chardev "file,id=console,path=$(qemu_escape "$JOB/console.log")" -serial chardev:console
         -fsdev local,id=hostroot,path=/,security_model=none,readonly=on,multidevs=remap
         -device virtio-9p-pci,fsdev=hostroot,mount_tag=hostroot
