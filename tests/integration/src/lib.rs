@@ -6,6 +6,7 @@
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
+pub mod unpack;
 pub mod vm;
 
 /// The workspace root (two levels above this crate).
