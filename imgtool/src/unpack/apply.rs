@@ -488,7 +488,9 @@ impl Applier {
             Ok(fd) => fd,
             Err(OpenDirError::Escape(_)) => return Err(outside()),
             // The target's directory may exist only in a lower layer (overlay mode).
-            Err(OpenDirError::Missing) if !self.lowers.is_empty() => self.root.try_clone().map_err(cx.io("dup rootfs fd"))?,
+            Err(OpenDirError::Missing) if !self.lowers.is_empty() => {
+                self.root.try_clone().map_err(cx.io("dup rootfs fd"))?
+            }
             Err(e) => return Err(cx.open_dir("open hardlink target directory", e)),
         };
         // linkat without AT_SYMLINK_FOLLOW links the target name itself, never what it points to.
@@ -818,7 +820,7 @@ impl Applier {
 pub fn list_dir(fd: &OwnedFd) -> io::Result<Vec<Vec<u8>>> {
     use std::os::unix::ffi::OsStrExt;
     let dup = fd.try_clone()?;
-    let d = nix::dir::Dir::from_fd(dup.into())?;
+    let d = nix::dir::Dir::from_fd(dup)?;
     let mut out = Vec::new();
     for e in d.into_iter() {
         let e = e?;

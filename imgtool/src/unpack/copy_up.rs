@@ -20,7 +20,9 @@ use super::resolve::{self, CleanPath};
 fn find_in_lowers(lowers: &[OwnedFd], parts: &[Vec<u8>]) -> Option<(OwnedFd, FileStat)> {
     let (name, parent) = parts.split_last()?;
     for lower in lowers {
-        let Ok(dir) = resolve::open_dir_beneath(lower.as_fd(), parent) else { continue };
+        let Ok(dir) = resolve::open_dir_beneath(lower.as_fd(), parent) else {
+            continue;
+        };
         match fstatat(dir.as_fd(), resolve::os(name), AtFlags::AT_SYMLINK_NOFOLLOW) {
             Ok(st) if st.st_mode & libc::S_IFMT == libc::S_IFCHR && st.st_rdev == 0 => return None,
             Ok(st) => return Some((dir, st)),
@@ -37,16 +39,34 @@ fn copy_xattrs(from: BorrowedFd<'_>, to: BorrowedFd<'_>) -> io::Result<()> {
     if n < 0 {
         return Err(io::Error::last_os_error());
     }
-    for name in names[..n as usize].split(|b| *b == 0).filter(|s| !s.is_empty()) {
+    for name in names[..n as usize]
+        .split(|b| *b == 0)
+        .filter(|s| !s.is_empty())
+    {
         let cname = CString::new(name).map_err(io::Error::other)?;
         let mut val = vec![0u8; 65536];
         // SAFETY: NUL-terminated name, writable buffer of the length passed, open fd.
-        let m = unsafe { libc::fgetxattr(from.as_raw_fd(), cname.as_ptr(), val.as_mut_ptr().cast(), val.len()) };
+        let m = unsafe {
+            libc::fgetxattr(
+                from.as_raw_fd(),
+                cname.as_ptr(),
+                val.as_mut_ptr().cast(),
+                val.len(),
+            )
+        };
         if m < 0 {
             continue;
         }
         // SAFETY: NUL-terminated name, buffer of `m` bytes, open fd.
-        let r = unsafe { libc::fsetxattr(to.as_raw_fd(), cname.as_ptr(), val.as_ptr().cast(), m as usize, 0) };
+        let r = unsafe {
+            libc::fsetxattr(
+                to.as_raw_fd(),
+                cname.as_ptr(),
+                val.as_ptr().cast(),
+                m as usize,
+                0,
+            )
+        };
         if r != 0 {
             return Err(io::Error::last_os_error());
         }
@@ -56,7 +76,11 @@ fn copy_xattrs(from: BorrowedFd<'_>, to: BorrowedFd<'_>) -> io::Result<()> {
 
 /// Give `to` the owner, mode, xattrs and times of `st`/`from` (owner first: chown clears setuid).
 fn copy_meta(from: BorrowedFd<'_>, to: BorrowedFd<'_>, st: &FileStat) -> io::Result<()> {
-    nix::unistd::fchown(to, Some(Uid::from_raw(st.st_uid)), Some(Gid::from_raw(st.st_gid)))?;
+    nix::unistd::fchown(
+        to,
+        Some(Uid::from_raw(st.st_uid)),
+        Some(Gid::from_raw(st.st_gid)),
+    )?;
     nix::sys::stat::fchmod(to, Mode::from_bits_truncate(st.st_mode & 0o7777))?;
     copy_xattrs(from, to)?;
     let mtime = TimeSpec::new(st.st_mtime, st.st_mtime_nsec);
@@ -76,7 +100,9 @@ fn open_ro(dir: BorrowedFd<'_>, name: &[u8], extra: OFlag) -> io::Result<OwnedFd
 /// Copy the regular file at `path` from the lowers into `upper` (parents too, with their
 /// metadata). Returns false when no lower has a regular file there.
 pub fn copy_up(upper: BorrowedFd<'_>, lowers: &[OwnedFd], path: &CleanPath) -> io::Result<bool> {
-    let Some((src_dir, st)) = find_in_lowers(lowers, &path.0) else { return Ok(false) };
+    let Some((src_dir, st)) = find_in_lowers(lowers, &path.0) else {
+        return Ok(false);
+    };
     if st.st_mode & libc::S_IFMT != libc::S_IFREG {
         return Ok(false);
     }
@@ -93,7 +119,11 @@ pub fn copy_up(upper: BorrowedFd<'_>, lowers: &[OwnedFd], path: &CleanPath) -> i
             Err(resolve::OpenDirError::Missing) => {}
             Err(_) => return Err(io::Error::from_raw_os_error(libc::ENOTDIR)),
         }
-        match nix::sys::stat::mkdirat(dir.as_fd(), resolve::os(name), Mode::from_bits_truncate(0o700)) {
+        match nix::sys::stat::mkdirat(
+            dir.as_fd(),
+            resolve::os(name),
+            Mode::from_bits_truncate(0o700),
+        ) {
             Ok(()) | Err(Errno::EEXIST) => {}
             Err(e) => return Err(e.into()),
         }
@@ -121,7 +151,12 @@ fn is_opaque(dir: BorrowedFd<'_>) -> bool {
     let mut v = [0u8; 1];
     // SAFETY: NUL-terminated name; `v` is a writable 1-byte buffer; the fd is open.
     let n = unsafe {
-        libc::fgetxattr(dir.as_raw_fd(), c"trusted.overlay.opaque".as_ptr(), v.as_mut_ptr().cast(), 1)
+        libc::fgetxattr(
+            dir.as_raw_fd(),
+            c"trusted.overlay.opaque".as_ptr(),
+            v.as_mut_ptr().cast(),
+            1,
+        )
     };
     n == 1 && v[0] == b'y'
 }
@@ -155,7 +190,9 @@ fn lookup_merged(upper: BorrowedFd<'_>, lowers: &[OwnedFd], parts: &[Vec<u8>]) -
         return Found::Missing;
     }
     for lower in lowers {
-        let Ok(dir) = resolve::open_dir_beneath_with(lower.as_fd(), parent, OFlag::O_RDONLY) else { continue };
+        let Ok(dir) = resolve::open_dir_beneath_with(lower.as_fd(), parent, OFlag::O_RDONLY) else {
+            continue;
+        };
         if let Ok(st) = fstatat(dir.as_fd(), resolve::os(name), AtFlags::AT_SYMLINK_NOFOLLOW) {
             return classify(dir.as_fd(), &st);
         }
@@ -221,14 +258,19 @@ pub fn merged_parent(
         let name = &out[i];
         let lower_meta = find_in_lowers(lowers, &out[..=i]);
         let mode = if lower_meta.is_some() { 0o700 } else { 0o755 };
-        match nix::sys::stat::mkdirat(dir.as_fd(), resolve::os(name), Mode::from_bits_truncate(mode)) {
+        match nix::sys::stat::mkdirat(
+            dir.as_fd(),
+            resolve::os(name),
+            Mode::from_bits_truncate(mode),
+        ) {
             Ok(()) | Err(Errno::EEXIST) => {}
             Err(e) => return Err(OpenDirError::Io(e.into())),
         }
         let new = open_ro(dir.as_fd(), name, OFlag::O_DIRECTORY).map_err(OpenDirError::Io)?;
         if let Some((ldir, lst)) = lower_meta {
             if lst.st_mode & libc::S_IFMT == libc::S_IFDIR {
-                let lfd = open_ro(ldir.as_fd(), name, OFlag::O_DIRECTORY).map_err(OpenDirError::Io)?;
+                let lfd =
+                    open_ro(ldir.as_fd(), name, OFlag::O_DIRECTORY).map_err(OpenDirError::Io)?;
                 copy_meta(lfd.as_fd(), new.as_fd(), &lst).map_err(OpenDirError::Io)?;
             }
         }
