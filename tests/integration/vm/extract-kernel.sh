@@ -22,7 +22,8 @@ has_pvh_entry() {
     grep -qx 'CONFIG_PVH=y' "/boot/config-$KVER" 2>/dev/null
 }
 
-# The byte offset of the first occurrence of a magic string in KERNEL.
+# The byte offset of the first occurrence of a magic string in KERNEL (bash
+# strings end at a NUL, so the magics below leave out their trailing zero byte).
 magic_offset() {
     LC_ALL=C grep -abo -m1 "$1" "$KERNEL" 2>/dev/null | head -n1 | cut -d: -f1
 }
@@ -30,11 +31,11 @@ magic_offset() {
 # Decompress the payload that starts at the first known magic into $1.
 decompress_payload() {
     local out=$1 off
-    if off=$(magic_offset $'\xfd7zXZ\x00') && [ -n "$off" ]; then
+    if off=$(magic_offset $'\xfd7zXZ') && [ -n "$off" ]; then
         tail -c +$((off + 1)) "$KERNEL" | xz -dc >"$out" 2>/dev/null || true
     elif off=$(magic_offset $'\x28\xb5\x2f\xfd') && [ -n "$off" ]; then
         tail -c +$((off + 1)) "$KERNEL" | zstd -qdc >"$out" 2>/dev/null || true
-    elif off=$(magic_offset $'\x1f\x8b\x08\x00') && [ -n "$off" ]; then
+    elif off=$(magic_offset $'\x1f\x8b\x08') && [ -n "$off" ]; then
         tail -c +$((off + 1)) "$KERNEL" | gzip -dc >"$out" 2>/dev/null || true
     fi
     # Trailing data after the compressed stream makes the tools complain; what
