@@ -17,6 +17,6 @@ for _ in $(seq "$RUNS"); do
     "$HERE/run.sh" --timeout 120 -- true
     times+=($(((${EPOCHREALTIME/./} - start) / 1000)))
 done
-sorted=($(printf '%s\n' "${times[@]}" | sort -n))
+mapfile -t sorted < <(printf '%s\n' "${times[@]}" | sort -n)
 printf 'vm boot+run+poweroff, %d runs: min %d ms, median %d ms, max %d ms\n' \
     "$RUNS" "${sorted[0]}" "${sorted[$((RUNS / 2))]}" "${sorted[$((RUNS - 1))]}"

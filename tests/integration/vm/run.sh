@@ -79,7 +79,7 @@ find_kernel() {
     fi
     local k v
     KERNEL=
-    for k in $(ls -1 /boot/vmlinuz-* 2>/dev/null | sort -V -r); do
+    for k in $(printf '%s\n' /boot/vmlinuz-* | sort -V -r); do
         v=${k#/boot/vmlinuz-}
         if [ -f "/lib/modules/$v/modules.dep" ]; then
             KERNEL=$k
@@ -138,6 +138,7 @@ start_qemu() {
     local initrd boot_kernel
     initrd=$("$HERE/build-initramfs.sh" "$KVER" "$TARGET_DIR/vm") || fail "building the initramfs failed"
     boot_kernel=$("$HERE/extract-kernel.sh" "$KERNEL" "$TARGET_DIR/vm") || fail "preparing the kernel $KERNEL failed"
+    # shellcheck disable=SC2054 # the commas are inside qemu option values
     local -a args=(
         -nodefaults -no-user-config -display none -no-reboot
         -accel tcg,thread=multi -cpu max -smp "$CPUS" -m "$MEM_MB"
@@ -159,6 +160,7 @@ start_qemu() {
     QEMU_PID=$!
 }
 
+# shellcheck disable=SC2317 # run from the EXIT trap
 cleanup() {
     if [ -n "${QEMU_PID:-}" ]; then
         kill -KILL "$QEMU_PID" 2>/dev/null || true
@@ -171,8 +173,8 @@ cleanup() {
 
 # Copy what the guest appended to $JOB/$1 since the last call to fd $2. The
 # guest writes through 9p with cache=none, so the host file grows as it runs.
-OUT_OFFSET_stdout=0
-OUT_OFFSET_stderr=0
+# shellcheck disable=SC2034 # read through ${!var}
+OUT_OFFSET_stdout=0 OUT_OFFSET_stderr=0
 forward_new_output() {
     local name=$1 fd=$2 var=OUT_OFFSET_$1 size
     size=$(stat -c %s "$JOB/$name" 2>/dev/null) || return 0
