@@ -202,6 +202,24 @@ pub fn remove_credentials(ctx: &Context, registry: &str) -> Result<bool> {
     Ok(true)
 }
 
+/// Remove every registry's credentials; returns how many there were.
+pub fn remove_all_credentials(ctx: &Context) -> Result<usize> {
+    let path = write_path(ctx);
+    let Some(auths) = read_auth_file(&path)? else {
+        return Ok(0);
+    };
+    let data = std::fs::read(&path).map_err(Error::io("read auth file", &path))?;
+    let mut root: Value = serde_json::from_slice(&data).map_err(|e| Error::AuthFile {
+        path: path.clone(),
+        reason: e.to_string(),
+    })?;
+    if let Some(obj) = root.as_object_mut() {
+        obj.insert("auths".into(), Value::Object(Map::new()));
+    }
+    write_private(&path, &root)?;
+    Ok(auths.len())
+}
+
 /// Auth files hold passwords: created 0600, replaced atomically.
 fn write_private(path: &Path, v: &Value) -> Result<()> {
     use std::os::unix::fs::PermissionsExt;

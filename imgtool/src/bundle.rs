@@ -228,10 +228,7 @@ pub fn resolve_user(root: BorrowedFd<'_>, spec: &str) -> Result<ResolvedUser, Bu
     let mut additional_gids = Vec::new();
     if let Some(e) = entry {
         for g in &groups {
-            if g.members.iter().any(|m| *m == e.name)
-                && g.gid != gid
-                && !additional_gids.contains(&g.gid)
-            {
+            if g.members.contains(&e.name) && g.gid != gid && !additional_gids.contains(&g.gid) {
                 additional_gids.push(g.gid);
             }
         }

@@ -62,6 +62,7 @@ impl Image {
     }
 
     /// The manifest as stored.
+    #[allow(dead_code)] // part of the API the unpack work uses
     pub fn manifest(&self) -> &ImageManifest {
         &self.manifest
     }

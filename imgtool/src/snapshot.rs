@@ -86,10 +86,14 @@ fn bundle_key(bundle: &Path) -> String {
 /// The layer's cache dir (its `fs`), extracting it first if this is the first bundle to use it.
 /// Extraction goes to a temporary dir renamed into place after the diff_id checks out, so a
 /// crash or a bad layer never leaves a half layer that later bundles would trust.
+///
+/// `lowers` are the cache dirs of the layers below (base first): a hardlink to a file of theirs
+/// is copied up, as overlayfs would.
 pub fn ensure_layer(
     store: &Path,
     index: usize,
     layer: &LayerInput,
+    lowers: &[PathBuf],
 ) -> Result<PathBuf, SnapshotError> {
     let dir = layer_dir(store, &layer.diff_id);
     let fs_dir = dir.join("fs");
@@ -111,7 +115,8 @@ pub fn ensure_layer(
         rootless: false,
         whiteouts: WhiteoutMode::Overlay,
     };
-    let result = Applier::new(&tmp_fs, opts).and_then(|mut a| {
+    let result = Applier::new(&tmp_fs, opts).and_then(|a| {
+        let mut a = a.with_lowers(lowers)?;
         unpack::apply_layer(&mut a, &layer.label(index), layer)?;
         a.finish()
     });

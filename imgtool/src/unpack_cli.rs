@@ -249,7 +249,8 @@ pub fn run_unpack(ctx: &Context, args: UnpackArgs) -> Result<(), Error> {
         SnapshotMode::Overlay => {
             let mut lowers = Vec::with_capacity(layers.len());
             for (i, l) in layers.iter().enumerate() {
-                lowers.push(snapshot::ensure_layer(&store, i, l)?);
+                let fs_dir = snapshot::ensure_layer(&store, i, l, &lowers)?;
+                lowers.push(fs_dir);
             }
             let ids: Vec<String> = layers.iter().map(|l| l.diff_id.clone()).collect();
             snapshot::add_refs(&store, &ids, &dir)?;

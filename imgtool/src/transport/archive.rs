@@ -68,23 +68,34 @@ pub fn import_oci_archive_all(
             source_name: archive.display().to_string(),
             reason: format!("index.json: {e}"),
         })?;
-    let mut out = vec![];
     let names: Vec<Option<String>> = index
         .manifests()
         .iter()
         .map(|e| crate::store::entry_name(e).map(String::from))
         .collect();
+    let mut imported = vec![];
     for n in names {
         if n.is_none() && index.manifests().len() > 1 {
             continue;
         }
-        let d =
-            super::layout::import_dir(store, dir.path(), n.as_deref(), platform, None, progress)
-                .map_err(|e| Error::Source {
-                    source_name: archive.display().to_string(),
-                    reason: e.to_string(),
-                })?;
-        out.push((d, super::layout::name_from_ref(n.as_deref())));
+        let i = super::layout::import_dir_blobs(
+            store,
+            dir.path(),
+            n.as_deref(),
+            platform,
+            None,
+            progress,
+        )
+        .map_err(|e| Error::Source {
+            source_name: archive.display().to_string(),
+            reason: e.to_string(),
+        })?;
+        imported.push(i);
+    }
+    let mut out = vec![];
+    for i in imported {
+        i.record(store)?;
+        out.push((i.digest, i.name));
     }
     Ok(out)
 }

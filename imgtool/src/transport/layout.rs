@@ -131,7 +131,32 @@ pub fn name_from_ref(ref_name: Option<&str>) -> Option<String> {
         .map(|r| crate::reference::store_name(&r))
 }
 
-/// Import the image `tag` names from the layout at `dir`; returns its manifest digest.
+/// An image whose blobs are in the store but which is not yet recorded in the index (recording
+/// sweeps the temp directory an archive was extracted to, so it comes after all imports).
+pub struct Imported {
+    pub digest: String,
+    pub media_type: String,
+    pub size: u64,
+    pub name: Option<String>,
+}
+
+impl Imported {
+    pub fn record(&self, store: &Store) -> Result<()> {
+        super::record_image(
+            store,
+            super::Record {
+                manifest_digest: &self.digest,
+                media_type: &self.media_type,
+                size: self.size,
+                name: self.name.clone(),
+                repo_digest: None,
+            },
+        )
+    }
+}
+
+/// Import the image `tag` names from the layout at `dir` and record it; returns its manifest
+/// digest.
 pub fn import_dir(
     store: &Store,
     dir: &Path,
@@ -140,6 +165,20 @@ pub fn import_dir(
     name_override: Option<String>,
     progress: &Progress,
 ) -> Result<String> {
+    let imported = import_dir_blobs(store, dir, tag, platform, name_override, progress)?;
+    imported.record(store)?;
+    Ok(imported.digest)
+}
+
+/// Copy the image `tag` names from the layout at `dir` into the store without recording it.
+pub fn import_dir_blobs(
+    store: &Store,
+    dir: &Path,
+    tag: Option<&str>,
+    platform: &Platform,
+    name_override: Option<String>,
+    progress: &Progress,
+) -> Result<Imported> {
     if !dir.join("oci-layout").exists() {
         return Err(Error::Source {
             source_name: dir.display().to_string(),
@@ -180,15 +219,10 @@ pub fn import_dir(
     import_layers(store, dir, &manifest, &config, progress)?;
     store.put_blob("config", &config_digest, &config_raw)?;
     store.put_blob("manifest", &digest, &raw)?;
-    super::record_image(
-        store,
-        super::Record {
-            manifest_digest: &digest,
-            media_type: &media_type,
-            size: raw.len() as u64,
-            name,
-            repo_digest: None,
-        },
-    )?;
-    Ok(digest)
+    Ok(Imported {
+        digest,
+        media_type,
+        size: raw.len() as u64,
+        name,
+    })
 }

@@ -67,6 +67,11 @@ pub struct Record<'a> {
 /// downloads and this moment is reported instead of leaving a broken entry.
 pub fn record_image(store: &Store, rec: Record<'_>) -> Result<()> {
     check_complete(store, rec.manifest_digest)?;
+    if already_recorded(store, &rec)? {
+        // A warm pull changes nothing: no exclusive lock (which would wait for every other
+        // imgtool on this store), no index rewrite.
+        return Ok(());
+    }
     store.with_exclusive(|entries| {
         check_complete(store, rec.manifest_digest)?;
         let mut annotations = HashMap::new();
@@ -85,6 +90,16 @@ pub fn record_image(store: &Store, rec: Record<'_>) -> Result<()> {
         set_name(entries, new_entry, rec.name.as_deref());
         Ok(())
     })
+}
+
+fn already_recorded(store: &Store, rec: &Record<'_>) -> Result<bool> {
+    Ok(store.entries()?.iter().any(|e| {
+        e.digest().to_string() == rec.manifest_digest
+            && store::entry_name(e) == rec.name.as_deref()
+            && (rec.repo_digest.is_none()
+                || store::entry_annotation(e, store::ANNOTATION_REPO_DIGEST)
+                    == rec.repo_digest.as_deref())
+    }))
 }
 
 /// Put `new_entry` into `entries`, moving `name` away from any other image.

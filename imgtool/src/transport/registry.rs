@@ -183,7 +183,7 @@ fn registry_err(r: &Reference, step: &'static str, e: OciDistributionError) -> E
     }
 }
 
-fn error_chain(e: &dyn std::error::Error) -> String {
+pub fn error_chain(e: &dyn std::error::Error) -> String {
     let mut s = e.to_string();
     let mut cur = e.source();
     while let Some(c) = cur {

@@ -59,6 +59,8 @@ pub struct Applier {
     parent_cache: Option<(Vec<Vec<u8>>, OwnedFd)>,
     buf: Vec<u8>,
     warnings: HashSet<String>,
+    /// Overlay mode: the directories of the layers below (top first), for hardlink copy-up.
+    lowers: Vec<OwnedFd>,
 }
 
 /// Labels for error messages.
@@ -184,7 +186,21 @@ impl Applier {
             parent_cache: None,
             buf: vec![0u8; 1 << 20],
             warnings: HashSet::new(),
+            lowers: Vec::new(),
         })
+    }
+
+    /// Overlay mode: the cache dirs of the layers below this one, base first.
+    pub fn with_lowers(mut self, lowers: &[std::path::PathBuf]) -> Result<Applier, UnpackError> {
+        for l in lowers.iter().rev() {
+            let fd = resolve::open_root(l).map_err(|source| UnpackError::Root {
+                step: "open lower layer",
+                path: l.clone(),
+                source,
+            })?;
+            self.lowers.push(fd);
+        }
+        Ok(self)
     }
 
     fn warn_once(&mut self, key: String) {
@@ -318,8 +334,12 @@ impl Applier {
                 return fd.try_clone().map_err(cx.io("dup parent fd"));
             }
         }
-        let fd = resolve::mkdir_all_beneath(self.root.as_fd(), parent, 0o755)
-            .map_err(|e| cx.open_dir("open parent directory", e))?;
+        let fd = if self.lowers.is_empty() {
+            resolve::mkdir_all_beneath(self.root.as_fd(), parent, 0o755)
+        } else {
+            super::copy_up::merged_parent(self.root.as_fd(), &self.lowers, parent)
+        }
+        .map_err(|e| cx.open_dir("open parent directory", e))?;
         self.parent_cache = Some((
             parent.to_vec(),
             fd.try_clone().map_err(cx.io("dup parent fd"))?,
@@ -467,18 +487,35 @@ impl Applier {
         let tdir = match resolve::open_dir_beneath(self.root.as_fd(), tparent) {
             Ok(fd) => fd,
             Err(OpenDirError::Escape(_)) => return Err(outside()),
+            // The target's directory may exist only in a lower layer (overlay mode).
+            Err(OpenDirError::Missing) if !self.lowers.is_empty() => {
+                self.root.try_clone().map_err(cx.io("dup rootfs fd"))?
+            }
             Err(e) => return Err(cx.open_dir("open hardlink target directory", e)),
         };
         // linkat without AT_SYMLINK_FOLLOW links the target name itself, never what it points to.
-        nix::unistd::linkat(
-            tdir.as_fd(),
-            resolve::os(tname),
-            dir,
-            resolve::os(name),
-            AtFlags::empty(),
-        )
-        .map_err(cx.apply("create hardlink"))?;
-        Ok(())
+        let link = |tdir: BorrowedFd<'_>| {
+            nix::unistd::linkat(
+                tdir,
+                resolve::os(tname),
+                dir,
+                resolve::os(name),
+                AtFlags::empty(),
+            )
+        };
+        match link(tdir.as_fd()) {
+            Err(Errno::ENOENT) if !self.lowers.is_empty() => {
+                let copied = super::copy_up::copy_up(self.root.as_fd(), &self.lowers, &tpath)
+                    .map_err(cx.io("copy hardlink target up from a lower layer"))?;
+                if !copied {
+                    return Err(cx.apply("create hardlink")(Errno::ENOENT));
+                }
+                let tdir = resolve::open_dir_beneath(self.root.as_fd(), tparent)
+                    .map_err(|e| cx.open_dir("open hardlink target directory", e))?;
+                link(tdir.as_fd()).map_err(cx.apply("create hardlink"))
+            }
+            r => r.map_err(cx.apply("create hardlink")),
+        }
     }
 
     #[allow(clippy::too_many_arguments)]
@@ -679,8 +716,7 @@ impl Applier {
                 }
             }
             WhiteoutMode::Overlay => {
-                let dir = resolve::mkdir_all_beneath(self.root.as_fd(), parent, 0o755)
-                    .map_err(|e| cx.open_dir("open whiteout directory", e))?;
+                let dir = self.parent_dir(cx, parent)?;
                 if opaque {
                     let p = proc_fd_path(dir.as_fd(), b".");
                     let (k, v) = (c"trusted.overlay.opaque", b"y");
@@ -784,7 +820,7 @@ impl Applier {
 pub fn list_dir(fd: &OwnedFd) -> io::Result<Vec<Vec<u8>>> {
     use std::os::unix::ffi::OsStrExt;
     let dup = fd.try_clone()?;
-    let d = nix::dir::Dir::from_fd(dup.into())?;
+    let d = nix::dir::Dir::from_fd(dup)?;
     let mut out = Vec::new();
     for e in d.into_iter() {
         let e = e?;

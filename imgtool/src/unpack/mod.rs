@@ -1,6 +1,7 @@
 //! Layers → rootfs: each layer blob is read once, decompressed, hashed (diff_id) and applied
 //! entry by entry into the rootfs, with every path resolved inside it.
 pub mod apply;
+pub mod copy_up;
 pub mod error;
 pub mod resolve;
 pub mod stream;

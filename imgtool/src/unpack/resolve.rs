@@ -38,10 +38,6 @@ impl CleanPath {
         Ok(CleanPath(parts))
     }
 
-    pub fn is_root(&self) -> bool {
-        self.0.is_empty()
-    }
-
     /// The parent's components and the last name; None for the root itself.
     pub fn split_last(&self) -> Option<(&[Vec<u8>], &[u8])> {
         self.0
@@ -223,7 +219,7 @@ mod tests {
             CleanPath::parse(b"./a//b/").unwrap().0,
             vec![b"a".to_vec(), b"b".to_vec()]
         );
-        assert!(CleanPath::parse(b"./").unwrap().is_root());
+        assert!(CleanPath::parse(b"./").unwrap().0.is_empty());
         assert_eq!(CleanPath::parse(b"/etc/passwd"), Err(Escape::AbsolutePath));
         assert_eq!(CleanPath::parse(b"a/../../b"), Err(Escape::DotDot));
         assert_eq!(CleanPath::parse(b"a/..b").unwrap().0.len(), 2);

@@ -337,6 +337,29 @@ fn qemu_dies_with_a_killed_run_script() {
 }
 
 #[test]
+fn run_script_by_hand_prints_output_and_passes_the_exit_status() {
+    // TMPDIR: run.sh's job dir goes there, so the test can see it is removed afterwards.
+    let tmp = tempfile::tempdir().unwrap();
+    let out = run(Command::new("bash")
+        .arg(vm::run_script())
+        .args([
+            "--timeout",
+            "120",
+            "--",
+            "sh",
+            "-c",
+            "echo out; echo err >&2; exit 3",
+        ])
+        .current_dir(integration::workspace_root())
+        .env("TMPDIR", tmp.path()));
+    assert_eq!(out.status.code(), Some(3), "{}", stderr(&out));
+    assert_eq!(integration::stdout(&out), "out\n");
+    assert_eq!(stderr(&out), "err\n");
+    let left: Vec<_> = std::fs::read_dir(tmp.path()).unwrap().collect();
+    assert!(left.is_empty(), "run.sh left {left:?} behind");
+}
+
+#[test]
 fn missing_kernel_fails_loudly() {
     let out = run(Command::new("bash")
         .arg(vm::run_script())

@@ -79,7 +79,7 @@ find_kernel() {
     fi
     local k v
     KERNEL=
-    for k in $(ls -1 /boot/vmlinuz-* 2>/dev/null | sort -V -r); do
+    for k in $(printf '%s\n' /boot/vmlinuz-* | sort -V -r); do
         v=${k#/boot/vmlinuz-}
         if [ -f "/lib/modules/$v/modules.dep" ]; then
             KERNEL=$k
@@ -135,13 +135,15 @@ write_job() {
 qemu_escape() { echo "${1//,/,,}"; }
 
 start_qemu() {
-    local initrd
+    local initrd boot_kernel
     initrd=$("$HERE/build-initramfs.sh" "$KVER" "$TARGET_DIR/vm") || fail "building the initramfs failed"
+    boot_kernel=$("$HERE/extract-kernel.sh" "$KERNEL" "$TARGET_DIR/vm") || fail "preparing the kernel $KERNEL failed"
+    # shellcheck disable=SC2054 # the commas are inside qemu option values
     local -a args=(
         -nodefaults -no-user-config -display none -no-reboot
         -accel tcg,thread=multi -cpu max -smp "$CPUS" -m "$MEM_MB"
-        -kernel "$KERNEL" -initrd "$initrd"
-        -append "console=ttyS0 panic=-1 cgroup_no_v1=all quiet"
+        -kernel "$boot_kernel" -initrd "$initrd"
+        -append "console=ttyS0 panic=-1 cgroup_no_v1=all quiet ${GRUNTIME_VM_APPEND:-}"
         -chardev "file,id=console,path=$(qemu_escape "$JOB/console.log")" -serial chardev:console
         -fsdev local,id=hostroot,path=/,security_model=none,readonly=on,multidevs=remap
         -device virtio-9p-pci,fsdev=hostroot,mount_tag=hostroot
@@ -158,6 +160,7 @@ start_qemu() {
     QEMU_PID=$!
 }
 
+# shellcheck disable=SC2317 # run from the EXIT trap
 cleanup() {
     if [ -n "${QEMU_PID:-}" ]; then
         kill -KILL "$QEMU_PID" 2>/dev/null || true
@@ -168,26 +171,51 @@ cleanup() {
     fi
 }
 
+# Copy what the guest appended to $JOB/$1 since the last call to fd $2. The
+# guest writes through 9p with cache=none, so the host file grows as it runs.
+# shellcheck disable=SC2034 # read through ${!var}
+OUT_OFFSET_stdout=0 OUT_OFFSET_stderr=0
+forward_new_output() {
+    local name=$1 fd=$2 var=OUT_OFFSET_$1 size
+    size=$(stat -c %s "$JOB/$name" 2>/dev/null) || return 0
+    if [ "$size" -gt "${!var}" ]; then
+        tail -c +$((${!var} + 1)) "$JOB/$name" | head -c $((size - ${!var})) >&"$fd"
+        printf -v "$var" %s "$size"
+    fi
+}
+
+# Without --output-dir the command's output is streamed to ours as it comes.
+stream_output() {
+    if [ "$KEEP_JOB" = 0 ]; then
+        forward_new_output stdout 1
+        forward_new_output stderr 2
+    fi
+}
+
 # Wait for qemu to exit, killing it at the deadline. Returns 1 on timeout.
 wait_for_qemu() {
-    local deadline=$((SECONDS + TIMEOUT))
+    # Microseconds: $SECONDS counts whole seconds and could cut the timeout short by up to one.
+    local deadline=$((${EPOCHREALTIME/./} + TIMEOUT * 1000000))
     while kill -0 "$QEMU_PID" 2>/dev/null; do
-        if [ $SECONDS -ge $deadline ]; then
+        if [ "${EPOCHREALTIME/./}" -ge $deadline ]; then
             kill -KILL "$QEMU_PID" 2>/dev/null || true
             wait "$QEMU_PID" 2>/dev/null || true
             QEMU_PID=
+            stream_output
             return 1
         fi
+        stream_output
         sleep 0.2
     done
     QEMU_RC=0
     wait "$QEMU_PID" || QEMU_RC=$?
     QEMU_PID=
+    stream_output
     return 0
 }
 
 console_tail() {
-    echo "--- last lines of the guest console ($JOB/console.log) ---"
+    echo "--- guest console, last lines ---"
     tail -n 25 "$JOB/console.log" 2>/dev/null || true
     if [ -s "$JOB/qemu.log" ]; then
         echo "--- qemu's own output ---"
@@ -195,13 +223,8 @@ console_tail() {
     fi
 }
 
-# Print (or, with --output-dir, leave) the output and turn the outcome into
-# this script's exit status.
+# Turn the outcome recorded in the job dir into this script's exit status.
 report() {
-    if [ "$KEEP_JOB" = 0 ]; then
-        cat "$JOB/stdout" 2>/dev/null || true
-        cat "$JOB/stderr" >&2 2>/dev/null || true
-    fi
     if [ -s "$JOB/error" ]; then
         console_tail >&2
         fail "the guest could not run the command: $(cat "$JOB/error")"
@@ -228,7 +251,6 @@ main() {
     write_job
     start_qemu
     if ! wait_for_qemu; then
-        [ "$KEEP_JOB" = 0 ] && { cat "$JOB/stdout" 2>/dev/null || true; cat "$JOB/stderr" >&2 2>/dev/null || true; }
         console_tail >&2
         echo "vm: timed out after ${TIMEOUT}s: qemu killed" >&2
         echo "timeout $TIMEOUT" >"$JOB/result"
