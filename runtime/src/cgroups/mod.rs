@@ -128,17 +128,7 @@ fn create_once(
     path: &Path,
     wanted: &[&str],
 ) -> std::result::Result<Cgroup, CgroupError> {
-    let rel = path.strip_prefix(&h.mount).unwrap_or(path);
-    let mut dir = h.mount.clone();
-    for comp in rel.components() {
-        enable_controllers(&dir, wanted)?;
-        dir.push(comp);
-        match std::fs::create_dir(&dir) {
-            Ok(()) => {}
-            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
-            Err(source) => return Err(CgroupError::Mkdir { path: dir, source }),
-        }
-    }
+    let dir = enable_down_to(h, path, wanted, true)?;
     let procs = procs_of(&dir).len();
     if procs > 0 {
         return Err(CgroupError::NotEmpty { path: dir, procs });
@@ -146,20 +136,75 @@ fn create_once(
     Ok(Cgroup { path: dir })
 }
 
-/// `+ctrl` into `dir/cgroup.subtree_control` for each wanted controller not already enabled there.
-fn enable_controllers(dir: &Path, wanted: &[&str]) -> std::result::Result<(), CgroupError> {
+/// Walk from the hierarchy's root to `path`, enabling controllers in each ancestor's subtree_control
+/// (and, with `mkdir`, creating the missing directories). Returns `path`.
+///
+/// The controllers the limits need are enabled all the way down. Below our own cgroup — directories
+/// that are ours — every controller available there is enabled too, as runc does, so `events --stats`
+/// sees every counter and a later `update` can add a limit; our own cgroup and those above it are
+/// only touched for what is needed.
+fn enable_down_to(
+    h: &Hierarchy,
+    path: &Path,
+    wanted: &[&str],
+    mkdir: bool,
+) -> std::result::Result<PathBuf, CgroupError> {
+    let rel = path.strip_prefix(&h.mount).unwrap_or(path);
+    let own = h.mount.join(&h.own);
+    let mut dir = h.mount.clone();
+    for comp in rel.components() {
+        let ours = dir != own && dir.starts_with(&own);
+        enable_controllers(&dir, wanted, ours)?;
+        dir.push(comp);
+        if !mkdir {
+            continue;
+        }
+        match std::fs::create_dir(&dir) {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
+            Err(source) => return Err(CgroupError::Mkdir { path: dir, source }),
+        }
+    }
+    Ok(dir)
+}
+
+fn words(path: &Path) -> Vec<String> {
+    std::fs::read_to_string(path)
+        .unwrap_or_default()
+        .split_whitespace()
+        .map(String::from)
+        .collect()
+}
+
+/// `+ctrl` into `dir/cgroup.subtree_control` for each controller not already enabled there: the wanted
+/// ones, or (with `all`) every one `dir` has, falling back to the wanted ones if that is refused.
+fn enable_controllers(
+    dir: &Path,
+    wanted: &[&str],
+    all: bool,
+) -> std::result::Result<(), CgroupError> {
     let file = dir.join("cgroup.subtree_control");
-    let enabled = std::fs::read_to_string(&file).unwrap_or_default();
-    let enabled: Vec<&str> = enabled.split_whitespace().collect();
-    let missing: Vec<String> = wanted
-        .iter()
-        .filter(|c| !enabled.contains(c))
-        .map(|c| format!("+{c}"))
-        .collect();
-    if missing.is_empty() {
+    let enabled = words(&file);
+    let missing = |list: Vec<String>| -> Vec<String> {
+        list.into_iter()
+            .filter(|c| !enabled.contains(c))
+            .map(|c| format!("+{c}"))
+            .collect()
+    };
+    if all {
+        let every = missing(words(&dir.join("cgroup.controllers")));
+        if every.is_empty() || std::fs::write(&file, every.join(" ")).is_ok() {
+            let now = words(&file);
+            if wanted.iter().all(|w| now.iter().any(|n| n == w)) {
+                return Ok(());
+            }
+        }
+    }
+    let need = missing(wanted.iter().map(|w| w.to_string()).collect());
+    if need.is_empty() {
         return Ok(());
     }
-    let line = missing.join(" ");
+    let line = need.join(" ");
     std::fs::write(&file, &line).map_err(|source| CgroupError::EnableControllers {
         path: file,
         controllers: line,
@@ -199,12 +244,7 @@ impl Cgroup {
         if let Some(h) = Hierarchy::find() {
             check_controllers(&h, &plan)?;
             let wanted: Vec<&str> = plan.controllers.iter().map(|(c, _)| c.as_str()).collect();
-            let rel = self.path.strip_prefix(&h.mount).unwrap_or(&self.path);
-            let mut dir = h.mount.clone();
-            for comp in rel.components() {
-                enable_controllers(&dir, &wanted)?;
-                dir.push(comp);
-            }
+            enable_down_to(&h, &self.path, &wanted, false)?;
         }
         self.apply(&plan, rules.as_deref()).map_err(Into::into)
     }

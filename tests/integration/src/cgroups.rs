@@ -11,7 +11,9 @@ use crate::{gruntime_bin, run, stderr};
 /// bundles share one rootfs), writable root, a private tmpfs on /tmp, then `edit` on top.
 pub fn make_bundle(dir: &Path, rootfs: &Path, args: &[&str], edit: impl FnOnce(&mut Value)) {
     std::fs::create_dir_all(dir).unwrap();
-    let out = run(Command::new(gruntime_bin()).args(["spec", "--bundle"]).arg(dir));
+    let out = run(Command::new(gruntime_bin())
+        .args(["spec", "--bundle"])
+        .arg(dir));
     assert!(out.status.success(), "gruntime spec: {}", stderr(&out));
     let path = dir.join("config.json");
     let mut c: Value = serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap();
