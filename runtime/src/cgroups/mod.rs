@@ -320,8 +320,14 @@ fn remove_tree(dir: &Path) -> std::result::Result<(), CgroupError> {
         match std::fs::remove_dir(dir) {
             Ok(()) => return Ok(()),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
-            Err(e) if e.raw_os_error() == Some(libc::EBUSY) && Instant::now() < deadline => {
-                std::thread::sleep(Duration::from_millis(10));
+            // Busy with no process listed: the last ones are exiting or are unreaped zombies, which
+            // still pin the cgroup. Busy with live processes: not ours to wait for, fail now.
+            Err(e)
+                if e.raw_os_error() == Some(libc::EBUSY)
+                    && procs_of(dir).is_empty()
+                    && Instant::now() < deadline =>
+            {
+                std::thread::sleep(Duration::from_millis(5));
             }
             Err(source) => {
                 return Err(CgroupError::Rmdir {
