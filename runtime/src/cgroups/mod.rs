@@ -320,11 +320,11 @@ fn remove_tree(dir: &Path) -> std::result::Result<(), CgroupError> {
         match std::fs::remove_dir(dir) {
             Ok(()) => return Ok(()),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
-            // Busy with no process listed: the last ones are exiting or are unreaped zombies, which
-            // still pin the cgroup. Busy with live processes: not ours to wait for, fail now.
+            // Busy while its processes are dying (killed, exiting, unreaped zombies still pin a
+            // cgroup): wait. Busy with a process nobody is killing: not ours to wait for, fail now.
             Err(e)
                 if e.raw_os_error() == Some(libc::EBUSY)
-                    && procs_of(dir).is_empty()
+                    && procs_of(dir).into_iter().all(dying)
                     && Instant::now() < deadline =>
             {
                 std::thread::sleep(Duration::from_millis(5));
@@ -364,6 +364,26 @@ fn read_memory_max(dir: &Path) -> Option<i64> {
         "max" => Some(-1),
         v => v.parse().ok(),
     }
+}
+
+/// Is `pid` on its way out: gone, a zombie, or with a SIGKILL pending?
+fn dying(pid: i32) -> bool {
+    let Ok(status) = std::fs::read_to_string(format!("/proc/{pid}/status")) else {
+        return true;
+    };
+    const SIGKILL_BIT: u64 = 1 << (libc::SIGKILL - 1);
+    status.lines().any(|l| {
+        if let Some(state) = l.strip_prefix("State:") {
+            let s = state.trim_start();
+            return s.starts_with('Z') || s.starts_with('X');
+        }
+        let pending = l
+            .strip_prefix("ShdPnd:")
+            .or_else(|| l.strip_prefix("SigPnd:"));
+        pending
+            .and_then(|m| u64::from_str_radix(m.trim(), 16).ok())
+            .is_some_and(|m| m & SIGKILL_BIT != 0)
+    })
 }
 
 /// Pids listed in `dir/cgroup.procs`.

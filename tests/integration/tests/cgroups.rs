@@ -572,3 +572,16 @@ fn host_limit_without_its_controller_is_a_clear_error_and_leaves_nothing() {
         "cgroup left behind"
     );
 }
+
+#[test]
+fn features_reports_cgroup_v2_support() {
+    let o = run(Command::new(gruntime_bin()).arg("features"));
+    assert!(o.status.success(), "{}", stderr(&o));
+    let f: Value = serde_json::from_str(&stdout(&o)).unwrap();
+    let has_v2 = std::fs::read_to_string("/proc/self/mountinfo")
+        .unwrap()
+        .contains(" - cgroup2 ");
+    assert_eq!(f["linux"]["cgroup"]["v2"], json!(has_v2), "{f}");
+    assert_eq!(f["linux"]["cgroup"]["v1"], json!(false), "{f}");
+    assert_eq!(f["linux"]["cgroup"]["systemd"], json!(false), "{f}");
+}
