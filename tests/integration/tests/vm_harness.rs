@@ -5,7 +5,7 @@
 //!
 //! Most checks share one VM boot (`GUEST`): each test reads its own section of that batch.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::sync::LazyLock;
 use std::time::{Duration, Instant};
@@ -36,6 +36,16 @@ static GUEST: LazyLock<Result<Guest, String>> = LazyLock::new(|| {
         .map_err(|e| format!("temp dir: {e}"))?;
     std::fs::write(share.path().join("in.txt"), "from-host\n").map_err(|e| e.to_string())?;
     let test_exe = std::env::current_exe().map_err(|e| e.to_string())?;
+    // Not gruntime_bin(): its "not built" panic belongs to the one test that needs the binary,
+    // not to the batch every other test shares.
+    let gruntime = std::env::var("GRUNTIME_BIN")
+        .map(PathBuf::from)
+        .unwrap_or_else(|_| {
+            std::env::var("CARGO_TARGET_DIR")
+                .map(PathBuf::from)
+                .unwrap_or_else(|_| integration::workspace_root().join("target"))
+                .join("debug/gruntime")
+        });
     let script = format!(
         r#"
 section() {{ echo "== $1"; }}
@@ -70,7 +80,7 @@ echo to-stderr >&2
 exit {status}
 "#,
         test_exe = test_exe.display(),
-        gruntime = gruntime_bin().display(),
+        gruntime = gruntime.display(),
         marker = HOST_ROOT_MARKER,
         share = share.path().display(),
         status = GUEST_STATUS,
