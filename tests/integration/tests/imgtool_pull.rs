@@ -898,3 +898,63 @@ fn oci_layout_source_is_imported() {
     let err = store.fails(&["pull", &format!("oci:{}:nope", imgs.layout.dir.display())]);
     assert!(err.contains("nope"), "{err}");
 }
+
+#[test]
+fn archive_sources_and_ambiguous_id_prefixes() {
+    // Images whose IDs share a first hex digit: generate until two collide (1 in 16 each).
+    let imgs = Images::new();
+    let store = Store::new();
+    let mut seen: std::collections::HashMap<char, String> = Default::default();
+    let mut pair = None;
+    for i in 0..64 {
+        let tag = format!("t{i}");
+        let img = imgs.layout.tagged_image(
+            &tag,
+            Flavor::Oci,
+            &[LayerSpec::files(Comp::Gzip, &[("etc/n", tag.as_bytes())])],
+            &tag,
+        );
+        let first = id_hex(&img).chars().next().unwrap();
+        if let Some(other) = seen.get(&first) {
+            pair = Some((other.clone(), tag, first));
+            break;
+        }
+        seen.insert(first, tag);
+    }
+    let (t1, t2, first) = pair.expect("two IDs with one first digit");
+    let layout = imgs.layout.dir.display().to_string();
+    store.ok(&["pull", &format!("oci:{layout}:{t1}")]);
+    store.ok(&["pull", &format!("oci:{layout}:{t2}")]);
+    let err = store.fails(&["inspect", &first.to_string()]);
+    assert!(err.contains("ambiguous"), "{err}");
+
+    // docker-archive: and oci-archive: sources, as written by skopeo from the same layout.
+    let docker_tar = imgs.dir.path().join("skopeo-docker.tar");
+    let oci_tar = imgs.dir.path().join("skopeo-oci.tar");
+    let o = run(Command::new("skopeo")
+        .args(["copy", "-q"])
+        .arg(format!("oci:{layout}:{t1}"))
+        .arg(format!(
+            "docker-archive:{}:example.com/from/skopeo:v1",
+            docker_tar.display()
+        )));
+    assert!(o.status.success(), "{}", stderr(&o));
+    let o = run(Command::new("skopeo")
+        .args(["copy", "-q"])
+        .arg(format!("oci:{layout}:{t1}"))
+        .arg(format!("oci-archive:{}:v1", oci_tar.display())));
+    assert!(o.status.success(), "{}", stderr(&o));
+    let fresh = Store::new();
+    let id1 = fresh.ok(&["pull", &format!("docker-archive:{}", docker_tar.display())]);
+    let id2 = fresh.ok(&["pull", &format!("oci-archive:{}:v1", oci_tar.display())]);
+    assert_eq!(id1.trim(), id2.trim(), "same image ID from both archives");
+    let names: Vec<String> = fresh
+        .images_json()
+        .iter()
+        .filter_map(|i| i["Name"].as_str().map(String::from))
+        .collect();
+    assert!(
+        names.contains(&"example.com/from/skopeo:v1".to_string()),
+        "{names:?}"
+    );
+}
