@@ -958,3 +958,83 @@ fn archive_sources_and_ambiguous_id_prefixes() {
         "{names:?}"
     );
 }
+
+#[test]
+fn image_built_by_umoci_pulls_with_its_diff_ids() {
+    let reg = TestRegistry::plain();
+    let imgs = Images::new();
+    let layout = imgs.dir.path().join("umoci");
+    let bundle = imgs.dir.path().join("bundle");
+    let umoci = |args: &[&str]| {
+        let o = run(Command::new("umoci").args(args));
+        assert!(o.status.success(), "umoci {args:?}: {}", stderr(&o));
+    };
+    let l = layout.to_str().unwrap();
+    let img_ref = format!("{l}:latest");
+    umoci(&["init", "--layout", l]);
+    umoci(&["new", "--image", &img_ref]);
+    umoci(&["unpack", "--image", &img_ref, bundle.to_str().unwrap()]);
+    integration::make_busybox_rootfs(&bundle.join("rootfs"));
+    umoci(&["repack", "--image", &img_ref, bundle.to_str().unwrap()]);
+    umoci(&["config", "--image", &img_ref, "--config.cmd", "/bin/sh"]);
+    let pushed = reg.push(&layout, "latest", "umoci/busybox", "v1");
+
+    let store = Store::new();
+    let name = format!("{}/umoci/busybox:v1", reg.addr);
+    store.ok(&["--plain-http", "pull", &name]);
+    let info = store.inspect(&name);
+    assert_eq!(info["Digest"], pushed.as_str());
+    // The diff_id umoci wrote into its config is what we verified against and report.
+    let cfg_digest = info["Id"].as_str().unwrap();
+    let cfg: serde_json::Value = serde_json::from_slice(
+        &std::fs::read(layout.join("blobs/sha256").join(&cfg_digest[7..])).unwrap(),
+    )
+    .unwrap();
+    assert_eq!(info["Layers"][0]["DiffID"], cfg["rootfs"]["diff_ids"][0]);
+    assert_eq!(info["Config"]["Cmd"][0], "/bin/sh");
+}
+
+#[test]
+fn progress_bars_on_a_terminal_plain_lines_otherwise() {
+    let reg = TestRegistry::plain();
+    let imgs = Images::new();
+    let img = push_basic(&reg, &imgs, "test/progress", "v1", "progress-1");
+    let name = format!("{}/test/progress:v1", reg.addr);
+    let short = &img.layer_digests[0][7..19];
+
+    // Not a terminal: one plain line per blob on stderr.
+    let store = Store::new();
+    let o = store.run(&["--plain-http", "pull", &name]);
+    assert!(o.status.success());
+    assert!(
+        stderr(&o).contains(&format!("Copying blob {short} done")),
+        "{}",
+        stderr(&o)
+    );
+    // --quiet: nothing but the ID.
+    let store_q = Store::new();
+    let o = store_q.run(&["--plain-http", "pull", "-q", &name]);
+    assert!(
+        o.status.success() && stderr(&o).is_empty(),
+        "{}",
+        stderr(&o)
+    );
+
+    // On a terminal (script(1) gives it a pty): indicatif bars with byte counts.
+    let store_t = Store::new();
+    let cmdline = format!(
+        "{} --store {} --plain-http pull {name}",
+        imgtool_bin().display(),
+        store_t.path().display()
+    );
+    let o = run(Command::new("script")
+        .args(["-qec", &cmdline, "/dev/null"])
+        .env("HOME", store_t.path()));
+    let out = stdout(&o);
+    assert!(o.status.success(), "{out}");
+    assert!(out.contains(&format!("blob {short} [")), "no bar: {out:?}");
+    assert!(
+        !out.contains("Copying blob"),
+        "plain lines on a tty: {out:?}"
+    );
+}
