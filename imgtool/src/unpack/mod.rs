@@ -5,6 +5,7 @@ pub mod copy_up;
 pub mod error;
 pub mod resolve;
 pub mod stream;
+pub mod writer;
 
 use std::path::{Path, PathBuf};
 
