@@ -524,6 +524,23 @@ fn tls_registry_with_test_ca() {
     // Plain HTTP to a TLS port is not silently tried.
     let store3 = Store::new();
     store3.fails(&["--plain-http", "pull", &name]);
+    // login goes through the same trust settings.
+    let af = store3.path().join("auth.json");
+    let af = af.to_str().unwrap();
+    let err = store3.fails(&["--authfile", af, "login", "-u", "u", "-p", "p", &reg.addr]);
+    assert!(err.to_lowercase().contains("certificate"), "{err}");
+    store3.ok(&[
+        "--authfile",
+        af,
+        "--cert-dir",
+        cert_dir,
+        "login",
+        "-u",
+        "u",
+        "-p",
+        "p",
+        &reg.addr,
+    ]);
 }
 
 #[test]
@@ -544,6 +561,14 @@ fn plain_http_only_for_loopback_and_bad_references() {
     let err = store.fails(&["inspect", "nothere:v1"]);
     assert!(err.contains("image not known"), "{err}");
     assert!(store.blobs().is_empty());
+
+    // IMGTOOL_STORE names the store when --store does not.
+    let env_store = store.path().join("from-env");
+    let o = run(Command::new(imgtool_bin())
+        .arg("images")
+        .env("IMGTOOL_STORE", &env_store));
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(env_store.join("oci-layout").exists() && env_store.join("index.json").exists());
 }
 
 #[test]
