@@ -432,6 +432,39 @@ fn basic_auth_registry() {
         store4.ok(&["--plain-http", "pull", &name]).trim(),
         id_hex(&img)
     );
+
+    // A Docker credential helper named by credHelpers is asked (get, registry on stdin).
+    let store5 = Store::new();
+    let bin = store5.path().join("bin");
+    std::fs::create_dir_all(&bin).unwrap();
+    let helper = bin.join("docker-credential-imgtooltest");
+    let asked = store5.path().join("asked");
+    std::fs::write(
+        &helper,
+        format!(
+            "#!/bin/sh\n[ \"$1\" = get ] || exit 1\ncat > {}\necho '{{\"ServerURL\":\"x\",\"Username\":\"alice\",\"Secret\":\"s3cret\"}}'\n",
+            asked.display()
+        ),
+    )
+    .unwrap();
+    std::fs::set_permissions(&helper, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    let docker_dir = store5.path().join("home/.docker");
+    std::fs::create_dir_all(&docker_dir).unwrap();
+    std::fs::write(
+        docker_dir.join("config.json"),
+        format!(r#"{{"credHelpers":{{"{}":"imgtooltest"}}}}"#, reg.addr),
+    )
+    .unwrap();
+    let path = format!(
+        "{}:{}",
+        bin.display(),
+        std::env::var("PATH").unwrap_or_default()
+    );
+    let o = run(store5
+        .cmd(&["--plain-http", "pull", &name])
+        .env("PATH", path));
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert_eq!(std::fs::read_to_string(&asked).unwrap().trim(), reg.addr);
 }
 
 #[test]
