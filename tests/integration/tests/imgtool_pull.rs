@@ -1096,3 +1096,51 @@ fn progress_bars_on_a_terminal_plain_lines_otherwise() {
         "plain lines on a tty: {out:?}"
     );
 }
+
+#[test]
+fn a_long_pull_does_not_block_another_pull_and_gc_waits_for_it() {
+    let reg = TestRegistry::plain();
+    let imgs = Images::new();
+    push_basic(&reg, &imgs, "test/slow", "v1", "slow-1");
+    let fast = push_basic(&reg, &imgs, "test/fast", "v1", "fast-1");
+    let proxy = FaultProxy::start(&reg.addr, Fault::Slow(300_000));
+    let store = Store::new();
+    let mut slow = store
+        .cmd(&[
+            "--plain-http",
+            "pull",
+            "-q",
+            &format!("{}/test/slow:v1", proxy.addr),
+        ])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    while store.temp_files().is_empty() && std::time::Instant::now() < deadline {
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    assert!(!store.temp_files().is_empty(), "slow pull never started");
+
+    // Another pull records its image while the slow one still has the store open.
+    let n = format!("{}/test/fast:v1", reg.addr);
+    assert_eq!(
+        store.ok(&["--plain-http", "pull", "-q", &n]).trim(),
+        id_hex(&fast)
+    );
+    assert!(
+        slow.try_wait().unwrap().is_none(),
+        "slow pull ended too early for this test"
+    );
+    // Garbage collection (rmi) waits for it instead of deleting its blobs under it.
+    store.ok(&["rmi", &n]);
+    let st = slow.wait().unwrap();
+    assert!(st.success(), "slow pull failed after a concurrent rmi");
+    let names: Vec<String> = store
+        .images_json()
+        .iter()
+        .filter_map(|i| i["Name"].as_str().map(String::from))
+        .collect();
+    assert_eq!(names, vec![format!("{}/test/slow:v1", proxy.addr)]);
+    store.ok(&["inspect", &names[0]]);
+}
