@@ -475,7 +475,7 @@ impl Store {
         Ok(r)
     }
 
-    fn gc_section(&self, entries: &mut Vec<Descriptor>) -> Result<usize> {
+    fn gc_section(&self, entries: &[Descriptor]) -> Result<usize> {
         let keep = self.referenced_blobs(entries)?;
         let mut removed = 0;
         let blobs = self.root.join("blobs/sha256");
