@@ -198,6 +198,79 @@ fn busybox_rootfs_matches_umoci() {
     assert_same_tree(&f.path("ours/rootfs"), &f.path("theirs/rootfs"));
 }
 
+/// A real Debian tree, built offline: this host's /etc, /usr/sbin, zoneinfo, perl-base, dpkg
+/// alternatives and setuid binaries, tarred by GNU tar with xattrs, then a layer deleting some.
+#[test]
+fn debian_system_tree_matches_umoci() {
+    let f = Fixture::new();
+    let mut tar = Command::new("tar");
+    tar.args([
+        "--xattrs",
+        "--xattrs-include=*",
+        "--numeric-owner",
+        "-cf",
+        "-",
+        "-C",
+        "/",
+    ]);
+    tar.args([
+        "etc",
+        "usr/sbin",
+        "usr/share/zoneinfo",
+        "usr/lib/x86_64-linux-gnu/perl-base",
+        "var/lib/dpkg/alternatives",
+    ]);
+    for b in [
+        "usr/bin/gpasswd",
+        "usr/bin/newgrp",
+        "usr/bin/passwd",
+        "usr/bin/su",
+        "usr/bin/mount",
+    ] {
+        if Path::new("/").join(b).exists() {
+            tar.arg(b);
+        }
+    }
+    let o = run(&mut tar);
+    assert!(o.status.success(), "tar: {}", stderr(&o));
+    assert!(o.stdout.len() > 10 << 20, "a real tree is expected");
+    let deletions = || {
+        layer_tar(&[
+            whiteout("etc", "passwd"),
+            whiteout("usr", "sbin"),
+            opaque("usr/share/zoneinfo/Europe"),
+            file("usr/share/zoneinfo/Europe/Only", "tz"),
+        ])
+    };
+    // Ours reads a zstd top layer; umoci (no zstd) the gzip twin of the same image.
+    let ours = OciImage::new(&["/bin/sh"])
+        .layer(o.stdout.clone(), Compression::Gzip)
+        .layer(deletions(), Compression::Zstd);
+    let twin = OciImage::new(&["/bin/sh"])
+        .layer(o.stdout, Compression::Gzip)
+        .layer(deletions(), Compression::Gzip);
+    let src = f.layout("debian", &ours);
+    f.unpack(&src, &f.path("ours"), &[]);
+    f.layout("debian-gz", &twin);
+    f.umoci_unpack(&f.path("debian-gz").to_string_lossy(), &f.path("theirs"));
+    assert_same_tree(&f.path("ours/rootfs"), &f.path("theirs/rootfs"));
+    let t = snapshot_tree(&f.path("ours/rootfs"));
+    assert!(!t.contains_key("etc/passwd") && !t.contains_key("usr/sbin"));
+    assert!(t.contains_key("etc/group"));
+    let europe: Vec<_> = t
+        .keys()
+        .filter(|k| k.starts_with("usr/share/zoneinfo/Europe/"))
+        .collect();
+    assert_eq!(
+        europe,
+        ["usr/share/zoneinfo/Europe/Only"],
+        "opaque dir keeps only the upper entry"
+    );
+    if Path::new("/usr/bin/passwd").exists() {
+        assert_eq!(t["usr/bin/passwd"].mode & 0o4000, 0o4000, "setuid kept");
+    }
+}
+
 #[test]
 fn multilayer_whiteouts_links_devices_xattrs_match_umoci() {
     let f = Fixture::new();
@@ -711,9 +784,7 @@ fn rootless_unpack_as_an_unprivileged_user() {
     )
     .unwrap();
     use std::os::unix::fs::PermissionsExt;
-    for p in [f.tmp.path().to_path_buf()] {
-        std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o755)).unwrap();
-    }
+    std::fs::set_permissions(f.tmp.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
     let b = work.join("bundle");
     let o = run(Command::new("setpriv")
         .args(["--reuid=65534", "--regid=65534", "--clear-groups", "--"])
