@@ -382,6 +382,49 @@ fn overlay_snapshot_shows_the_same_tree_and_bundle_rm_cleans_up() {
     }
 }
 
+#[test]
+fn rmi_cannot_pull_layers_from_under_a_live_overlay_bundle() {
+    let f = Fixture::new();
+    let src = f.layout("rich", &rich_image(Compression::Gzip));
+    let b = f.path("ov");
+    f.unpack(&src, &b, &["--snapshot", "overlay"]);
+    let rec: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(b.join("imgtool-bundle.json")).unwrap()).unwrap();
+    let id = rec["imageId"].as_str().unwrap().to_string();
+    let o = f.imgtool(&["rmi", "-f", &id]);
+    assert!(o.status.success(), "rmi: {}", stderr(&o));
+    // The image is gone from the store, the bundle still sees its whole tree.
+    let o = f.imgtool(&["images"]);
+    assert!(
+        !stdout(&o).contains(&id["sha256:".len()..][..12]),
+        "{}",
+        stdout(&o)
+    );
+    assert_eq!(
+        std::fs::read_to_string(b.join("rootfs/opq/new")).unwrap(),
+        "upper"
+    );
+    let o = f.imgtool(&["bundle", "prune"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(
+        stdout(&o).contains("removed 0 "),
+        "live layers pruned: {}",
+        stdout(&o)
+    );
+    assert_eq!(
+        std::fs::read_to_string(b.join("rootfs/usr/bin/su")).unwrap(),
+        "setuid"
+    );
+    let o = f.imgtool(&["bundle", "rm", b.to_str().unwrap()]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let o = f.imgtool(&["bundle", "prune"]);
+    assert!(stdout(&o).contains("removed 3 "), "{}", stdout(&o));
+    let left = std::fs::read_dir(f.store().join("snapshots/layers"))
+        .unwrap()
+        .count();
+    assert_eq!(left, 0);
+}
+
 fn runc_run(bundle: &Path, root: &Path) -> Output {
     let id = unique_id("imgtool-unpack");
     let o = run(Command::new("runc")
