@@ -878,3 +878,55 @@ fn rootless_unpack_as_an_unprivileged_user() {
     assert!(o.status.success(), "{}", stderr(&o));
     assert!(!b.exists());
 }
+
+#[test]
+fn rootless_bundle_runs_under_runc_as_an_unprivileged_user() {
+    let f = Fixture::new();
+    let img = OciImage::new(&[
+        "sh",
+        "-c",
+        "echo uid=$(id -u) cwd=$(pwd) owner=$(stat -c %u /bin/busybox)",
+    ])
+    .layer(busybox_layer(), Compression::Gzip)
+    .set("WorkingDir", serde_json::json!("/w"));
+    let src = f.layout("bb", &img);
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(f.tmp.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    let work = f.path("work");
+    std::fs::create_dir(&work).unwrap();
+    let nobody = (
+        nix::unistd::Uid::from_raw(65534),
+        nix::unistd::Gid::from_raw(65534),
+    );
+    nix::unistd::chown(&work, Some(nobody.0), Some(nobody.1)).unwrap();
+    let as_nobody = |prog: &Path| {
+        let mut c = Command::new("setpriv");
+        c.args(["--reuid=65534", "--regid=65534", "--clear-groups", "--"])
+            .arg(prog)
+            .env("HOME", &work)
+            .env("XDG_RUNTIME_DIR", &work)
+            .stdin(std::process::Stdio::null());
+        c
+    };
+    let b = work.join("bundle");
+    let o = run(as_nobody(&imgtool_bin())
+        .arg("--store")
+        .arg(work.join("store"))
+        .args(["unpack", "--rootless", &src])
+        .arg(&b));
+    assert!(o.status.success(), "rootless unpack: {}", stderr(&o));
+    let id = unique_id("imgtool-rootless");
+    let o = run(as_nobody(Path::new("runc"))
+        .arg("--root")
+        .arg(work.join("runc"))
+        .args(["run", "-b"])
+        .arg(&b)
+        .arg(&id));
+    let _ = run(as_nobody(Path::new("runc"))
+        .arg("--root")
+        .arg(work.join("runc"))
+        .args(["delete", "-f", &id]));
+    assert!(o.status.success(), "rootless runc run: {}", stderr(&o));
+    // Root inside is the unprivileged caller outside, and owns the files it unpacked.
+    assert_eq!(stdout(&o).trim(), "uid=0 cwd=/w owner=0");
+}
