@@ -330,7 +330,11 @@ impl Applier {
         kind: EntryType,
     ) -> Result<(), UnpackError> {
         if kind != EntryType::Directory {
-            return Err(cx.escape(Escape::BadWhiteout));
+            return Err(UnpackError::UnsupportedEntry {
+                layer: cx.layer.to_string(),
+                entry: cx.entry.to_string(),
+                kind: format!("{kind:?} as the rootfs itself (only a directory can be \".\")"),
+            });
         }
         let meta = read_meta(entry).map_err(cx.io("read header"))?;
         let root = self.root.try_clone().map_err(cx.io("dup rootfs fd"))?;
