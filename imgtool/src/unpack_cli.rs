@@ -238,6 +238,7 @@ pub fn run_unpack(ctx: &Context, args: UnpackArgs) -> Result<(), Error> {
     let store = image.store().root().to_path_buf();
 
     let created = claim_dir(&args.dir)?;
+    unpack::interrupt::install();
     let dir = args
         .dir
         .canonicalize()

@@ -249,6 +249,9 @@ impl Applier {
                 layer: layer.to_string(),
                 source,
             })?;
+            if super::interrupt::interrupted() {
+                return Err(UnpackError::Interrupted);
+            }
             self.apply_entry(layer, &mut entry)?;
         }
         Ok(())

@@ -930,3 +930,46 @@ fn rootless_bundle_runs_under_runc_as_an_unprivileged_user() {
     // Root inside is the unprivileged caller outside, and owns the files it unpacked.
     assert_eq!(stdout(&o).trim(), "uid=0 cwd=/w owner=0");
 }
+
+#[test]
+fn interrupted_unpack_removes_its_partial_bundle() {
+    let f = Fixture::new();
+    // Many small files: long enough to interrupt half way.
+    let mut entries = vec![];
+    for d in 0..100 {
+        entries.push(dir(&format!("d{d}")));
+        for i in 0..300 {
+            entries.push(file(&format!("d{d}/f{i}"), "x"));
+        }
+    }
+    let img = OciImage::new(&["/bin/sh"]).layer(layer_tar(&entries), Compression::Gzip);
+    let src = f.layout("many", &img);
+    let b = f.path("b");
+    let mut child = Command::new(imgtool_bin())
+        .arg("--store")
+        .arg(f.store())
+        .args(["unpack", &src])
+        .arg(&b)
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Wait until extraction is under way, then interrupt as Ctrl-C would.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    while !b.join("rootfs/d1").exists() {
+        assert!(std::time::Instant::now() < deadline, "unpack never started");
+        assert!(
+            child.try_wait().unwrap().is_none(),
+            "unpack ended before it was interrupted"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    }
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(child.id() as i32),
+        nix::sys::signal::Signal::SIGINT,
+    )
+    .unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(!out.status.success(), "interrupted unpack reported success");
+    assert!(stderr(&out).contains("interrupted"), "{}", stderr(&out));
+    assert!(!b.exists(), "partial bundle left behind");
+}
