@@ -1006,3 +1006,24 @@ fn interrupted_unpack_removes_its_partial_bundle() {
     assert!(stderr(&out).contains("interrupted"), "{}", stderr(&out));
     assert!(!b.exists(), "partial bundle left behind");
 }
+
+/// `imgtool unpack REF DIR` pulls first when the image is not in the store: from a real
+/// docker-registry, as an OCI manifest and as a Docker schema 2 one (gzip layers either way).
+#[test]
+fn unpack_pulls_from_a_registry_first() {
+    let f = Fixture::new();
+    f.layout("rich", &rich_image(Compression::Gzip));
+    f.umoci_unpack(&f.path("rich").to_string_lossy(), &f.path("theirs"));
+    let reg = integration::registry::TestRegistry::plain();
+    reg.push(&f.path("rich"), "t", "unpack/rich", "oci");
+    reg.push_schema2(&f.path("rich"), "t", "unpack/rich", "v2s2");
+    for tag in ["oci", "v2s2"] {
+        let b = f.path(&format!("b-{tag}"));
+        let reference = format!("{}/unpack/rich:{tag}", reg.addr);
+        f.unpack(&reference, &b, &["--plain-http"]);
+        assert_same_tree(&b.join("rootfs"), &f.path("theirs/rootfs"));
+        let rec: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(b.join("imgtool-bundle.json")).unwrap()).unwrap();
+        assert_eq!(rec["image"], reference);
+    }
+}
