@@ -1027,3 +1027,29 @@ fn unpack_pulls_from_a_registry_first() {
         assert_eq!(rec["image"], reference);
     }
 }
+
+/// docker-archive (uncompressed layers, Docker media types) and oci-archive sources, written by
+/// skopeo from the same image, give the same tree as umoci.
+#[test]
+fn archive_sources_match_umoci() {
+    let f = Fixture::new();
+    f.layout("rich", &rich_image(Compression::Gzip));
+    f.umoci_unpack(&f.path("rich").to_string_lossy(), &f.path("theirs"));
+    let oci = format!("oci:{}:t", f.path("rich").display());
+    for (kind, file) in [
+        ("docker-archive", "rich-docker.tar"),
+        ("oci-archive", "rich-oci.tar"),
+    ] {
+        let dest = format!("{kind}:{}", f.path(file).display());
+        let dest = if kind == "docker-archive" {
+            format!("{dest}:rich:t")
+        } else {
+            dest
+        };
+        let o = run(Command::new("skopeo").args(["copy", "-q", &oci, &dest]));
+        assert!(o.status.success(), "skopeo copy to {kind}: {}", stderr(&o));
+        let b = f.path(&format!("b-{kind}"));
+        f.unpack(&format!("{kind}:{}", f.path(file).display()), &b, &[]);
+        assert_same_tree(&b.join("rootfs"), &f.path("theirs/rootfs"));
+    }
+}
