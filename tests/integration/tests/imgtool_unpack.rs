@@ -168,6 +168,9 @@ fn rich_layers() -> Vec<Vec<u8>> {
         file("usr/bin/tool", "#!/bin/sh\necho tool v2\n").mode(0o700),
         file("usr/lib/libz.so", "lib"),
         file("l2-only", "temporary"),
+        // A whiteout hides lower layers only (OCI layer spec), never its own layer's entries.
+        file("l2-self", "kept"),
+        whiteout("", "l2-self"),
         dir("data").xattr("user.dirattr", b"d"),
     ]);
     let l3 = layer_tar(&[
@@ -286,6 +289,7 @@ fn multilayer_whiteouts_links_devices_xattrs_match_umoci() {
     assert!(!t.contains_key("opq/old") && !t.contains_key("opq/sub") && t.contains_key("opq/new"));
     assert_eq!(t["usr/bin/su"].mode, 0o4755);
     assert_eq!(t["usr/bin/su"].nlink, 2);
+    assert!(t.contains_key("l2-self"));
     assert_eq!(
         t["usr/bin/ping"].xattrs["security.capability"],
         file_cap(13)
