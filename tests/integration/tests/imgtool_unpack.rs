@@ -196,7 +196,9 @@ fn busybox_rootfs_matches_umoci() {
     let f = Fixture::new();
     let img = OciImage::new(&["/bin/sh"]).layer(busybox_layer(), Compression::Gzip);
     let src = f.layout("bb", &img);
-    f.unpack(&src, &f.path("ours"), &[]);
+    let o = f.imgtool(&["unpack", "-q", &src, f.path("ours").to_str().unwrap()]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert_eq!(stderr(&o), "", "-q: no progress output");
     f.umoci_unpack(&f.path("bb").to_string_lossy(), &f.path("theirs"));
     assert_same_tree(&f.path("ours/rootfs"), &f.path("theirs/rootfs"));
 }
