@@ -508,26 +508,39 @@ fn generated_config_runs_under_runc_as_the_image_user() {
 fn generated_config_runs_under_gruntime_as_the_image_user() {
     let f = Fixture::new();
     let src = f.layout("id", &identity_image());
-    let b = f.path("bundle");
-    f.unpack(&src, &b, &[]);
-    let root = f.path("gruntime-root");
-    let id = unique_id("imgtool-unpack-gr");
-    let o = run(Command::new(integration::gruntime_bin())
-        .arg("--root")
-        .arg(&root)
-        .args(["run", "-b"])
-        .arg(&b)
-        .arg(&id)
-        .stdin(std::process::Stdio::null()));
-    let _ = run(Command::new(integration::gruntime_bin())
-        .arg("--root")
-        .arg(&root)
-        .args(["delete", "--force", &id]));
-    assert!(o.status.success(), "gruntime run failed: {}", stderr(&o));
-    assert_eq!(
-        stdout(&o).trim(),
-        "uid=1000 gid=1000 groups=1000 10 cwd=/home/app/work home=/home/app greeting=hello"
-    );
+    // A copy bundle and an overlay bundle of the same image.
+    for (name, mode) in [
+        ("bundle", &[][..]),
+        ("overlay", &["--snapshot", "overlay"][..]),
+    ] {
+        let b = f.path(name);
+        f.unpack(&src, &b, mode);
+        let root = f.path("gruntime-root");
+        let id = unique_id("imgtool-unpack-gr");
+        let o = run(Command::new(integration::gruntime_bin())
+            .arg("--root")
+            .arg(&root)
+            .args(["run", "-b"])
+            .arg(&b)
+            .arg(&id)
+            .stdin(std::process::Stdio::null()));
+        let _ = run(Command::new(integration::gruntime_bin())
+            .arg("--root")
+            .arg(&root)
+            .args(["delete", "--force", &id]));
+        assert!(
+            o.status.success(),
+            "{name}: gruntime run failed: {}",
+            stderr(&o)
+        );
+        assert_eq!(
+            stdout(&o).trim(),
+            "uid=1000 gid=1000 groups=1000 10 cwd=/home/app/work home=/home/app greeting=hello",
+            "{name}"
+        );
+        let o = f.imgtool(&["bundle", "rm", b.to_str().unwrap()]);
+        assert!(o.status.success(), "{name}: {}", stderr(&o));
+    }
 }
 
 #[test]
