@@ -695,3 +695,65 @@ fn program_shape_is_compact() {
     }));
     assert!(prog.len() < 3 * 370, "{} instructions", prog.len());
 }
+
+/// For tests/integration/bench/seccomp.sh: compile and install times of the profile at
+/// $GRUNTIME_SECCOMP_BENCH_PROFILE (a converted default profile) and its BPF length. Timings are
+/// printed, never asserted.
+#[test]
+#[ignore = "benchmark, run by tests/integration/bench/seccomp.sh"]
+fn bench_compile_install() {
+    use std::time::{Duration, Instant};
+    let Ok(path) = std::env::var("GRUNTIME_SECCOMP_BENCH_PROFILE") else {
+        eprintln!("GRUNTIME_SECCOMP_BENCH_PROFILE is not set");
+        return;
+    };
+    let spec: LinuxSeccomp =
+        serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+    let runs = 200;
+    let median = |mut v: Vec<Duration>| {
+        v.sort();
+        v[v.len() / 2]
+    };
+    let mut compile_times = Vec::with_capacity(runs);
+    let mut prog = None;
+    for _ in 0..runs {
+        let t = Instant::now();
+        prog = Some(compile(&spec).unwrap());
+        compile_times.push(t.elapsed());
+    }
+    let prog = prog.unwrap();
+    let mut install_times = Vec::with_capacity(runs);
+    for _ in 0..runs {
+        let mut fds = [0; 2];
+        // SAFETY: fds is a valid out array for pipe(2).
+        assert_eq!(unsafe { libc::pipe(fds.as_mut_ptr()) }, 0);
+        // SAFETY: the child installs, writes 8 bytes to the pipe and _exits; no allocation.
+        let pid = unsafe { libc::fork() };
+        if pid == 0 {
+            let t = Instant::now();
+            let ok = prog.install().is_ok();
+            let ns: u64 = if ok { t.elapsed().as_nanos() as u64 } else { 0 };
+            // SAFETY: writing 8 bytes from a local to our pipe.
+            unsafe {
+                libc::write(fds[1], (&ns as *const u64).cast(), 8);
+                libc::_exit(0)
+            }
+        }
+        let mut ns = 0u64;
+        // SAFETY: reading 8 bytes into a local from our pipe.
+        unsafe {
+            libc::close(fds[1]);
+            libc::read(fds[0], (&mut ns as *mut u64).cast(), 8);
+            libc::close(fds[0]);
+        }
+        assert_eq!(wait(pid), Outcome::Exited(0));
+        assert_ne!(ns, 0, "install failed");
+        install_times.push(Duration::from_nanos(ns));
+    }
+    println!(
+        "bench seccomp compile_us={:.1} install_us={:.1} bpf_len={}",
+        median(compile_times).as_secs_f64() * 1e6,
+        median(install_times).as_secs_f64() * 1e6,
+        prog.len()
+    );
+}
