@@ -757,3 +757,41 @@ fn bench_compile_install() {
         prog.len()
     );
 }
+
+/// The real-world profile: podman's default from golang-github-containers-common, read as is
+/// (serde ignores the engine-only keys, so every conditional entry is in: the stricter one wins
+/// where an ALLOW and an ERRNO variant overlap). It must fit the kernel's limit with all three
+/// x86 ABIs and behave: allowed syscalls work, others get its defaultErrnoRet (ENOSYS).
+#[test]
+fn containers_common_profile_compiles_and_filters() {
+    let text = std::fs::read_to_string("/usr/share/containers/seccomp.json")
+        .expect("apt-get install golang-github-containers-common");
+    let mut spec: LinuxSeccomp = serde_json::from_str(&text).unwrap();
+    spec.set_architectures(Some(vec![
+        oci_spec::runtime::Arch::ScmpArchX86_64,
+        oci_spec::runtime::Arch::ScmpArchX86,
+        oci_spec::runtime::Arch::ScmpArchX32,
+    ]));
+    let prog = compile(&spec).unwrap();
+    assert!(prog.len() < 4096);
+    assert_eq!(run_filtered(&prog, getppid), Outcome::Exited(0));
+    assert_eq!(run_filtered(&prog, i386_getppid), Outcome::Exited(0));
+    assert_eq!(
+        run_filtered(&prog, || errno_code(sys(libc::SYS_add_key, [0; 3]))),
+        Outcome::Exited(libc::ENOSYS)
+    );
+    assert_eq!(
+        run_filtered(&prog, || errno_code(sys(
+            libc::SYS_personality,
+            [0xffff_ffff, 0, 0]
+        ))),
+        Outcome::Exited(0)
+    );
+    assert_eq!(
+        run_filtered(&prog, || errno_code(sys(
+            libc::SYS_personality,
+            [0x1234, 0, 0]
+        ))),
+        Outcome::Exited(libc::ENOSYS)
+    );
+}

@@ -324,3 +324,38 @@ fn bad_seccomp_sections_fail_with_the_entry_named_and_leave_nothing() {
         assert!(!b.exists(), "{field}: the container was left behind");
     }
 }
+
+#[test]
+fn features_reports_the_seccomp_support() {
+    let o = run(Command::new(gruntime_bin()).arg("features"));
+    assert!(o.status.success(), "{}", describe(&o));
+    let f: Value = serde_json::from_slice(&o.stdout).expect("features prints JSON");
+    let s = &f["linux"]["seccomp"];
+    assert_eq!(s["enabled"], true, "{s}");
+    let list = |k: &str| -> Vec<String> {
+        s[k].as_array()
+            .unwrap_or_else(|| panic!("{k} missing: {s}"))
+            .iter()
+            .map(|v| v.as_str().unwrap().to_string())
+            .collect()
+    };
+    for a in [
+        "SCMP_ACT_ALLOW",
+        "SCMP_ACT_ERRNO",
+        "SCMP_ACT_KILL_PROCESS",
+        "SCMP_ACT_NOTIFY",
+        "SCMP_ACT_LOG",
+    ] {
+        assert!(list("actions").contains(&a.to_string()), "{a}: {s}");
+    }
+    assert_eq!(list("operators").len(), 7, "{s}");
+    assert!(
+        list("archs").contains(&"SCMP_ARCH_X86_64".to_string()),
+        "{s}"
+    );
+    assert!(
+        list("supportedFlags").contains(&"SECCOMP_FILTER_FLAG_LOG".to_string()),
+        "{s}"
+    );
+    assert_eq!(list("knownFlags").len(), 4, "{s}");
+}
