@@ -1,7 +1,170 @@
 //! imgtool: registries → a local content-addressed store → OCI runtime bundles.
-//! (Skeleton: the pull/store work replaces this file; the unpack work owns unpack_cli.rs.)
+//!
+//! Parse the command line (clap), build the `Context`, dispatch; every error is printed as one
+//! line `imgtool: <error>` and the exit status is 1.
+mod auth;
+mod bundle;
+mod commands;
 mod context;
 mod error;
+mod image;
+mod progress;
+mod reference;
+mod snapshot;
+mod store;
+mod transport;
+mod unpack;
 mod unpack_cli;
+mod verify;
 
-fn main() {}
+use std::path::PathBuf;
+
+use clap::{ArgAction, Parser, Subcommand};
+
+use context::{Context, Platform, RegistryOptions};
+use error::{Error, Result};
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "imgtool",
+    version,
+    about = "Pull OCI/Docker images into a local store and unpack them into OCI runtime bundles"
+)]
+struct Cli {
+    /// Image store directory [default: $IMGTOOL_STORE, /var/lib/imgtool as root,
+    /// $XDG_DATA_HOME/imgtool otherwise]
+    #[arg(long, global = true, value_name = "DIR")]
+    store: Option<PathBuf>,
+
+    /// Registry credentials USER:PASSWORD (wins over auth files)
+    #[arg(long, global = true, value_name = "USER:PASS")]
+    creds: Option<String>,
+
+    /// Auth file to read credentials from (and login/logout write)
+    #[arg(long, global = true, value_name = "FILE")]
+    authfile: Option<PathBuf>,
+
+    /// Verify registry TLS certificates (--tls-verify=false to skip)
+    #[arg(long, global = true, action = ArgAction::Set, num_args = 0..=1,
+          default_value_t = true, default_missing_value = "true", require_equals = true,
+          value_name = "BOOL")]
+    tls_verify: bool,
+
+    /// Directory of extra CA certificates (*.crt) to trust
+    #[arg(long, global = true, value_name = "DIR")]
+    cert_dir: Option<PathBuf>,
+
+    /// Use plain HTTP (allowed for localhost/127.0.0.1 registries only)
+    #[arg(long, global = true)]
+    plain_http: bool,
+
+    /// Platform to choose from a multi-arch image: os/arch[/variant] [default: the host's]
+    #[arg(long, global = true, value_name = "OS/ARCH[/VARIANT]")]
+    platform: Option<String>,
+
+    /// How many times a transient registry failure is retried
+    #[arg(long, global = true, default_value_t = 3, value_name = "N")]
+    retry_times: u32,
+
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Pull an image from a registry (or import oci:, oci-archive:, docker-archive: sources)
+    Pull(commands::pull::PullArgs),
+    /// List images in the store
+    Images(commands::images::ImagesArgs),
+    /// Show an image's manifest, config, layers and history
+    Inspect(commands::inspect::InspectArgs),
+    /// Remove images (untag names, delete images, garbage-collect blobs)
+    Rmi(commands::rmi::RmiArgs),
+    /// Give an image another name
+    Tag(commands::tag::TagArgs),
+    /// Write images to a docker-archive or oci-archive tarball
+    Save(commands::save::SaveArgs),
+    /// Load images from a docker-archive or oci-archive tarball
+    Load(commands::load::LoadArgs),
+    /// Log in to a registry (credentials are checked, then written to auth.json)
+    Login(commands::login::LoginArgs),
+    /// Remove a registry's credentials from auth.json
+    Logout(commands::login::LogoutArgs),
+    /// Unpack an image into an OCI runtime bundle
+    Unpack(unpack_cli::UnpackArgs),
+    /// Manage bundles made by unpack
+    #[command(subcommand)]
+    Bundle(unpack_cli::BundleCmd),
+}
+
+fn context(cli: &Cli) -> Result<Context> {
+    let store_dir = match (&cli.store, std::env::var_os("IMGTOOL_STORE")) {
+        (Some(d), _) => d.clone(),
+        (None, Some(d)) if !d.is_empty() => PathBuf::from(d),
+        _ => Context::default_store_dir(),
+    };
+    let creds = match &cli.creds {
+        Some(c) => {
+            let (u, p) = c.split_once(':').ok_or_else(|| Error::InvalidArgument {
+                arg: "--creds",
+                reason: "expected USER:PASSWORD".into(),
+            })?;
+            if u.is_empty() {
+                return Err(Error::InvalidArgument {
+                    arg: "--creds",
+                    reason: "empty user name".into(),
+                });
+            }
+            Some((u.to_string(), p.to_string()))
+        }
+        None => None,
+    };
+    let platform = match &cli.platform {
+        Some(p) => Platform::parse(p)?,
+        None => Platform::host(),
+    };
+    Ok(Context {
+        store_dir,
+        registry: RegistryOptions {
+            creds,
+            authfile: cli.authfile.clone(),
+            tls_verify: cli.tls_verify,
+            cert_dir: cli.cert_dir.clone(),
+            plain_http: cli.plain_http,
+            platform,
+            retries: cli.retry_times,
+        },
+        quiet: false,
+    })
+}
+
+fn run(cli: Cli) -> Result<()> {
+    let mut ctx = context(&cli)?;
+    match cli.command {
+        Command::Pull(a) => {
+            ctx.quiet = a.quiet;
+            commands::pull::run(&ctx, a)
+        }
+        Command::Images(a) => commands::images::run(&ctx, a),
+        Command::Inspect(a) => commands::inspect::run(&ctx, a),
+        Command::Rmi(a) => commands::rmi::run(&ctx, a),
+        Command::Tag(a) => commands::tag::run(&ctx, a),
+        Command::Save(a) => commands::save::run(&ctx, a),
+        Command::Load(a) => {
+            ctx.quiet = a.quiet;
+            commands::load::run(&ctx, a)
+        }
+        Command::Login(a) => commands::login::run_login(&ctx, a),
+        Command::Logout(a) => commands::login::run_logout(&ctx, a),
+        Command::Unpack(a) => unpack_cli::run_unpack(&ctx, a),
+        Command::Bundle(c) => unpack_cli::run_bundle(&ctx, c),
+    }
+}
+
+fn main() {
+    let cli = Cli::parse();
+    if let Err(e) = run(cli) {
+        eprintln!("imgtool: {e}");
+        std::process::exit(1);
+    }
+}

@@ -1,18 +1,364 @@
-//! `imgtool unpack` and `imgtool bundle rm|info`. (Owned by the unpack work.)
-#![allow(dead_code)]
+//! `imgtool unpack IMAGE DIR` and `imgtool bundle rm|info DIR`.
+//!
+//! An unpack either completes (DIR/config.json + DIR/rootfs, plus DIR/imgtool-bundle.json
+//! recording how it was made) or leaves nothing behind: every failure after DIR was claimed
+//! unmounts and removes what this run created.
+use std::fs;
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+use crate::bundle::{self, ConfigOptions};
 use crate::context::Context;
 use crate::error::Error;
+use crate::snapshot;
+use crate::unpack::{self, ApplyOptions, LayerInput, WhiteoutMode};
+
+/// What a bundle's rootfs is.
+#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum SnapshotMode {
+    /// A plain directory with every layer applied (portable, as umoci makes).
+    Copy,
+    /// An overlay mount of per-layer cache dirs in the store (near-instant once cached; root only).
+    Overlay,
+}
 
 #[derive(clap::Args, Debug)]
-pub struct UnpackArgs {}
+pub struct UnpackArgs {
+    /// The image: a name or ID in the store, a registry reference (pulled if missing),
+    /// oci:DIR[:tag], oci-archive:FILE[:tag] or docker-archive:FILE
+    pub image: String,
+    /// The bundle directory to create (must not exist, or be empty)
+    pub dir: PathBuf,
+    /// How to make the rootfs
+    #[arg(long, value_enum, default_value = "copy")]
+    pub snapshot: SnapshotMode,
+    /// Unpack as an unprivileged user: no chown, no device nodes; config.json gets a user
+    /// namespace mapping root to the caller
+    #[arg(long)]
+    pub rootless: bool,
+    /// Give the process a terminal in config.json
+    #[arg(long)]
+    pub terminal: bool,
+    /// The container's hostname
+    #[arg(long, value_name = "NAME")]
+    pub hostname: Option<String>,
+    /// Set an environment variable (repeatable), replacing the image's value
+    #[arg(long = "env", value_name = "KEY=VALUE")]
+    pub env: Vec<String>,
+    /// Add a mount (repeatable): type=T,source=S,destination=D[,OPTION...]
+    #[arg(long = "mount", value_name = "SPEC")]
+    pub mounts: Vec<String>,
+    /// Replace the image's Cmd: a JSON array, or one word per --args (repeatable)
+    #[arg(long = "args", value_name = "ARG", allow_hyphen_values = true)]
+    pub args: Vec<String>,
+    /// Replace the image's Entrypoint: a JSON array, or one word per --entrypoint (repeatable)
+    #[arg(long, value_name = "ARG", allow_hyphen_values = true)]
+    pub entrypoint: Vec<String>,
+}
 
 #[derive(clap::Subcommand, Debug)]
-pub enum BundleCmd {}
+pub enum BundleCmd {
+    /// Unmount (overlay) and remove a bundle made by `imgtool unpack`
+    Rm {
+        /// The bundle directory
+        dir: PathBuf,
+    },
+    /// Print a bundle's sizes as JSON: SizeRw (its own writes) and SizeRootFs (everything)
+    Info {
+        /// The bundle directory
+        dir: PathBuf,
+    },
+}
 
-pub fn run_unpack(_ctx: &Context, _args: UnpackArgs) -> Result<(), Error> {
+/// DIR/imgtool-bundle.json: how the bundle was made, so `bundle rm|info` can undo/measure it.
+#[derive(Serialize, Deserialize, Debug)]
+#[serde(rename_all = "camelCase")]
+struct BundleRecord {
+    image: String,
+    image_id: String,
+    snapshot: SnapshotMode,
+    store: PathBuf,
+    /// diff_ids, base first (the layer cache keys in overlay mode).
+    layers: Vec<String>,
+}
+
+const RECORD: &str = "imgtool-bundle.json";
+
+fn unpack_err(msg: String) -> Error {
+    Error::Unpack(msg)
+}
+
+/// Everything this run created in DIR, removed on drop unless `keep` was called.
+struct Cleanup {
+    dir: PathBuf,
+    created_dir: bool,
+    mounted: Option<PathBuf>,
+    refs: Option<(PathBuf, Vec<String>)>,
+    keep: bool,
+}
+
+impl Drop for Cleanup {
+    fn drop(&mut self) {
+        if self.keep {
+            return;
+        }
+        if let Some(m) = &self.mounted {
+            let _ = snapshot::unmount(m);
+        }
+        if let Some((store, ids)) = &self.refs {
+            snapshot::remove_refs(store, ids, &self.dir);
+        }
+        if self.created_dir {
+            let _ = remove_tree(&self.dir);
+        } else {
+            for n in ["rootfs", "config.json", "overlay", RECORD] {
+                let _ = remove_tree(&self.dir.join(n));
+            }
+        }
+    }
+}
+
+/// Remove a path and everything below it without following symlinks; directories a rootless
+/// unpack left read-only are made writable first.
+fn remove_tree(p: &Path) -> std::io::Result<()> {
+    let parent = p.parent().unwrap_or(Path::new("/"));
+    let name = p
+        .file_name()
+        .map(|n| n.as_encoded_bytes().to_vec())
+        .unwrap_or_default();
+    let fd = unpack::resolve::open_root(parent)?;
+    match unpack::apply::remove_tree(std::os::fd::AsFd::as_fd(&fd), &name) {
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+        r => r,
+    }
+}
+
+fn config_options(args: &UnpackArgs) -> Result<ConfigOptions, Error> {
+    let cmd = |v: &[String], arg: &'static str| -> Result<Option<Vec<String>>, Error> {
+        if v.is_empty() {
+            return Ok(None);
+        }
+        bundle::parse_command_override(v)
+            .map(Some)
+            .map_err(|reason| Error::InvalidArgument { arg, reason })
+    };
+    for e in &args.env {
+        if !e.contains('=') || e.starts_with('=') {
+            return Err(bundle::BundleError::BadEnv(e.clone()).into());
+        }
+    }
+    Ok(ConfigOptions {
+        rootless: args.rootless,
+        terminal: args.terminal,
+        hostname: args.hostname.clone(),
+        env: args.env.clone(),
+        mounts: args.mounts.clone(),
+        args: cmd(&args.args, "--args")?,
+        entrypoint: cmd(&args.entrypoint, "--entrypoint")?,
+    })
+}
+
+/// Claim DIR: create it, or accept an existing empty directory.
+fn claim_dir(dir: &Path) -> Result<bool, Error> {
+    match fs::create_dir(dir) {
+        Ok(()) => Ok(true),
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+            let meta = fs::symlink_metadata(dir).map_err(Error::io("stat bundle dir", dir))?;
+            if !meta.is_dir() {
+                return Err(unpack_err(format!(
+                    "bundle dir {}: exists and is not a directory",
+                    dir.display()
+                )));
+            }
+            let mut rd = fs::read_dir(dir).map_err(Error::io("read bundle dir", dir))?;
+            if rd.next().is_some() {
+                return Err(unpack_err(format!(
+                    "bundle dir {}: exists and is not empty",
+                    dir.display()
+                )));
+            }
+            Ok(false)
+        }
+        Err(e) => Err(Error::io("create bundle dir", dir)(e)),
+    }
+}
+
+pub fn run_unpack(ctx: &Context, args: UnpackArgs) -> Result<(), Error> {
+    let opts = config_options(&args)?;
+    let root = nix::unistd::geteuid().is_root();
+    if !root && !args.rootless {
+        return Err(unpack_err(
+            "unpacking as a non-root user needs --rootless (owners and devices cannot be set)"
+                .into(),
+        ));
+    }
+    if args.snapshot == SnapshotMode::Overlay && (args.rootless || !root) {
+        return Err(unpack_err(
+            "--snapshot overlay needs root (it mounts overlayfs)".into(),
+        ));
+    }
+    // Check the options are usable before pulling anything.
+    for m in &args.mounts {
+        if !m.contains("destination=") && !m.contains("dst=") && !m.contains("target=") {
+            return Err(bundle::BundleError::BadMount {
+                spec: m.clone(),
+                reason: "destination= is missing".into(),
+            }
+            .into());
+        }
+    }
+
+    let image = crate::image::ensure_image(ctx, &args.image)?;
+    let layers: Vec<LayerInput> = image
+        .layers()?
+        .into_iter()
+        .map(|l| LayerInput {
+            blob: l.blob_path,
+            media_type: l.descriptor.media_type().to_string(),
+            digest: l.descriptor.digest().to_string(),
+            diff_id: l.diff_id,
+        })
+        .collect();
+    let store = image.store().root().to_path_buf();
+
+    let created = claim_dir(&args.dir)?;
+    let dir = args
+        .dir
+        .canonicalize()
+        .map_err(Error::io("resolve bundle dir", &args.dir))?;
+    let mut cleanup = Cleanup {
+        dir: dir.clone(),
+        created_dir: created,
+        mounted: None,
+        refs: None,
+        keep: false,
+    };
+    let rootfs = dir.join("rootfs");
+    fs::create_dir(&rootfs).map_err(Error::io("create rootfs", &rootfs))?;
+
+    match args.snapshot {
+        SnapshotMode::Copy => {
+            let opts = ApplyOptions {
+                rootless: args.rootless,
+                whiteouts: WhiteoutMode::Apply,
+            };
+            unpack::unpack_layers(&rootfs, &layers, opts)?;
+        }
+        SnapshotMode::Overlay => {
+            let mut lowers = Vec::with_capacity(layers.len());
+            for (i, l) in layers.iter().enumerate() {
+                let fs_dir = snapshot::ensure_layer(&store, i, l, &lowers)?;
+                lowers.push(fs_dir);
+            }
+            let ids: Vec<String> = layers.iter().map(|l| l.diff_id.clone()).collect();
+            snapshot::add_refs(&store, &ids, &dir)?;
+            cleanup.refs = Some((store.clone(), ids));
+            let (upper, work) = (dir.join("overlay/upper"), dir.join("overlay/work"));
+            for d in [&upper, &work] {
+                fs::create_dir_all(d).map_err(Error::io("create overlay dir", d))?;
+            }
+            if lowers.is_empty() {
+                // overlayfs needs at least one lower dir.
+                let empty = dir.join("overlay/empty");
+                fs::create_dir_all(&empty).map_err(Error::io("create overlay dir", &empty))?;
+                lowers.push(empty);
+            }
+            snapshot::mount_overlay(&lowers, &upper, &work, &rootfs)?;
+            cleanup.mounted = Some(rootfs.clone());
+        }
+    }
+
+    let spec = bundle::make_spec(image.config(), &rootfs, &opts)?;
+    bundle::write_config(&dir, &spec)?;
+    let record = BundleRecord {
+        image: args.image.clone(),
+        image_id: image.id.clone(),
+        snapshot: args.snapshot,
+        store,
+        layers: layers.iter().map(|l| l.diff_id.clone()).collect(),
+    };
+    let rec_path = dir.join(RECORD);
+    let json = serde_json::to_vec_pretty(&record)
+        .map_err(|e| unpack_err(format!("encode {RECORD}: {e}")))?;
+    fs::write(&rec_path, json).map_err(Error::io("write", &rec_path))?;
+    cleanup.keep = true;
     Ok(())
 }
 
-pub fn run_bundle(_ctx: &Context, _cmd: BundleCmd) -> Result<(), Error> {
+fn read_record(dir: &Path) -> Result<BundleRecord, Error> {
+    let p = dir.join(RECORD);
+    let data = fs::read(&p).map_err(|e| {
+        if e.kind() == std::io::ErrorKind::NotFound {
+            unpack_err(format!(
+                "{}: not a bundle made by imgtool unpack (no {RECORD})",
+                dir.display()
+            ))
+        } else {
+            Error::io("read", &p)(e)
+        }
+    })?;
+    serde_json::from_slice(&data).map_err(|e| Error::Parse {
+        what: p.display().to_string(),
+        reason: e.to_string(),
+    })
+}
+
+pub fn run_bundle(_ctx: &Context, cmd: BundleCmd) -> Result<(), Error> {
+    match cmd {
+        BundleCmd::Rm { dir } => bundle_rm(&dir),
+        BundleCmd::Info { dir } => bundle_info(&dir),
+    }
+}
+
+fn bundle_rm(dir: &Path) -> Result<(), Error> {
+    let rec = read_record(dir)?;
+    let dir = dir
+        .canonicalize()
+        .map_err(Error::io("resolve bundle dir", dir))?;
+    let rootfs = dir.join("rootfs");
+    if rec.snapshot == SnapshotMode::Overlay {
+        if snapshot::is_mountpoint(&rootfs) {
+            snapshot::unmount(&rootfs)?;
+        }
+        snapshot::remove_refs(&rec.store, &rec.layers, &dir);
+    }
+    // Never remove through a still-mounted rootfs: that would delete from the layers.
+    if snapshot::is_mountpoint(&rootfs) {
+        return Err(unpack_err(format!(
+            "{}: still mounted, not removing",
+            rootfs.display()
+        )));
+    }
+    remove_tree(&dir).map_err(Error::io("remove bundle", &dir))
+}
+
+fn bundle_info(dir: &Path) -> Result<(), Error> {
+    let rec = read_record(dir)?;
+    let (rw, total) = match rec.snapshot {
+        SnapshotMode::Overlay => {
+            let rw = snapshot::tree_size(&dir.join("overlay/upper"));
+            let layers: u64 = rec
+                .layers
+                .iter()
+                .map(|d| snapshot::tree_size(&snapshot::layer_dir(&rec.store, d).join("fs")))
+                .sum();
+            (rw, layers + rw)
+        }
+        // A copy bundle's whole rootfs is its own writable copy.
+        SnapshotMode::Copy => {
+            let all = snapshot::tree_size(&dir.join("rootfs"));
+            (all, all)
+        }
+    };
+    let out = serde_json::json!({
+        "Image": rec.image,
+        "ImageID": rec.image_id,
+        "Snapshot": rec.snapshot,
+        "SizeRw": rw,
+        "SizeRootFs": total,
+    });
+    println!("{}", serde_json::to_string_pretty(&out).unwrap_or_default());
     Ok(())
 }

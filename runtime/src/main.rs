@@ -1,5 +1,114 @@
-//! gruntime: an OCI runtime with runc's command line.
-#![allow(dead_code)]
-mod seccomp;
+//! gruntime: an OCI container runtime with runc's command line.
+//!
+//! `create` clones the init with all its namespaces at once (spawn.rs ↔ init.rs over sync.rs), the init sets
+//! up the container and waits on its start socket; `start` makes it exec. See ARCHITECTURE.md.
 
-fn main() {}
+mod caps;
+mod cgroups;
+mod cli;
+mod commands;
+mod config;
+mod container;
+mod devices;
+mod error;
+mod hooks;
+mod init;
+mod init_error;
+mod log;
+mod mounts;
+mod namespaces;
+mod process;
+mod rlimits;
+mod rootfs;
+mod seccomp;
+mod spawn;
+mod state;
+mod sync;
+mod terminal;
+mod tty;
+
+use clap::Parser;
+
+use cli::{Cli, Cmd};
+use error::{Error, Result};
+
+/// The runtime-spec version gruntime implements.
+pub const SPEC_VERSION: &str = "1.3.0";
+
+fn main() {
+    let args = cli::normalize_args(std::env::args().collect());
+    let cli = Cli::parse_from(args);
+    let format = if cli.log_format == "json" {
+        log::Format::Json
+    } else {
+        log::Format::Text
+    };
+    log::init(cli.log.clone(), format, cli.debug);
+    let code = match dispatch(cli) {
+        Ok(code) => code,
+        Err(e) => {
+            log::error(&e.to_string());
+            1
+        }
+    };
+    std::process::exit(code);
+}
+
+fn dispatch(cli: Cli) -> Result<i32> {
+    if cli.version {
+        println!(
+            "gruntime version {}\nspec: {SPEC_VERSION}",
+            env!("CARGO_PKG_VERSION")
+        );
+        return Ok(0);
+    }
+    let Some(cmd) = cli.cmd else {
+        Cli::parse_from(["gruntime", "--help"]);
+        return Ok(0);
+    };
+    let cli_rootless = cli.rootless.clone();
+    if cli.systemd_cgroup {
+        return Err(Error::Unsupported(
+            "--systemd-cgroup: gruntime manages cgroupfs directly; drop the flag".into(),
+        ));
+    }
+    let root = match (&cli.root, &cmd) {
+        (Some(r), _) => r.clone(),
+        (None, Cmd::Spec { .. } | Cmd::Features) => std::path::PathBuf::new(),
+        (None, _) => crate::state::default_root()?,
+    };
+    let g = commands::Globals { root };
+    use commands::*;
+    match cmd {
+        Cmd::Create(a) => create::run(&g, &a).map(|_| 0),
+        Cmd::Start { id } => start::run(&g, &id).map(|_| 0),
+        Cmd::Run {
+            create,
+            detach,
+            keep,
+            no_subreaper,
+        } => run::run(&g, &create, detach, keep, no_subreaper),
+        Cmd::State { id } => state::run(&g, &id).map(|_| 0),
+        Cmd::Kill { id, signal, all } => kill::run(&g, &id, signal.as_deref(), all).map(|_| 0),
+        Cmd::Delete { id, force } => delete::run(&g, &id, force).map(|_| 0),
+        Cmd::List { format, quiet } => list::run(&g, &format, quiet).map(|_| 0),
+        Cmd::Spec { bundle } => {
+            spec::run(&g, &bundle, cli_rootless.as_deref() == Some("true")).map(|_| 0)
+        }
+        Cmd::Features => features::run(&g).map(|_| 0),
+        Cmd::Ps {
+            id,
+            format,
+            ps_args,
+        } => ps::run(&g, &id, &format, &ps_args).map(|_| 0),
+        Cmd::Pause { id } => pause::pause(&g, &id).map(|_| 0),
+        Cmd::Resume { id } => pause::resume(&g, &id).map(|_| 0),
+        Cmd::Events {
+            id,
+            stats,
+            interval,
+        } => events::run(&g, &id, stats, &interval).map(|_| 0),
+        Cmd::Update(a) => update::run(&g, &a).map(|_| 0),
+        Cmd::Exec(a) => exec::run(&g, &a),
+    }
+}

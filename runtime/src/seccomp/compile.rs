@@ -73,11 +73,17 @@ pub fn compile(spec: &LinuxSeccomp) -> Result<SeccompProgram, SeccompError> {
     let flags = filter_flags(spec, uses_notify)?;
     let groups = group_by_action(&entries);
     let bpf = assemble(&groups, default, abis)?;
-    Ok(SeccompProgram {
+    let prog = SeccompProgram {
         bpf,
         flags,
         uses_notify,
-    })
+    };
+    crate::log::debug(&format!(
+        "linux.seccomp: {} BPF instructions, seccomp(2) flags {:#x}",
+        prog.len(),
+        prog.flags()
+    ));
+    Ok(prog)
 }
 
 /// One `syscalls[]` entry after validation.
@@ -150,9 +156,9 @@ fn listed_abis(spec: &LinuxSeccomp) -> Abis {
             Arch::ScmpArchX86 => abis.i386 = true,
             Arch::ScmpArchX32 => abis.x32 = true,
             Arch::ScmpArchNative | Arch::ScmpArchX86_64 => {}
-            other => tracing::debug!(
+            other => crate::log::debug(&format!(
                 "linux.seccomp.architectures: {other} cannot run on this kernel, ignored"
-            ),
+            )),
         }
     }
     abis
@@ -166,7 +172,7 @@ fn collect_entries(spec: &LinuxSeccomp, default: u32) -> Result<Vec<Entry>, Secc
         // libseccomp refuses a rule whose action is the default one and runc skips it: it could
         // only shadow a less strict rule for the same syscall.
         if entry.action == default {
-            tracing::debug!("{field}: action equals defaultAction, skipped");
+            crate::log::debug(&format!("{field}: action equals defaultAction, skipped"));
             continue;
         }
         entries.push(entry);
@@ -317,7 +323,9 @@ fn filter_flags(spec: &LinuxSeccomp, uses_notify: bool) -> Result<libc::c_ulong,
     if !uses_notify && flags & libc::SECCOMP_FILTER_FLAG_WAIT_KILLABLE_RECV != 0 {
         // It only changes how a notified syscall waits, and the kernel refuses it without a
         // listener: with no SCMP_ACT_NOTIFY rule it has nothing to do.
-        tracing::debug!("linux.seccomp.flags: WAIT_KILLABLE_RECV without SCMP_ACT_NOTIFY, dropped");
+        crate::log::debug(
+            "linux.seccomp.flags: WAIT_KILLABLE_RECV without SCMP_ACT_NOTIFY, dropped",
+        );
         flags &= !libc::SECCOMP_FILTER_FLAG_WAIT_KILLABLE_RECV;
     }
     if uses_notify {
@@ -478,10 +486,10 @@ fn group_code(
         let nr = lookup(table, name);
         if nr.is_none() {
             // runc skips names libseccomp does not know; a profile lists syscalls of many arches.
-            tracing::debug!(
+            crate::log::debug(&format!(
                 "{}: syscall {name:?} does not exist on {abi}, skipped",
                 group.fields[name]
-            );
+            ));
         }
         nr
     };

@@ -33,8 +33,14 @@ pub use compile::compile;
 pub use features::features;
 #[allow(unused_imports)]
 pub use notify::send_to_listener;
-#[allow(unused_imports)]
+// config.rs should call it on the raw config.json before oci-spec parses it.
+#[allow(unused_imports, dead_code)]
 pub use validate::validate_raw;
+
+/// `features()` as JSON, for `gruntime features`' `linux.seccomp`.
+pub fn features_json() -> serde_json::Value {
+    serde_json::to_value(features()).unwrap_or_else(|_| serde_json::json!({ "enabled": false }))
+}
 
 /// A compiled filter, ready to install in the container's init.
 #[derive(Clone, Debug)]
@@ -47,6 +53,8 @@ pub struct SeccompProgram {
 }
 
 impl SeccompProgram {
+    /// Whether `install` returns a notify fd that must go to `listenerPath`.
+    #[allow(dead_code)] // part of the API the core calls; it currently checks install's result
     pub fn uses_notify(&self) -> bool {
         self.uses_notify
     }
@@ -58,11 +66,6 @@ impl SeccompProgram {
 
     pub fn flags(&self) -> libc::c_ulong {
         self.flags
-    }
-
-    /// The raw instructions as (code, jt, jf, k), for tests and dumps.
-    pub fn instructions(&self) -> Vec<(u16, u8, u8, u32)> {
-        self.bpf.iter().map(|i| (i.code, i.jt, i.jf, i.k)).collect()
     }
 }
 

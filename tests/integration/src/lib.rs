@@ -8,6 +8,10 @@ pub mod seccomp;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
+pub mod registry;
+pub mod unpack;
+pub mod vm;
+
 /// The workspace root (two levels above this crate).
 pub fn workspace_root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -94,4 +98,128 @@ pub fn unique_id(prefix: &str) -> String {
         std::process::id(),
         N.fetch_add(1, Ordering::SeqCst)
     )
+}
+
+/// A bundle in a temp dir (busybox rootfs + `gruntime spec` config with `terminal: false`) and a private
+/// state root, so tests run in parallel and leave nothing behind: dropping it force-deletes every container
+/// still listed under its root.
+pub struct TestBundle {
+    pub dir: tempfile::TempDir,
+    pub root: tempfile::TempDir,
+}
+
+impl TestBundle {
+    pub fn new(args: &[&str]) -> TestBundle {
+        let dir = tempfile::Builder::new()
+            .prefix("gruntime-test-")
+            .tempdir()
+            .unwrap();
+        let root = tempfile::Builder::new()
+            .prefix("gruntime-root-")
+            .tempdir()
+            .unwrap();
+        make_busybox_rootfs(&dir.path().join("rootfs"));
+        let out = run(Command::new(gruntime_bin())
+            .args(["spec", "--bundle"])
+            .arg(dir.path()));
+        assert!(out.status.success(), "gruntime spec: {}", stderr(&out));
+        let b = TestBundle { dir, root };
+        b.edit(|c| {
+            c["process"]["terminal"] = false.into();
+            c["process"]["args"] = args.iter().map(|a| serde_json::Value::from(*a)).collect();
+        });
+        b
+    }
+
+    pub fn path(&self) -> &Path {
+        self.dir.path()
+    }
+
+    pub fn rootfs(&self) -> PathBuf {
+        self.dir.path().join("rootfs")
+    }
+
+    pub fn config(&self) -> serde_json::Value {
+        serde_json::from_slice(&std::fs::read(self.path().join("config.json")).unwrap()).unwrap()
+    }
+
+    pub fn edit(&self, f: impl FnOnce(&mut serde_json::Value)) {
+        let mut c = self.config();
+        f(&mut c);
+        std::fs::write(
+            self.path().join("config.json"),
+            serde_json::to_vec_pretty(&c).unwrap(),
+        )
+        .unwrap();
+    }
+
+    /// `gruntime --root <root> ARGS...` run in the bundle directory.
+    pub fn cmd(&self, args: &[&str]) -> Command {
+        let mut c = Command::new(gruntime_bin());
+        c.arg("--root")
+            .arg(self.root.path())
+            .args(args)
+            .current_dir(self.path());
+        c
+    }
+
+    pub fn gruntime(&self, args: &[&str]) -> Output {
+        run(&mut self.cmd(args))
+    }
+
+    /// `run` a container to completion and return its output (stdin closed).
+    pub fn run_container(&self, id: &str) -> Output {
+        run(self
+            .cmd(&["run", "--bundle", self.path().to_str().unwrap(), id])
+            .stdin(std::process::Stdio::null()))
+    }
+
+    /// Ids still listed under the state root.
+    pub fn listed(&self) -> Vec<String> {
+        std::fs::read_dir(self.root.path())
+            .map(|rd| {
+                rd.flatten()
+                    .map(|e| e.file_name().to_string_lossy().into_owned())
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+
+    /// Mounts that mention this bundle (there must be none once a container is gone).
+    pub fn leftover_mounts(&self) -> Vec<String> {
+        let mi = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
+        let p = self.path().to_string_lossy().into_owned();
+        mi.lines()
+            .filter(|l| l.contains(&p))
+            .map(String::from)
+            .collect()
+    }
+
+    /// Processes whose root or cwd is inside this bundle (a stray init would show up here).
+    pub fn leftover_processes(&self) -> Vec<i32> {
+        let p = self.path().to_path_buf();
+        let mut out = Vec::new();
+        for e in std::fs::read_dir("/proc").unwrap().flatten() {
+            if let Some(pid) = e.file_name().to_str().and_then(|s| s.parse::<i32>().ok()) {
+                for link in ["root", "cwd"] {
+                    if std::fs::read_link(format!("/proc/{pid}/{link}"))
+                        .map(|l| l.starts_with(&p))
+                        .unwrap_or(false)
+                    {
+                        out.push(pid);
+                        break;
+                    }
+                }
+            }
+        }
+        out
+    }
+}
+
+impl Drop for TestBundle {
+    fn drop(&mut self) {
+        for id in self.listed() {
+            let _ = self.cmd(&["delete", "--force", &id]).output();
+        }
+    }
 }

@@ -1,0 +1,9 @@
+//! One file per imgtool command: parse its flags, call the store/transport layer, print.
+pub mod images;
+pub mod inspect;
+pub mod load;
+pub mod login;
+pub mod pull;
+pub mod rmi;
+pub mod save;
+pub mod tag;

@@ -1,0 +1,228 @@
+//! `oci:DIR[:ref]`: importing an image from an OCI image layout directory. Every blob copied is
+//! verified against its digest and every layer's diff_id against the config, as for a pull.
+use std::io::Read;
+use std::path::{Path, PathBuf};
+
+use oci_spec::image::{Descriptor, ImageConfiguration, ImageIndex, ImageManifest};
+
+use crate::context::Platform;
+use crate::error::{Error, Result};
+use crate::progress::Progress;
+use crate::store::{self, Store};
+use crate::transport::registry::{choose_platform, DOCKER_LIST, OCI_INDEX};
+use crate::verify::{check_digest, sha256_digest};
+
+fn blob_in(dir: &Path, digest: &str) -> Result<PathBuf> {
+    let hex = check_digest(digest)?;
+    Ok(dir.join("blobs/sha256").join(hex))
+}
+
+fn read_small_blob(dir: &Path, digest: &str, what: &'static str) -> Result<Vec<u8>> {
+    let p = blob_in(dir, digest)?;
+    let data = std::fs::read(&p).map_err(Error::io("read blob", &p))?;
+    let actual = sha256_digest(&data);
+    if actual != digest {
+        return Err(Error::DigestMismatch {
+            what,
+            digest: digest.to_string(),
+            actual,
+        });
+    }
+    Ok(data)
+}
+
+/// Copy a blob file into the store, verifying its digest while copying.
+pub fn import_blob_file(
+    store: &Store,
+    src: &Path,
+    digest: &str,
+    what: &'static str,
+    progress: &Progress,
+) -> Result<()> {
+    check_digest(digest)?;
+    if store.has_blob(digest) {
+        return Ok(());
+    }
+    let mut f = std::fs::File::open(src).map_err(Error::io("open blob", src))?;
+    let size = f.metadata().map(|m| m.len()).unwrap_or(0);
+    let bar = progress.blob(what, digest, size);
+    let mut w = store.blob_writer()?;
+    let mut buf = vec![0u8; 1 << 20];
+    loop {
+        let n = f.read(&mut buf).map_err(Error::io("read blob", src))?;
+        if n == 0 {
+            break;
+        }
+        w.write(&buf[..n])?;
+        bar.inc(n as u64);
+    }
+    w.commit(what, digest)?;
+    bar.done("done");
+    Ok(())
+}
+
+/// Copy the layers of `manifest` (found in `dir`) into the store and check their diff_ids
+/// against the config.
+pub fn import_layers(
+    store: &Store,
+    dir: &Path,
+    manifest: &ImageManifest,
+    config: &ImageConfiguration,
+    progress: &Progress,
+) -> Result<()> {
+    let diff_ids = config.rootfs().diff_ids();
+    if diff_ids.len() != manifest.layers().len() {
+        return Err(Error::LayerCountMismatch {
+            image: manifest.config().digest().to_string(),
+            layers: manifest.layers().len(),
+            diff_ids: diff_ids.len(),
+        });
+    }
+    for (layer, expected) in manifest.layers().iter().zip(diff_ids) {
+        let d = layer.digest().to_string();
+        import_blob_file(store, &blob_in(dir, &d)?, &d, "layer", progress)?;
+        let actual = store.diff_id(&d)?;
+        if &actual != expected {
+            return Err(Error::DiffIdMismatch {
+                layer: d,
+                expected: expected.clone(),
+                actual,
+            });
+        }
+    }
+    Ok(())
+}
+
+/// The one index entry `tag` names (or the only entry when `tag` is `None`).
+fn pick_entry(dir: &Path, tag: Option<&str>) -> Result<Descriptor> {
+    let p = dir.join("index.json");
+    let data = std::fs::read(&p).map_err(Error::io("read", &p))?;
+    let index: ImageIndex = serde_json::from_slice(&data).map_err(|e| Error::Parse {
+        what: p.display().to_string(),
+        reason: e.to_string(),
+    })?;
+    let entries = index.manifests();
+    match tag {
+        Some(t) => entries
+            .iter()
+            .find(|e| store::entry_name(e) == Some(t))
+            .cloned()
+            .ok_or_else(|| Error::Source {
+                source_name: dir.display().to_string(),
+                reason: format!("no image named {t:?} in index.json"),
+            }),
+        None if entries.len() == 1 => Ok(entries[0].clone()),
+        None => Err(Error::Source {
+            source_name: dir.display().to_string(),
+            reason: format!("holds {} images; name one with oci:DIR:REF", entries.len()),
+        }),
+    }
+}
+
+/// A layout's ref.name becomes the image's store name only when it is a full image name
+/// (`host/repo:tag`); a bare tag like `latest` says nothing about the repository.
+pub fn name_from_ref(ref_name: Option<&str>) -> Option<String> {
+    let n = ref_name?;
+    if !n.contains('/') {
+        return None;
+    }
+    crate::reference::parse_reference(n)
+        .ok()
+        .map(|r| crate::reference::store_name(&r))
+}
+
+/// An image whose blobs are in the store but which is not yet recorded in the index (recording
+/// sweeps the temp directory an archive was extracted to, so it comes after all imports).
+pub struct Imported {
+    pub digest: String,
+    pub media_type: String,
+    pub size: u64,
+    pub name: Option<String>,
+}
+
+impl Imported {
+    pub fn record(&self, store: &Store) -> Result<()> {
+        super::record_image(
+            store,
+            super::Record {
+                manifest_digest: &self.digest,
+                media_type: &self.media_type,
+                size: self.size,
+                name: self.name.clone(),
+                repo_digest: None,
+            },
+        )
+    }
+}
+
+/// Import the image `tag` names from the layout at `dir` and record it; returns its manifest
+/// digest.
+pub fn import_dir(
+    store: &Store,
+    dir: &Path,
+    tag: Option<&str>,
+    platform: &Platform,
+    name_override: Option<String>,
+    progress: &Progress,
+) -> Result<String> {
+    let imported = import_dir_blobs(store, dir, tag, platform, name_override, progress)?;
+    imported.record(store)?;
+    Ok(imported.digest)
+}
+
+/// Copy the image `tag` names from the layout at `dir` into the store without recording it.
+pub fn import_dir_blobs(
+    store: &Store,
+    dir: &Path,
+    tag: Option<&str>,
+    platform: &Platform,
+    name_override: Option<String>,
+    progress: &Progress,
+) -> Result<Imported> {
+    if !dir.join("oci-layout").exists() {
+        return Err(Error::Source {
+            source_name: dir.display().to_string(),
+            reason: "not an OCI image layout (no oci-layout file)".into(),
+        });
+    }
+    let entry = pick_entry(dir, tag)?;
+    let name = name_override.or_else(|| name_from_ref(store::entry_name(&entry)));
+    let mut digest = entry.digest().to_string();
+    let mut raw = read_small_blob(dir, &digest, "manifest")?;
+    let mt = crate::transport::registry::manifest_media_type(&raw);
+    if mt == OCI_INDEX || mt == DOCKER_LIST {
+        let index: ImageIndex = serde_json::from_slice(&raw).map_err(|e| Error::Parse {
+            what: format!("image index {digest}"),
+            reason: e.to_string(),
+        })?;
+        let chosen =
+            choose_platform(&index, platform).map_err(|available| Error::NoMatchingPlatform {
+                reference: dir.display().to_string(),
+                platform: platform.to_string(),
+                available,
+            })?;
+        digest = chosen.digest().to_string();
+        raw = read_small_blob(dir, &digest, "manifest")?;
+    }
+    let media_type = crate::transport::registry::manifest_media_type(&raw);
+    let manifest: ImageManifest = serde_json::from_slice(&raw).map_err(|e| Error::Parse {
+        what: format!("manifest {digest}"),
+        reason: e.to_string(),
+    })?;
+    let config_digest = manifest.config().digest().to_string();
+    let config_raw = read_small_blob(dir, &config_digest, "config")?;
+    let config: ImageConfiguration =
+        serde_json::from_slice(&config_raw).map_err(|e| Error::Parse {
+            what: format!("image config {config_digest}"),
+            reason: e.to_string(),
+        })?;
+    import_layers(store, dir, &manifest, &config, progress)?;
+    store.put_blob("config", &config_digest, &config_raw)?;
+    store.put_blob("manifest", &digest, &raw)?;
+    Ok(Imported {
+        digest,
+        media_type,
+        size: raw.len() as u64,
+        name,
+    })
+}

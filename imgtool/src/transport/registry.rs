@@ -1,0 +1,603 @@
+//! Pulling from a registry with oci-client: manifest (choosing the platform from an index
+//! ourselves, variant included), config, then the missing layers concurrently, each verified
+//! (digest and diff_id) while it streams into a temp file, retried with backoff and resumed with
+//! a Range request after a transient failure.
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use futures_util::{StreamExt, TryStreamExt};
+use oci_client::client::{
+    BlobResponse, Certificate, CertificateEncoding, ClientConfig, ClientProtocol,
+};
+use oci_client::errors::OciDistributionError;
+use oci_client::secrets::RegistryAuth;
+use oci_client::{Client, Reference, RegistryOperation};
+use oci_spec::image::{Descriptor, ImageConfiguration, ImageIndex, ImageManifest};
+
+use crate::context::{Context, Platform};
+use crate::error::{Error, Result};
+use crate::progress::Progress;
+use crate::store::Store;
+use crate::verify::{sha256_digest, StreamingDiffId};
+
+pub const OCI_MANIFEST: &str = "application/vnd.oci.image.manifest.v1+json";
+pub const OCI_INDEX: &str = "application/vnd.oci.image.index.v1+json";
+pub const DOCKER_MANIFEST: &str = "application/vnd.docker.distribution.manifest.v2+json";
+pub const DOCKER_LIST: &str = "application/vnd.docker.distribution.manifest.list.v2+json";
+const ACCEPT: &[&str] = &[OCI_MANIFEST, OCI_INDEX, DOCKER_MANIFEST, DOCKER_LIST];
+
+/// How many layers download at once.
+const CONCURRENT_LAYERS: usize = 4;
+
+/// `localhost`, `127.0.0.1`, `[::1]` (with or without a port): the only registries plain HTTP
+/// is allowed for.
+pub fn is_loopback_registry(registry: &str) -> bool {
+    let host = if let Some(rest) = registry.strip_prefix('[') {
+        rest.split(']').next().unwrap_or("")
+    } else {
+        registry.split(':').next().unwrap_or("")
+    };
+    matches!(host, "localhost" | "127.0.0.1" | "::1")
+}
+
+/// PEM CA certificates (`*.crt`) from a directory, as containers' certs.d has them.
+fn load_ca_dir(dir: &Path, out: &mut Vec<Certificate>) -> Result<()> {
+    let rd = match std::fs::read_dir(dir) {
+        Ok(rd) => rd,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+        Err(e) => return Err(Error::io("read certificate directory", dir)(e)),
+    };
+    let mut paths: Vec<PathBuf> = rd.flatten().map(|e| e.path()).collect();
+    paths.sort();
+    for p in paths {
+        if p.extension().and_then(|e| e.to_str()) == Some("crt") {
+            let data = std::fs::read(&p).map_err(Error::io("read CA certificate", &p))?;
+            out.push(Certificate {
+                encoding: CertificateEncoding::Pem,
+                data,
+            });
+        }
+    }
+    Ok(())
+}
+
+/// A client configured for `registry`: protocol, TLS trust, and our own platform choice.
+pub fn client_for(ctx: &Context, registry: &str) -> Result<Client> {
+    let opts = &ctx.registry;
+    let protocol = if opts.plain_http {
+        if !is_loopback_registry(registry) {
+            return Err(Error::InvalidArgument {
+                arg: "--plain-http",
+                reason: format!(
+                    "plain HTTP is only allowed for localhost/127.0.0.1 registries, not {registry}"
+                ),
+            });
+        }
+        ClientProtocol::HttpsExcept(vec![registry.to_string()])
+    } else {
+        ClientProtocol::Https
+    };
+    let mut extra_root_certificates = Vec::new();
+    if let Some(d) = &opts.cert_dir {
+        if !d.is_dir() {
+            return Err(Error::InvalidArgument {
+                arg: "--cert-dir",
+                reason: format!("{} is not a directory", d.display()),
+            });
+        }
+        load_ca_dir(d, &mut extra_root_certificates)?;
+    }
+    for base in ["/etc/containers/certs.d", "/etc/docker/certs.d"] {
+        load_ca_dir(
+            &Path::new(base).join(registry),
+            &mut extra_root_certificates,
+        )?;
+    }
+    let config = ClientConfig {
+        protocol,
+        accept_invalid_certificates: !opts.tls_verify,
+        extra_root_certificates,
+        max_concurrent_download: CONCURRENT_LAYERS,
+        connect_timeout: Some(Duration::from_secs(30)),
+        read_timeout: Some(Duration::from_secs(60)),
+        ..Default::default()
+    };
+    Ok(Client::new(config))
+}
+
+/// Credentials for the reference, as oci-client wants them.
+pub fn registry_auth(ctx: &Context, r: &Reference) -> Result<RegistryAuth> {
+    Ok(
+        match crate::auth::credentials_for(ctx, r.registry(), r.repository())? {
+            Some((u, p)) => RegistryAuth::Basic(u, p),
+            None => RegistryAuth::Anonymous,
+        },
+    )
+}
+
+/// Whether an error is worth retrying: network trouble, 5xx, 429.
+fn transient(e: &OciDistributionError) -> bool {
+    match e {
+        OciDistributionError::RequestError(re) => {
+            re.is_timeout() || re.is_connect() || re.is_request() || re.is_body() || re.is_decode()
+        }
+        OciDistributionError::ServerError { code, .. } => *code >= 500 || *code == 429,
+        OciDistributionError::IoError(_) => true,
+        OciDistributionError::RegistryError { envelope, .. } => envelope
+            .errors
+            .iter()
+            .any(|e| format!("{:?}", e.code).contains("Toomanyrequests")),
+        _ => false,
+    }
+}
+
+fn backoff(attempt: u32) -> Duration {
+    Duration::from_millis(200u64 << attempt.min(6))
+}
+
+/// Turn an oci-client error into ours, naming the step and reference.
+fn registry_err(r: &Reference, step: &'static str, e: OciDistributionError) -> Error {
+    match e {
+        OciDistributionError::AuthenticationFailure(reason) => Error::Auth {
+            registry: r.registry().to_string(),
+            reason: one_line(&reason),
+        },
+        OciDistributionError::UnauthorizedError { .. } => Error::Auth {
+            registry: r.registry().to_string(),
+            reason: format!(
+                "{step}: unauthorized: wrong or missing credentials for {}",
+                r.repository()
+            ),
+        },
+        OciDistributionError::RegistryError { envelope, .. }
+            if envelope
+                .errors
+                .iter()
+                .any(|x| matches!(format!("{:?}", x.code).as_str(), "Unauthorized" | "Denied")) =>
+        {
+            Error::Auth {
+                registry: r.registry().to_string(),
+                reason: format!("{step}: access denied to {}", r.repository()),
+            }
+        }
+        OciDistributionError::RegistryError { envelope, .. } => Error::Registry {
+            reference: r.whole(),
+            step,
+            reason: envelope
+                .errors
+                .iter()
+                .map(|x| format!("{:?}: {}", x.code, x.message))
+                .collect::<Vec<_>>()
+                .join("; "),
+        },
+        OciDistributionError::ImageManifestNotFoundError(m) => Error::Registry {
+            reference: r.whole(),
+            step,
+            reason: format!("manifest unknown: {}", one_line(&m)),
+        },
+        other => Error::Registry {
+            reference: r.whole(),
+            step,
+            reason: one_line(&error_chain(&other)),
+        },
+    }
+}
+
+pub fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut s = e.to_string();
+    let mut cur = e.source();
+    while let Some(c) = cur {
+        let m = c.to_string();
+        if !s.contains(&m) {
+            s.push_str(": ");
+            s.push_str(&m);
+        }
+        cur = c.source();
+    }
+    s
+}
+
+fn one_line(s: &str) -> String {
+    s.split_whitespace().collect::<Vec<_>>().join(" ")
+}
+
+/// Run `f` until it succeeds, fails permanently, or the retries are used up.
+async fn with_retries<T, F, Fut>(
+    retries: u32,
+    mut f: F,
+) -> std::result::Result<T, OciDistributionError>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = std::result::Result<T, OciDistributionError>>,
+{
+    let mut attempt = 0;
+    loop {
+        match f().await {
+            Ok(v) => return Ok(v),
+            Err(e) if attempt < retries && transient(&e) => {
+                tracing::debug!("transient registry error, retrying: {e}");
+                tokio::time::sleep(backoff(attempt)).await;
+                attempt += 1;
+            }
+            Err(e) => return Err(e),
+        }
+    }
+}
+
+/// The `mediaType` a manifest declares, or what its shape says when it declares none.
+pub fn manifest_media_type(raw: &[u8]) -> String {
+    let v: serde_json::Value = serde_json::from_slice(raw).unwrap_or_default();
+    match v.get("mediaType").and_then(|m| m.as_str()) {
+        Some(m) => m.to_string(),
+        None if v.get("manifests").is_some() => OCI_INDEX.to_string(),
+        None => OCI_MANIFEST.to_string(),
+    }
+}
+
+/// Choose the manifest for `want` from an index. The variant is matched properly: an empty
+/// wanted variant accepts any; `arm64` treats no variant and `v8` as the same.
+pub fn choose_platform(
+    index: &ImageIndex,
+    want: &Platform,
+) -> std::result::Result<Descriptor, String> {
+    let norm_variant = |arch: &str, v: &str| -> String {
+        if arch == "arm64" && v == "v8" {
+            String::new()
+        } else {
+            v.to_string()
+        }
+    };
+    let want_variant = norm_variant(&want.architecture, &want.variant);
+    let mut available = Vec::new();
+    let mut candidates = Vec::new();
+    for m in index.manifests() {
+        let Some(p) = m.platform() else { continue };
+        let os = p.os().to_string();
+        let arch = p.architecture().to_string();
+        let variant = p.variant().clone().unwrap_or_default();
+        available.push(if variant.is_empty() {
+            format!("{os}/{arch}")
+        } else {
+            format!("{os}/{arch}/{variant}")
+        });
+        if os != want.os || arch != want.architecture {
+            continue;
+        }
+        let have = norm_variant(&arch, &variant);
+        if want_variant.is_empty() || have == want_variant {
+            candidates.push((have, m.clone()));
+        }
+    }
+    // With no variant asked for, prefer an entry without one (the plain architecture), then
+    // the first listed, as the index order is the publisher's preference.
+    candidates.sort_by_key(|(v, _)| !v.is_empty());
+    candidates
+        .into_iter()
+        .next()
+        .map(|(_, m)| m)
+        .ok_or_else(|| available.join(", "))
+}
+
+/// Pull `r` into the store, record its name; returns the manifest digest.
+pub fn pull(ctx: &Context, store: &Store, r: &Reference, progress: &Progress) -> Result<String> {
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(4)
+        .enable_all()
+        .build()
+        .map_err(|e| Error::Other(format!("start async runtime: {e}")))?;
+    rt.block_on(pull_async(ctx, store, r, progress))
+}
+
+async fn pull_async(
+    ctx: &Context,
+    store: &Store,
+    r: &Reference,
+    progress: &Progress,
+) -> Result<String> {
+    let retries = ctx.registry.retries;
+    let client = client_for(ctx, r.registry())?;
+    let auth = registry_auth(ctx, r)?;
+    if auth != RegistryAuth::Anonymous {
+        // Up front so that a token endpoint refusing the credentials is reported as such;
+        // anonymous pulls let the first request do the /v2/ ping (one round trip less).
+        with_retries(retries, || client.auth(r, &auth, RegistryOperation::Pull))
+            .await
+            .map_err(|e| registry_err(r, "authenticate", e))?;
+    }
+
+    let (raw, digest) = fetch_manifest(&client, &auth, r, retries).await?;
+    let repo_digest = digest.clone();
+    let mut media_type = manifest_media_type(&raw);
+    let (raw, digest) = if media_type == OCI_INDEX || media_type == DOCKER_LIST {
+        let index: ImageIndex = serde_json::from_slice(&raw).map_err(|e| Error::Parse {
+            what: format!("image index {digest} of {}", r.whole()),
+            reason: e.to_string(),
+        })?;
+        let chosen = choose_platform(&index, &ctx.registry.platform).map_err(|available| {
+            Error::NoMatchingPlatform {
+                reference: r.whole(),
+                platform: ctx.registry.platform.to_string(),
+                available,
+            }
+        })?;
+        let child = r.clone_with_digest(chosen.digest().to_string());
+        let (raw, d) = fetch_manifest(&client, &auth, &child, retries).await?;
+        media_type = manifest_media_type(&raw);
+        (raw, d)
+    } else {
+        (raw, digest)
+    };
+    if media_type != OCI_MANIFEST && media_type != DOCKER_MANIFEST {
+        return Err(Error::UnsupportedMediaType {
+            what: "manifest",
+            digest,
+            media_type,
+        });
+    }
+    let manifest: ImageManifest = serde_json::from_slice(&raw).map_err(|e| Error::Parse {
+        what: format!("manifest {digest} of {}", r.whole()),
+        reason: e.to_string(),
+    })?;
+
+    let config_desc = manifest.config();
+    let config_digest = config_desc.digest().to_string();
+    let config_raw = if store.has_blob(&config_digest) {
+        store.read_blob(&config_digest)?
+    } else {
+        let mut attempt = 0;
+        loop {
+            let mut buf = Vec::new();
+            match client.pull_blob(r, config_digest.as_str(), &mut buf).await {
+                Ok(()) => break buf,
+                Err(e) if attempt < retries && transient(&e) => {
+                    tokio::time::sleep(backoff(attempt)).await;
+                    attempt += 1;
+                }
+                Err(OciDistributionError::DigestError(_)) => {
+                    return Err(Error::DigestMismatch {
+                        what: "config",
+                        digest: config_digest.clone(),
+                        actual: sha256_digest(&buf),
+                    })
+                }
+                Err(e) => return Err(registry_err(r, "fetch config", e)),
+            }
+        }
+    };
+    let actual = sha256_digest(&config_raw);
+    if actual != config_digest {
+        return Err(Error::DigestMismatch {
+            what: "config",
+            digest: config_digest,
+            actual,
+        });
+    }
+    let config: ImageConfiguration =
+        serde_json::from_slice(&config_raw).map_err(|e| Error::Parse {
+            what: format!("image config {config_digest}"),
+            reason: e.to_string(),
+        })?;
+    let diff_ids = config.rootfs().diff_ids();
+    if diff_ids.len() != manifest.layers().len() {
+        return Err(Error::LayerCountMismatch {
+            image: config_digest,
+            layers: manifest.layers().len(),
+            diff_ids: diff_ids.len(),
+        });
+    }
+
+    let results: Vec<Result<()>> =
+        futures_util::stream::iter(manifest.layers().iter().zip(diff_ids.iter()))
+            .map(|(layer, diff_id)| {
+                fetch_layer(&client, r, store, layer, diff_id, progress, retries)
+            })
+            .buffer_unordered(CONCURRENT_LAYERS)
+            .collect()
+            .await;
+    for res in results {
+        res?;
+    }
+
+    store.put_blob("config", &config_digest, &config_raw)?;
+    store.put_blob("manifest", &digest, &raw)?;
+    progress.message("Writing manifest to image destination");
+    let name = Some(crate::reference::store_name(r));
+    super::record_image(
+        store,
+        super::Record {
+            manifest_digest: &digest,
+            media_type: &media_type,
+            size: raw.len() as u64,
+            name,
+            repo_digest: Some(repo_digest),
+        },
+    )?;
+    Ok(digest)
+}
+
+/// GET a manifest and check its digest (against the reference's digest when it has one).
+async fn fetch_manifest(
+    client: &Client,
+    auth: &RegistryAuth,
+    r: &Reference,
+    retries: u32,
+) -> Result<(Vec<u8>, String)> {
+    let (raw, header_digest) = with_retries(retries, || client.pull_manifest_raw(r, auth, ACCEPT))
+        .await
+        .map_err(|e| match e {
+            OciDistributionError::DigestError(de) => Error::DigestMismatch {
+                what: "manifest",
+                digest: r.digest().unwrap_or("(from registry)").to_string(),
+                actual: de.to_string(),
+            },
+            e => registry_err(r, "fetch manifest", e),
+        })?;
+    let actual = sha256_digest(&raw);
+    let expected = r.digest().map(String::from).unwrap_or(header_digest);
+    if expected.starts_with("sha256:") && actual != expected {
+        return Err(Error::DigestMismatch {
+            what: "manifest",
+            digest: expected,
+            actual,
+        });
+    }
+    Ok((raw.to_vec(), actual))
+}
+
+/// Make sure one layer is in the store with a verified digest and diff_id.
+async fn fetch_layer(
+    client: &Client,
+    r: &Reference,
+    store: &Store,
+    layer: &Descriptor,
+    expected_diff_id: &str,
+    progress: &Progress,
+    retries: u32,
+) -> Result<()> {
+    let digest = layer.digest().to_string();
+    let bar = progress.blob("blob", &digest, layer.size());
+    if store.has_blob(&digest) {
+        let actual = match store.cached_diff_id(&digest) {
+            Some(d) => d,
+            None => {
+                let blob = store.blob_path(&digest)?;
+                let d = tokio::task::block_in_place(|| crate::verify::diff_id_of_file(&blob))?;
+                store.record_diff_id(&digest, &d)?;
+                d
+            }
+        };
+        if actual != expected_diff_id {
+            return Err(Error::DiffIdMismatch {
+                layer: digest,
+                expected: expected_diff_id.to_string(),
+                actual,
+            });
+        }
+        bar.skipped();
+        return Ok(());
+    }
+
+    let layer_ref = digest.as_str();
+    let mut w = store.blob_writer()?;
+    let mut diff = StreamingDiffId::start();
+    let mut attempt = 0u32;
+    loop {
+        let offset = w.len();
+        let res = if offset == 0 {
+            client
+                .pull_blob_stream(r, layer_ref)
+                .await
+                .map(|s| (s, false))
+        } else {
+            match client
+                .pull_blob_stream_partial(r, layer_ref, offset, None)
+                .await
+            {
+                Ok(BlobResponse::Partial(s)) => Ok((s, false)),
+                Ok(BlobResponse::Full(s)) => Ok((s, true)),
+                Err(e) => Err(e),
+            }
+        };
+        let mut stream = match res {
+            Ok((s, restart)) => {
+                if restart {
+                    // The registry ignored our Range: start the blob over.
+                    bar.rewind(offset);
+                    w.abort();
+                    w = store.blob_writer()?;
+                    diff = StreamingDiffId::start();
+                }
+                s.stream
+            }
+            Err(e) if attempt < retries && transient(&e) => {
+                tokio::time::sleep(backoff(attempt)).await;
+                attempt += 1;
+                continue;
+            }
+            Err(e) => {
+                w.abort();
+                return Err(registry_err(r, "fetch layer", e));
+            }
+        };
+        let mut failure = None;
+        loop {
+            match stream.try_next().await {
+                Ok(Some(chunk)) => {
+                    w.write(&chunk)?;
+                    bar.inc(chunk.len() as u64);
+                    diff.feed(chunk);
+                }
+                Ok(None) => break,
+                Err(e) => {
+                    failure = Some(e);
+                    break;
+                }
+            }
+        }
+        let short = w.len() < layer.size();
+        match failure {
+            // All bytes arrived: any stream error is oci-client's own digest check, which
+            // ours below reports with the layer's digest.
+            Some(_) if !short => break,
+            None if !short => break,
+            Some(_) | None if attempt < retries => {
+                tracing::debug!("layer {digest} interrupted at {} bytes, resuming", w.len());
+                tokio::time::sleep(backoff(attempt)).await;
+                attempt += 1;
+            }
+            Some(e) => {
+                w.abort();
+                return Err(Error::Registry {
+                    reference: r.whole(),
+                    step: "fetch layer",
+                    reason: format!("{digest}: {e}"),
+                });
+            }
+            None => {
+                let got = w.len();
+                w.abort();
+                return Err(Error::Registry {
+                    reference: r.whole(),
+                    step: "fetch layer",
+                    reason: format!(
+                        "{digest}: connection ended after {got} of {} bytes",
+                        layer.size()
+                    ),
+                });
+            }
+        }
+    }
+
+    let actual = w.digest();
+    if actual != digest {
+        w.abort();
+        return Err(Error::DigestMismatch {
+            what: "layer",
+            digest,
+            actual,
+        });
+    }
+    let diff_id = tokio::task::block_in_place(|| diff.finish()).map_err(|e| Error::Parse {
+        what: format!("layer {digest}"),
+        reason: format!("content does not decompress: {e}"),
+    });
+    let diff_id = match diff_id {
+        Ok(d) => d,
+        Err(e) => {
+            w.abort();
+            return Err(e);
+        }
+    };
+    if diff_id != expected_diff_id {
+        w.abort();
+        return Err(Error::DiffIdMismatch {
+            layer: digest,
+            expected: expected_diff_id.to_string(),
+            actual: diff_id,
+        });
+    }
+    w.commit("layer", &digest)?;
+    store.record_diff_id(&digest, &diff_id)?;
+    bar.done("done");
+    Ok(())
+}

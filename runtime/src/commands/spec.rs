@@ -1,0 +1,34 @@
+//! `gruntime spec`: runc's default config.json (or the rootless variant), refusing to overwrite one.
+
+use std::path::Path;
+
+use oci_spec::runtime::Spec;
+
+use crate::commands::Globals;
+use crate::error::{Error, Result};
+
+pub fn default_spec(rootless: bool) -> Spec {
+    let mut spec = if rootless {
+        Spec::rootless(
+            nix::unistd::geteuid().as_raw(),
+            nix::unistd::getegid().as_raw(),
+        )
+    } else {
+        Spec::default()
+    };
+    spec.set_version(crate::SPEC_VERSION.to_string());
+    spec.set_hostname(Some("gruntime".into()));
+    spec
+}
+
+pub fn run(_g: &Globals, bundle: &Path, rootless: bool) -> Result<()> {
+    let path = bundle.join("config.json");
+    if path.exists() {
+        return Err(Error::InvalidArgument(format!(
+            "{}: already exists, remove it first",
+            path.display()
+        )));
+    }
+    let data = serde_json::to_vec_pretty(&default_spec(rootless)).expect("spec serialises");
+    std::fs::write(&path, data).map_err(|e| Error::io("write", &path, e))
+}

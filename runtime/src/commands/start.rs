@@ -1,0 +1,25 @@
+use crate::commands::Globals;
+use crate::container::{Container, Status};
+use crate::error::Result;
+use crate::{hooks, log, spawn};
+
+pub fn run(g: &Globals, id: &str) -> Result<()> {
+    let mut c = Container::load(&g.root, id)?;
+    start(&mut c)
+}
+
+/// created → running: the init execs, then poststart hooks run before we return (a failing one only warns).
+pub fn start(c: &mut Container) -> Result<()> {
+    c.require_status(&[Status::Created], "start")?;
+    let spec = c.dir.load_config()?;
+    spawn::start_init(c, &spawn::listener_of(&spec))?;
+    c.saved.started = true;
+    c.dir.save(&c.saved)?;
+    if let Some(hs) = spec.hooks().as_ref().and_then(|h| h.poststart().as_ref()) {
+        let state = c.oci_state().to_string();
+        if let Err(e) = hooks::run_all("poststart", hs, &state) {
+            log::warn(&e.reason);
+        }
+    }
+    Ok(())
+}

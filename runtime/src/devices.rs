@@ -1,0 +1,181 @@
+//! /dev inside the container: the default devices, `linux.devices`, and the standard symlinks. Device nodes
+//! are made with mknod, or bind-mounted from the host in a user namespace (where mknod is not allowed).
+
+use std::os::fd::{AsRawFd, OwnedFd};
+use std::path::{Path, PathBuf};
+
+use nix::fcntl::{open, OFlag};
+use nix::mount::{mount, MsFlags};
+use nix::sys::stat::{makedev, mknodat, Mode, SFlag};
+use nix::unistd::{fchownat, Gid, Uid};
+use oci_spec::runtime::{LinuxDevice, LinuxDeviceType, Spec};
+
+use crate::init_error::{InitResult, Step};
+use crate::rootfs::{fd_path, mkdir_in_root, openat_in_root};
+
+struct Dev {
+    path: PathBuf,
+    kind: SFlag,
+    major: i64,
+    minor: i64,
+    mode: u32,
+    uid: u32,
+    gid: u32,
+}
+
+/// The devices every container gets (runtime-spec "Default Devices").
+fn defaults() -> Vec<Dev> {
+    [
+        ("null", 1, 3),
+        ("zero", 1, 5),
+        ("full", 1, 7),
+        ("random", 1, 8),
+        ("urandom", 1, 9),
+        ("tty", 5, 0),
+    ]
+    .iter()
+    .map(|(n, ma, mi)| Dev {
+        path: PathBuf::from("/dev").join(n),
+        kind: SFlag::S_IFCHR,
+        major: *ma,
+        minor: *mi,
+        mode: 0o666,
+        uid: 0,
+        gid: 0,
+    })
+    .collect()
+}
+
+fn from_spec(d: &LinuxDevice) -> Dev {
+    let kind = match d.typ() {
+        LinuxDeviceType::B => SFlag::S_IFBLK,
+        LinuxDeviceType::P => SFlag::S_IFIFO,
+        _ => SFlag::S_IFCHR,
+    };
+    Dev {
+        path: d.path().clone(),
+        kind,
+        major: d.major(),
+        minor: d.minor(),
+        mode: d.file_mode().unwrap_or(0o666) & 0o7777,
+        uid: d.uid().unwrap_or(0),
+        gid: d.gid().unwrap_or(0),
+    }
+}
+
+/// Only when the config mounts its own /dev (otherwise the rootfs's /dev is the user's business, as in runc).
+pub fn dev_is_mounted(spec: &Spec) -> bool {
+    spec.mounts()
+        .iter()
+        .flatten()
+        .any(|m| m.destination() == Path::new("/dev") && m.typ().as_deref() != Some("bind"))
+}
+
+/// Make every device under `rootfs` (before pivot_root), then the symlinks.
+pub fn create_all(spec: &Spec, rootfs: &Path, in_userns: bool) -> InitResult<()> {
+    let root = open(
+        rootfs,
+        OFlag::O_PATH | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC,
+        Mode::empty(),
+    )
+    .step(|| format!("open rootfs {}", rootfs.display()))?;
+    let mut devs = Vec::new();
+    if dev_is_mounted(spec) {
+        devs = defaults();
+    }
+    for d in spec
+        .linux()
+        .as_ref()
+        .and_then(|l| l.devices().as_ref())
+        .into_iter()
+        .flatten()
+    {
+        let d = from_spec(d);
+        devs.retain(|x| x.path != d.path);
+        devs.push(d);
+    }
+    for d in &devs {
+        make_device(&root, d, in_userns)?;
+    }
+    if dev_is_mounted(spec) {
+        symlinks(&root)?;
+    }
+    Ok(())
+}
+
+fn make_device(root: &OwnedFd, d: &Dev, in_userns: bool) -> InitResult<()> {
+    let parent = d.path.parent().unwrap_or(Path::new("/dev"));
+    let dir = mkdir_in_root(root.as_raw_fd(), parent, false)?;
+    let name = d.path.file_name().unwrap_or_default();
+    if in_userns {
+        // mknod is refused in a user namespace: bind the host's node onto an empty file.
+        let target = mkdir_in_root(root.as_raw_fd(), &d.path, true)?;
+        return mount(
+            Some(&d.path),
+            &fd_path(&target),
+            None::<&str>,
+            MsFlags::MS_BIND,
+            None::<&str>,
+        )
+        .step(|| format!("bind device {} from the host", d.path.display()));
+    }
+    let _ = nix::unistd::unlinkat(&dir, name, nix::unistd::UnlinkatFlags::NoRemoveDir);
+    let dev = makedev(d.major as u64, d.minor as u64);
+    mknodat(&dir, name, d.kind, Mode::from_bits_truncate(d.mode), dev)
+        .step(|| format!("mknod {}", d.path.display()))?;
+    // mknod is subject to the umask: set the mode and owner explicitly.
+    nix::sys::stat::fchmodat(
+        &dir,
+        name,
+        Mode::from_bits_truncate(d.mode),
+        nix::sys::stat::FchmodatFlags::NoFollowSymlink,
+    )
+    .or_else(|e| {
+        if e == nix::errno::Errno::EOPNOTSUPP {
+            nix::sys::stat::fchmodat(
+                &dir,
+                name,
+                Mode::from_bits_truncate(d.mode),
+                nix::sys::stat::FchmodatFlags::FollowSymlink,
+            )
+        } else {
+            Err(e)
+        }
+    })
+    .step(|| format!("chmod {}", d.path.display()))?;
+    fchownat(
+        &dir,
+        name,
+        Some(Uid::from_raw(d.uid)),
+        Some(Gid::from_raw(d.gid)),
+        nix::fcntl::AtFlags::AT_SYMLINK_NOFOLLOW,
+    )
+    .step(|| format!("chown {}", d.path.display()))?;
+    Ok(())
+}
+
+fn symlinks(root: &OwnedFd) -> InitResult<()> {
+    let dev = openat_in_root(
+        root.as_raw_fd(),
+        Path::new("dev"),
+        OFlag::O_PATH | OFlag::O_DIRECTORY,
+    )
+    .step(|| "open /dev".into())?;
+    let mut links = vec![
+        ("/proc/self/fd", "fd"),
+        ("/proc/self/fd/0", "stdin"),
+        ("/proc/self/fd/1", "stdout"),
+        ("/proc/self/fd/2", "stderr"),
+        ("pts/ptmx", "ptmx"),
+    ];
+    if Path::new("/proc/kcore").exists() {
+        links.push(("/proc/kcore", "core"));
+    }
+    for (target, name) in links {
+        match nix::unistd::symlinkat(target, &dev, name) {
+            Ok(()) | Err(nix::errno::Errno::EEXIST) => {}
+            Err(e) => return Err(e).step(|| format!("symlink /dev/{name}")),
+        }
+    }
+    Ok(())
+}

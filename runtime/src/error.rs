@@ -1,0 +1,118 @@
+//! One error type for the whole runtime. Each variant names the step that failed and keeps the cause
+//! (path, field, errno), so a user sees one line that says what went wrong where.
+
+use std::path::PathBuf;
+
+use nix::errno::Errno;
+
+#[derive(Debug)]
+pub enum Error {
+    /// The user gave us something unusable (a flag, an id, a field of config.json).
+    InvalidArgument(String),
+    /// `<field>: <reason>` in config.json.
+    InvalidConfig {
+        path: PathBuf,
+        reason: String,
+    },
+    ReadConfig {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    ContainerNotFound(String),
+    ContainerExists(String),
+    /// The container is not in a state that allows the command.
+    BadState {
+        id: String,
+        reason: String,
+    },
+    NoSuchProcess,
+    /// A filesystem step of the runtime itself (state dir, pid file, log file).
+    Io {
+        step: String,
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    /// A syscall made by the runtime process.
+    Sys {
+        step: String,
+        errno: Errno,
+    },
+    /// A step inside the container's init failed; reported back over the sync socket.
+    Init {
+        step: String,
+        errno: i32,
+    },
+    Hook {
+        kind: &'static str,
+        index: usize,
+        reason: String,
+    },
+    Unsupported(String),
+}
+
+pub type Result<T> = std::result::Result<T, Error>;
+
+impl std::fmt::Display for Error {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Error::InvalidArgument(m) => write!(f, "{m}"),
+            Error::InvalidConfig { path, reason } => write!(f, "{}: {reason}", path.display()),
+            Error::ReadConfig { path, source } => {
+                if source.kind() == std::io::ErrorKind::NotFound {
+                    write!(f, "{}: does not exist", path.display())
+                } else {
+                    write!(f, "read {}: {source}", path.display())
+                }
+            }
+            Error::ContainerNotFound(id) => write!(f, "container {id} does not exist"),
+            Error::ContainerExists(id) => write!(f, "container with id {id} already exists"),
+            Error::BadState { id, reason } => write!(f, "container {id}: {reason}"),
+            Error::NoSuchProcess => write!(f, "container not running: no such process"),
+            Error::Io { step, path, source } => write!(f, "{step} {}: {source}", path.display()),
+            Error::Sys { step, errno } => write!(f, "{step}: {}", errno.desc()),
+            Error::Init { step, errno } => {
+                if *errno == 0 {
+                    write!(f, "container init: {step}")
+                } else {
+                    write!(
+                        f,
+                        "container init: {step}: {}",
+                        Errno::from_raw(*errno).desc()
+                    )
+                }
+            }
+            Error::Hook {
+                kind,
+                index,
+                reason,
+            } => write!(f, "{kind} hook #{index}: {reason}"),
+            Error::Unsupported(m) => write!(f, "not supported: {m}"),
+        }
+    }
+}
+
+impl std::error::Error for Error {}
+
+impl Error {
+    pub fn io(step: impl Into<String>, path: impl Into<PathBuf>, source: std::io::Error) -> Self {
+        Error::Io {
+            step: step.into(),
+            path: path.into(),
+            source,
+        }
+    }
+
+    pub fn sys(step: impl Into<String>, errno: Errno) -> Self {
+        Error::Sys {
+            step: step.into(),
+            errno,
+        }
+    }
+
+    pub fn config(path: impl Into<PathBuf>, reason: impl Into<String>) -> Self {
+        Error::InvalidConfig {
+            path: path.into(),
+            reason: reason.into(),
+        }
+    }
+}

@@ -1,0 +1,98 @@
+//! Namespaces: which ones the clone creates, and joining the ones given by `path` (user first).
+
+use std::os::fd::{AsRawFd, OwnedFd};
+use std::path::{Path, PathBuf};
+
+use nix::fcntl::{open, OFlag};
+use nix::sched::CloneFlags;
+use nix::sys::stat::Mode;
+use oci_spec::runtime::{LinuxNamespaceType, Spec};
+
+pub fn name(t: LinuxNamespaceType) -> &'static str {
+    match t {
+        LinuxNamespaceType::Mount => "mount",
+        LinuxNamespaceType::Cgroup => "cgroup",
+        LinuxNamespaceType::Uts => "uts",
+        LinuxNamespaceType::Ipc => "ipc",
+        LinuxNamespaceType::User => "user",
+        LinuxNamespaceType::Pid => "pid",
+        LinuxNamespaceType::Network => "network",
+        LinuxNamespaceType::Time => "time",
+    }
+}
+
+pub fn clone_flag(t: LinuxNamespaceType) -> CloneFlags {
+    match t {
+        LinuxNamespaceType::Mount => CloneFlags::CLONE_NEWNS,
+        LinuxNamespaceType::Cgroup => CloneFlags::CLONE_NEWCGROUP,
+        LinuxNamespaceType::Uts => CloneFlags::CLONE_NEWUTS,
+        LinuxNamespaceType::Ipc => CloneFlags::CLONE_NEWIPC,
+        LinuxNamespaceType::User => CloneFlags::CLONE_NEWUSER,
+        LinuxNamespaceType::Pid => CloneFlags::CLONE_NEWPID,
+        LinuxNamespaceType::Network => CloneFlags::CLONE_NEWNET,
+        // CLONE_NEWTIME (0x80) shares its bit with CSIGNAL's range in clone(2) but is valid for clone3/unshare.
+        LinuxNamespaceType::Time => CloneFlags::from_bits_retain(0x80),
+    }
+}
+
+/// NS_GET_NSTYPE: what kind of namespace an fd refers to.
+const NS_GET_NSTYPE: libc::c_ulong = 0xb703;
+
+/// `linux.namespaces[].path` must name a namespace of that type.
+pub fn check_path(t: LinuxNamespaceType, path: &Path) -> Result<(), String> {
+    let fd = open(path, OFlag::O_RDONLY | OFlag::O_CLOEXEC, Mode::empty())
+        .map_err(|e| e.desc().to_string())?;
+    // SAFETY: NS_GET_NSTYPE takes no argument and only reads the fd; fd is valid and owned here.
+    let kind = unsafe { libc::ioctl(fd.as_raw_fd(), NS_GET_NSTYPE) };
+    if kind < 0 {
+        return Err("not a namespace file".into());
+    }
+    if kind as i64 != clone_flag(t).bits() as i64 {
+        return Err(format!("not a {} namespace", name(t)));
+    }
+    Ok(())
+}
+
+/// The namespaces this container gets: new ones (cloned) and existing ones (joined by path).
+pub struct Plan {
+    pub clone_flags: CloneFlags,
+    /// In the order they must be joined: user first (it grants the rights for the rest), mount last.
+    pub join: Vec<(LinuxNamespaceType, PathBuf)>,
+}
+
+pub fn plan(spec: &Spec) -> Plan {
+    let mut clone_flags = CloneFlags::empty();
+    let mut join = Vec::new();
+    for ns in spec
+        .linux()
+        .as_ref()
+        .and_then(|l| l.namespaces().as_ref())
+        .into_iter()
+        .flatten()
+    {
+        match ns.path() {
+            Some(p) => join.push((ns.typ(), p.clone())),
+            None => clone_flags |= clone_flag(ns.typ()),
+        }
+    }
+    let rank = |t: &LinuxNamespaceType| match t {
+        LinuxNamespaceType::User => 0,
+        LinuxNamespaceType::Mount => 2,
+        _ => 1,
+    };
+    join.sort_by_key(|(t, _)| rank(t));
+    Plan { clone_flags, join }
+}
+
+/// Open every namespace to join up front (in the host's mount namespace), so the child can setns by fd.
+pub fn open_all(
+    join: &[(LinuxNamespaceType, PathBuf)],
+) -> Result<Vec<(LinuxNamespaceType, OwnedFd)>, (PathBuf, nix::Error)> {
+    join.iter()
+        .map(|(t, p)| {
+            open(p, OFlag::O_RDONLY | OFlag::O_CLOEXEC, Mode::empty())
+                .map(|fd| (*t, fd))
+                .map_err(|e| (p.clone(), e))
+        })
+        .collect()
+}

@@ -1,0 +1,472 @@
+//! The container's filesystem view: root propagation, the rootfs bind, every `mounts[]` entry with its
+//! destination resolved inside the rootfs (openat2 RESOLVE_IN_ROOT: a symlink in the image can never send a
+//! mount to the host), pivot_root (or MS_MOVE + chroot), masked and read-only paths, a read-only root.
+
+use std::ffi::CString;
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::path::{Component, Path, PathBuf};
+
+use nix::fcntl::{open, OFlag};
+use nix::mount::{mount, umount2, MntFlags, MsFlags};
+use nix::sys::stat::Mode;
+use nix::unistd::{chdir, chroot, fchdir, pivot_root};
+use oci_spec::runtime::{Mount, Spec};
+
+use crate::init_error::{fail, InitError, InitResult, Step};
+use crate::mounts::{self, parse_options};
+
+const RESOLVE_NO_MAGICLINKS: u64 = 0x02;
+const RESOLVE_IN_ROOT: u64 = 0x10;
+
+#[repr(C)]
+struct OpenHow {
+    flags: u64,
+    mode: u64,
+    resolve: u64,
+}
+
+/// openat2(dirfd, path, flags, RESOLVE_IN_ROOT): `path` is looked up as if `dirfd` were `/`.
+pub fn openat_in_root(root: RawFd, path: &Path, flags: OFlag) -> nix::Result<OwnedFd> {
+    let c =
+        CString::new(path.as_os_str().as_encoded_bytes()).map_err(|_| nix::errno::Errno::EINVAL)?;
+    let how = OpenHow {
+        flags: (flags | OFlag::O_CLOEXEC).bits() as u64,
+        mode: 0,
+        resolve: RESOLVE_IN_ROOT | RESOLVE_NO_MAGICLINKS,
+    };
+    // SAFETY: c is NUL-terminated, how is a valid open_how of the size passed; the returned fd is new and ours.
+    let fd = unsafe {
+        libc::syscall(
+            libc::SYS_openat2,
+            root,
+            c.as_ptr(),
+            &how as *const OpenHow,
+            std::mem::size_of::<OpenHow>(),
+        )
+    };
+    let fd = nix::errno::Errno::result(fd)?;
+    // SAFETY: openat2 returned a fresh descriptor that nothing else owns.
+    Ok(unsafe { OwnedFd::from_raw_fd(fd as RawFd) })
+}
+
+/// The path under which the kernel reaches an fd's object: mount(2) follows it to that exact inode.
+pub fn fd_path(fd: &OwnedFd) -> PathBuf {
+    PathBuf::from(format!("/proc/self/fd/{}", fd.as_raw_fd()))
+}
+
+/// Lexically clean a destination into components below `/` (`..` cannot climb above the root).
+fn inside(dest: &Path) -> PathBuf {
+    let mut out = PathBuf::from(".");
+    for c in dest.components() {
+        match c {
+            Component::Normal(n) => out.push(n),
+            Component::ParentDir => {
+                if out != Path::new(".") {
+                    out.pop();
+                }
+            }
+            _ => {}
+        }
+    }
+    out
+}
+
+/// Make `dest` (and its parents) inside the root if missing: a directory, or an empty file when `file`.
+/// Returns an O_PATH fd of the (possibly pre-existing) target, resolved inside the root.
+pub fn mkdir_in_root(root: RawFd, dest: &Path, file: bool) -> InitResult<OwnedFd> {
+    let rel = inside(dest);
+    if let Ok(fd) = openat_in_root(root, &rel, OFlag::O_PATH) {
+        return Ok(fd);
+    }
+    let comps: Vec<_> = rel
+        .components()
+        .filter(|c| matches!(c, Component::Normal(_)))
+        .collect();
+    let mut cur = PathBuf::from("/");
+    for (i, c) in comps.iter().enumerate() {
+        let parent = openat_in_root(root, &cur, OFlag::O_PATH | OFlag::O_DIRECTORY)
+            .step(|| format!("resolve {} inside the rootfs", cur.display()))?;
+        cur.push(c);
+        if openat_in_root(root, &cur, OFlag::O_PATH).is_ok() {
+            continue;
+        }
+        let last = i + 1 == comps.len();
+        if last && file {
+            nix::fcntl::openat(
+                &parent,
+                c.as_os_str(),
+                OFlag::O_CREAT | OFlag::O_WRONLY | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC,
+                Mode::from_bits_truncate(0o644),
+            )
+            .step(|| format!("create mount point {}", cur.display()))?;
+        } else {
+            match nix::sys::stat::mkdirat(&parent, c.as_os_str(), Mode::from_bits_truncate(0o755)) {
+                Ok(()) | Err(nix::errno::Errno::EEXIST) => {}
+                Err(e) => return Err(e).step(|| format!("create mount point {}", cur.display())),
+            }
+        }
+    }
+    openat_in_root(root, &rel, OFlag::O_PATH)
+        .step(|| format!("resolve {} inside the rootfs", dest.display()))
+}
+
+fn sys_mount(
+    src: Option<&Path>,
+    target: &Path,
+    fstype: Option<&str>,
+    flags: MsFlags,
+    data: Option<&str>,
+) -> nix::Result<()> {
+    mount(src, target, fstype, flags, data)
+}
+
+/// Before anything is mounted: make our copy of the host's mounts private/slave so nothing leaks back, then
+/// bind the rootfs onto itself so it is a mount point pivot_root can use.
+pub fn prepare_root(spec: &Spec, rootfs: &Path) -> InitResult<()> {
+    let prop = spec
+        .linux()
+        .as_ref()
+        .and_then(|l| l.rootfs_propagation().clone());
+    let flag = match prop.as_deref() {
+        None | Some("") => MsFlags::MS_SLAVE | MsFlags::MS_REC,
+        Some(p) => mounts::propagation_flag(p).ok_or_else(|| {
+            fail(format!(
+                "linux.rootfsPropagation {p:?}: unknown propagation"
+            ))
+        })?,
+    };
+    // shared on / would leak our mounts to the host: use rslave while building, set the requested one at the end.
+    let build_flag = if flag.contains(MsFlags::MS_SHARED) {
+        MsFlags::MS_SLAVE | MsFlags::MS_REC
+    } else {
+        flag
+    };
+    sys_mount(None, Path::new("/"), None, build_flag, None)
+        .step(|| "make / private before building the rootfs".into())?;
+    sys_mount(
+        Some(rootfs),
+        rootfs,
+        None,
+        MsFlags::MS_BIND | MsFlags::MS_REC,
+        None,
+    )
+    .step(|| format!("bind rootfs {} onto itself", rootfs.display()))?;
+    Ok(())
+}
+
+/// Mount every `mounts[]` entry inside the rootfs, in order.
+pub fn mount_all(spec: &Spec, rootfs: &Path, in_userns: bool) -> InitResult<()> {
+    let root = open(
+        rootfs,
+        OFlag::O_PATH | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC,
+        Mode::empty(),
+    )
+    .step(|| format!("open rootfs {}", rootfs.display()))?;
+    for (i, m) in spec.mounts().iter().flatten().enumerate() {
+        mount_one(root.as_raw_fd(), rootfs, i, m, in_userns)?;
+    }
+    Ok(())
+}
+
+fn mount_one(
+    root: RawFd,
+    rootfs: &Path,
+    index: usize,
+    m: &Mount,
+    in_userns: bool,
+) -> InitResult<()> {
+    let dest = m.destination();
+    let typ = m.typ().as_deref().unwrap_or("");
+    let opts = parse_options(m.options().as_deref().unwrap_or(&[]));
+    let what = || {
+        format!(
+            "mounts[{index}] {} on {}",
+            typ_or_bind(typ, &opts),
+            dest.display()
+        )
+    };
+    if !m
+        .uid_mappings()
+        .as_ref()
+        .map(|v| v.is_empty())
+        .unwrap_or(true)
+        || !m
+            .gid_mappings()
+            .as_ref()
+            .map(|v| v.is_empty())
+            .unwrap_or(true)
+    {
+        return Err(fail(format!(
+            "{}: idmapped mounts (uidMappings/gidMappings) are not supported",
+            what()
+        )));
+    }
+    let is_bind = opts.bind || typ == "bind";
+    let source = m.source().clone().unwrap_or_default();
+    let file_target = is_bind
+        && std::fs::metadata(&source)
+            .map(|md| !md.is_dir())
+            .unwrap_or(false);
+    let target_fd = mkdir_in_root(root, dest, file_target)?;
+    let target = fd_path(&target_fd);
+    let data = if opts.data.is_empty() {
+        None
+    } else {
+        Some(opts.data.join(","))
+    };
+
+    if is_bind {
+        let flags = MsFlags::MS_BIND
+            | if opts.recursive_bind {
+                MsFlags::MS_REC
+            } else {
+                MsFlags::empty()
+            };
+        sys_mount(Some(&source), &target, None, flags, None)
+            .step(|| format!("{} (source {})", what(), source.display()))?;
+        // The bind itself ignores other flags: a remount applies them, keeping what the kernel locked.
+        let extra = opts.flags & !(MsFlags::MS_BIND | MsFlags::MS_REC | MsFlags::MS_REMOUNT);
+        if !extra.is_empty() || !opts.cleared.is_empty() {
+            let target = fd_path(&openat_in_root(root, &inside(dest), OFlag::O_PATH).step(what)?);
+            let keep = if in_userns {
+                mounts::locked_flags(&target) & !opts.cleared
+            } else {
+                MsFlags::empty()
+            };
+            sys_mount(
+                None,
+                &target,
+                None,
+                MsFlags::MS_BIND | MsFlags::MS_REMOUNT | extra | keep,
+                None,
+            )
+            .step(|| format!("{} (remount with options)", what()))?;
+        }
+    } else {
+        let fstype = match typ {
+            "cgroup" => "cgroup2", // the container sees the unified hierarchy
+            t => t,
+        };
+        let r = sys_mount(
+            Some(Path::new(if source.as_os_str().is_empty() {
+                fstype
+            } else {
+                source.to_str().unwrap_or(fstype)
+            })),
+            &target,
+            Some(fstype),
+            opts.flags,
+            data.as_deref(),
+        );
+        match r {
+            Ok(()) => {}
+            // A user namespace that does not own the network namespace may not mount sysfs: bind the host's, as runc does.
+            Err(nix::errno::Errno::EPERM) if fstype == "sysfs" && in_userns => {
+                sys_mount(
+                    Some(Path::new("/sys")),
+                    &target,
+                    None,
+                    MsFlags::MS_BIND | MsFlags::MS_REC,
+                    None,
+                )
+                .step(what)?;
+                let target =
+                    fd_path(&openat_in_root(root, &inside(dest), OFlag::O_PATH).step(what)?);
+                let keep = mounts::locked_flags(&target);
+                let _ = sys_mount(
+                    None,
+                    &target,
+                    None,
+                    MsFlags::MS_BIND | MsFlags::MS_REMOUNT | MsFlags::MS_RDONLY | keep,
+                    None,
+                );
+            }
+            Err(e) => return Err(e).step(what),
+        }
+    }
+    if opts.attr_set != 0 || opts.attr_clr != 0 {
+        let target = fd_path(&openat_in_root(root, &inside(dest), OFlag::O_PATH).step(what)?);
+        mounts::set_recursive_attrs(&target, opts.attr_set, opts.attr_clr)
+            .step(|| format!("{} (recursive attributes)", what()))?;
+    }
+    for p in &opts.propagation {
+        let target = fd_path(&openat_in_root(root, &inside(dest), OFlag::O_PATH).step(what)?);
+        sys_mount(None, &target, None, *p, None).step(|| format!("{} (propagation)", what()))?;
+    }
+    let _ = rootfs;
+    Ok(())
+}
+
+fn typ_or_bind(typ: &str, opts: &mounts::Options) -> String {
+    if typ.is_empty() || typ == "none" {
+        if opts.bind {
+            "bind".into()
+        } else {
+            "mount".into()
+        }
+    } else {
+        typ.to_string()
+    }
+}
+
+/// pivot_root into the rootfs and detach the old root (runc's fd dance: no temporary directory needed).
+pub fn pivot(rootfs: &Path) -> InitResult<()> {
+    let old = open(
+        "/",
+        OFlag::O_DIRECTORY | OFlag::O_RDONLY | OFlag::O_CLOEXEC,
+        Mode::empty(),
+    )
+    .step(|| "open old root".into())?;
+    let new = open(
+        rootfs,
+        OFlag::O_DIRECTORY | OFlag::O_RDONLY | OFlag::O_CLOEXEC,
+        Mode::empty(),
+    )
+    .step(|| format!("open rootfs {}", rootfs.display()))?;
+    fchdir(&new).step(|| "chdir into rootfs".into())?;
+    pivot_root(".", ".").step(|| format!("pivot_root into {}", rootfs.display()))?;
+    fchdir(&old).step(|| "chdir to old root".into())?;
+    // The old root must not propagate our unmount back to the host.
+    sys_mount(
+        None,
+        Path::new("."),
+        None,
+        MsFlags::MS_SLAVE | MsFlags::MS_REC,
+        None,
+    )
+    .step(|| "make old root rslave".into())?;
+    umount2(".", MntFlags::MNT_DETACH).step(|| "detach old root".into())?;
+    chdir("/").step(|| "chdir /".into())?;
+    Ok(())
+}
+
+/// `--no-pivot`: move the rootfs mount onto / and chroot (for ramfs roots where pivot_root is impossible).
+pub fn move_root(rootfs: &Path) -> InitResult<()> {
+    chdir(rootfs).step(|| format!("chdir {}", rootfs.display()))?;
+    sys_mount(Some(rootfs), Path::new("/"), None, MsFlags::MS_MOVE, None)
+        .step(|| "move rootfs onto /".into())?;
+    chroot(".").step(|| "chroot into rootfs".into())?;
+    chdir("/").step(|| "chdir /".into())?;
+    Ok(())
+}
+
+/// After pivot_root: set the requested propagation of the new root.
+pub fn finish_propagation(spec: &Spec) -> InitResult<()> {
+    if let Some(p) = spec
+        .linux()
+        .as_ref()
+        .and_then(|l| l.rootfs_propagation().clone())
+    {
+        if let Some(f) = mounts::propagation_flag(&p) {
+            sys_mount(None, Path::new("/"), None, f, None)
+                .step(|| format!("set rootfs propagation {p}"))?;
+        }
+    }
+    Ok(())
+}
+
+/// maskedPaths: a file gets /dev/null bound over it, a directory an empty read-only tmpfs.
+pub fn mask_paths(spec: &Spec) -> InitResult<()> {
+    let root = open(
+        "/",
+        OFlag::O_PATH | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC,
+        Mode::empty(),
+    )
+    .step(|| "open /".into())?;
+    for p in spec
+        .linux()
+        .as_ref()
+        .and_then(|l| l.masked_paths().clone())
+        .unwrap_or_default()
+    {
+        let fd = match openat_in_root(root.as_raw_fd(), &inside(Path::new(&p)), OFlag::O_PATH) {
+            Ok(fd) => fd,
+            Err(nix::errno::Errno::ENOENT) => continue,
+            Err(e) => return Err(e).step(|| format!("maskedPaths {p}")),
+        };
+        let target = fd_path(&fd);
+        let is_dir = std::fs::metadata(&target)
+            .map(|m| m.is_dir())
+            .unwrap_or(false);
+        let r = if is_dir {
+            sys_mount(
+                Some(Path::new("tmpfs")),
+                &target,
+                Some("tmpfs"),
+                MsFlags::MS_RDONLY,
+                None,
+            )
+        } else {
+            sys_mount(
+                Some(Path::new("/dev/null")),
+                &target,
+                None,
+                MsFlags::MS_BIND,
+                None,
+            )
+        };
+        r.step(|| format!("mask {p}"))?;
+    }
+    Ok(())
+}
+
+/// readonlyPaths: bind the path onto itself and remount it read-only.
+pub fn readonly_paths(spec: &Spec) -> InitResult<()> {
+    let root = open(
+        "/",
+        OFlag::O_PATH | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC,
+        Mode::empty(),
+    )
+    .step(|| "open /".into())?;
+    for p in spec
+        .linux()
+        .as_ref()
+        .and_then(|l| l.readonly_paths().clone())
+        .unwrap_or_default()
+    {
+        let fd = match openat_in_root(root.as_raw_fd(), &inside(Path::new(&p)), OFlag::O_PATH) {
+            Ok(fd) => fd,
+            Err(nix::errno::Errno::ENOENT) => continue,
+            Err(e) => return Err(e).step(|| format!("readonlyPaths {p}")),
+        };
+        let target = fd_path(&fd);
+        sys_mount(
+            Some(&target),
+            &target,
+            None,
+            MsFlags::MS_BIND | MsFlags::MS_REC,
+            None,
+        )
+        .step(|| format!("bind readonly path {p}"))?;
+        let fd = openat_in_root(root.as_raw_fd(), &inside(Path::new(&p)), OFlag::O_PATH)
+            .step(|| format!("readonlyPaths {p}"))?;
+        let target = fd_path(&fd);
+        let keep = mounts::locked_flags(&target);
+        sys_mount(
+            None,
+            &target,
+            None,
+            MsFlags::MS_BIND | MsFlags::MS_REMOUNT | MsFlags::MS_RDONLY | MsFlags::MS_REC | keep,
+            None,
+        )
+        .step(|| format!("remount {p} read-only"))?;
+    }
+    Ok(())
+}
+
+/// root.readonly: remount / read-only (keeping the flags the kernel locked).
+pub fn readonly_root() -> InitResult<()> {
+    let keep = mounts::locked_flags(Path::new("/"));
+    sys_mount(
+        None,
+        Path::new("/"),
+        None,
+        MsFlags::MS_BIND | MsFlags::MS_REMOUNT | MsFlags::MS_RDONLY | keep,
+        None,
+    )
+    .step(|| "remount root read-only".into())
+}
+
+pub fn err_to_string(e: &InitError) -> String {
+    e.step.clone()
+}

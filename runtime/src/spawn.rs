@@ -1,0 +1,484 @@
+//! The parent side of `create`: validate, make the state dir, clone the init with every new namespace at
+//! once, write its id maps, place it in its cgroup, answer its hook request, wait for Ready, record the state.
+//! Anything that fails on the way removes what was made (state dir, cgroup, the half-made init).
+
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd, RawFd};
+use std::os::unix::net::UnixStream;
+use std::path::{Path, PathBuf};
+
+use nix::sched::CloneFlags;
+use nix::sys::signal::{kill, Signal};
+use nix::sys::wait::waitpid;
+use nix::unistd::Pid;
+use oci_spec::runtime::{LinuxIdMapping, LinuxNamespaceType, Spec};
+
+use crate::cgroups::{self, Cgroup};
+use crate::config::{self, Bundle};
+use crate::container::{oci_state_json, proc_start_time, Container, Status};
+use crate::error::{Error, Result};
+use crate::init::{self, InitArgs};
+use crate::seccomp::{self, SeccompProgram};
+use crate::state::{write_atomic, Saved, StateDir};
+use crate::sync::{self, Msg};
+use crate::{caps, hooks, log, namespaces};
+
+/// Where the pty master of a `terminal: true` container goes.
+pub enum Console {
+    None,
+    /// `--console-socket PATH`: send it to whoever listens there.
+    Socket(PathBuf),
+    /// `run -t` without a socket: gruntime receives it and relays its own terminal.
+    Receive,
+}
+
+pub struct CreateOpts<'a> {
+    pub root: &'a Path,
+    pub id: &'a str,
+    pub bundle: &'a Path,
+    pub pid_file: Option<&'a Path>,
+    pub console: Console,
+    pub no_pivot: bool,
+    pub preserve_fds: i32,
+}
+
+pub struct Created {
+    pub container: Container,
+    /// Our end of the `Receive` console socket: the pty master arrives on it.
+    pub console_master: Option<OwnedFd>,
+    pub seccomp_listener: Option<(PathBuf, Option<String>)>,
+}
+
+pub fn create(opts: CreateOpts) -> Result<Created> {
+    let bundle = config::load(opts.bundle)?;
+    let spec = &bundle.spec;
+    let terminal = spec
+        .process()
+        .as_ref()
+        .and_then(|p| p.terminal())
+        .unwrap_or(false);
+    if terminal && matches!(opts.console, Console::None) {
+        return Err(Error::InvalidArgument(
+            "process.terminal is true: --console-socket is required when the runtime detaches"
+                .into(),
+        ));
+    }
+    if let Some(lc) = spec
+        .process()
+        .as_ref()
+        .and_then(|p| p.capabilities().as_ref())
+    {
+        for name in caps::unknown_to_kernel(lc) {
+            log::warn(&format!(
+                "process.capabilities: {name} is not known to this kernel: dropped"
+            ));
+        }
+    }
+    // Compile before anything exists on the host: a bad profile leaves nothing behind.
+    let seccomp = match spec.linux().as_ref().and_then(|l| l.seccomp().as_ref()) {
+        Some(s) => Some(
+            seccomp::compile(s).map_err(|e| Error::config(&bundle.config_path, e.to_string()))?,
+        ),
+        None => None,
+    };
+    let listener = spec
+        .linux()
+        .as_ref()
+        .and_then(|l| l.seccomp().as_ref())
+        .and_then(|s| {
+            s.listener_path()
+                .as_ref()
+                .map(|p| (p.clone(), s.listener_metadata().clone()))
+        });
+    let dir = StateDir::create(opts.root, opts.id)?;
+    let mut made = Made {
+        dir: Some(dir),
+        cgroup: None,
+        child: None,
+    };
+    match create_in(
+        &opts,
+        &bundle,
+        seccomp.as_ref(),
+        listener.clone(),
+        &mut made,
+    ) {
+        Ok((saved, console_master)) => {
+            let dir = made.dir.take().expect("state dir");
+            made.child = None;
+            Ok(Created {
+                container: Container { dir, saved },
+                console_master,
+                seccomp_listener: listener,
+            })
+        }
+        Err(e) => Err(e), // `made` is dropped here and undoes everything
+    }
+}
+
+/// What a failing create must undo, in reverse order.
+struct Made {
+    dir: Option<StateDir>,
+    cgroup: Option<Cgroup>,
+    child: Option<Pid>,
+}
+
+impl Drop for Made {
+    fn drop(&mut self) {
+        if let Some(pid) = self.child.take() {
+            let _ = kill(pid, Signal::SIGKILL);
+            let _ = waitpid(pid, None);
+        }
+        if let Some(cg) = self.cgroup.take() {
+            let _ = cg.remove();
+        }
+        if let Some(dir) = self.dir.take() {
+            let _ = dir.remove();
+        }
+    }
+}
+
+fn create_in(
+    opts: &CreateOpts,
+    bundle: &Bundle,
+    seccomp: Option<&SeccompProgram>,
+    listener: Option<(PathBuf, Option<String>)>,
+    made: &mut Made,
+) -> Result<(Saved, Option<OwnedFd>)> {
+    let spec = &bundle.spec;
+    let dir_path = made.dir.as_ref().expect("state dir").path.clone();
+    let plan = namespaces::plan(spec);
+    let mut join = namespaces::open_all(&plan.join).map_err(|(p, e)| {
+        Error::config(
+            &bundle.config_path,
+            format!("linux.namespaces: open {}: {}", p.display(), e.desc()),
+        )
+    })?;
+    // A pid namespace is entered by the children of the caller of setns: join it here, before the clone.
+    if let Some(i) = join.iter().position(|(t, _)| *t == LinuxNamespaceType::Pid) {
+        let (_, fd) = join.remove(i);
+        nix::sched::setns(&fd, CloneFlags::CLONE_NEWPID)
+            .map_err(|e| Error::sys("join pid namespace", e))?;
+    }
+    made.cgroup = cgroups::prepare(spec, opts.id)?;
+
+    let (console_ours, console_child) = match &opts.console {
+        Console::None => (None, None),
+        Console::Socket(p) => {
+            let s =
+                UnixStream::connect(p).map_err(|e| Error::io("connect to console socket", p, e))?;
+            (None, Some(OwnedFd::from(s)))
+        }
+        Console::Receive => {
+            let (a, b) = sync::pair().map_err(|e| Error::sys("make console socketpair", e))?;
+            (Some(a), Some(b))
+        }
+    };
+    let start_path = dir_path.join(crate::state::START_SOCKET);
+    let start_listener = sync::listen(&start_path)
+        .map_err(|e| Error::sys(format!("bind start socket {}", start_path.display()), e))?;
+    let (parent_sock, child_sock) =
+        sync::pair().map_err(|e| Error::sys("make sync socketpair", e))?;
+
+    let new_userns = plan.clone_flags.contains(CloneFlags::CLONE_NEWUSER);
+    let in_userns = new_userns
+        || plan
+            .join
+            .iter()
+            .any(|(t, _)| *t == LinuxNamespaceType::User);
+    let has_create_hooks = spec.hooks().as_ref().is_some_and(|h| {
+        h.prestart().as_ref().is_some_and(|v| !v.is_empty())
+            || h.create_runtime().as_ref().is_some_and(|v| !v.is_empty())
+    });
+    let mut saved = Saved {
+        id: opts.id.to_string(),
+        pid: 0,
+        start_time: 0,
+        bundle: bundle.dir.clone(),
+        rootfs: bundle.rootfs.clone(),
+        created: log::now_rfc3339(),
+        owner: String::new(),
+        annotations: spec.annotations().clone().unwrap_or_default(),
+        started: false,
+        cgroup: made.cgroup.as_ref().map(|c| c.path.clone()),
+    };
+    let (preserve_fds, extra_env) = listen_fds(opts.preserve_fds);
+    let hook_state = oci_state_json(&saved, Status::Creating, 0).to_string();
+
+    // Clone flags exclude the time namespace: its offsets must be written before a process enters it.
+    let flags = plan.clone_flags & !namespaces::clone_flag(LinuxNamespaceType::Time);
+    let cgroup_fd = made.cgroup.as_ref().and_then(|c| c.open_fd());
+    let pid = match clone3(flags, cgroup_fd.as_ref().map(|f| f.as_raw_fd())) {
+        Err(e) => return Err(Error::sys("clone the container init", e)),
+        Ok(0) => {
+            drop(parent_sock);
+            drop(console_ours);
+            init::run(InitArgs {
+                spec,
+                rootfs: &bundle.rootfs,
+                sync: child_sock,
+                start_listener,
+                console_socket: console_child,
+                join: join.into_iter().collect(),
+                new_userns,
+                in_userns,
+                no_pivot: opts.no_pivot,
+                has_create_hooks,
+                seccomp,
+                preserve_fds,
+                extra_env,
+                hook_state,
+            })
+        }
+        Ok(pid) => Pid::from_raw(pid),
+    };
+    made.child = Some(pid);
+    drop(child_sock);
+    drop(console_child);
+    drop(start_listener);
+    let sock = parent_sock.as_fd();
+
+    if new_userns {
+        if let Some(linux) = spec.linux() {
+            write_id_map(
+                pid,
+                "uid_map",
+                linux.uid_mappings().as_deref().unwrap_or(&[]),
+            )?;
+            write_id_map(
+                pid,
+                "gid_map",
+                linux.gid_mappings().as_deref().unwrap_or(&[]),
+            )?;
+        }
+    }
+    if let (Some(cg), None) = (&made.cgroup, &cgroup_fd) {
+        cg.add(pid.as_raw())?;
+    }
+    saved.pid = pid.as_raw();
+    sync::send(sock, &Msg::Go, None).map_err(|e| Error::sys("start the init", e))?;
+
+    loop {
+        match recv(sock)? {
+            (Msg::RunCreateHooks, _) => {
+                let state = oci_state_json(&saved, Status::Creating, pid.as_raw()).to_string();
+                let h = spec.hooks().as_ref().expect("hooks were announced");
+                for (kind, list) in [
+                    ("prestart", h.prestart()),
+                    ("createRuntime", h.create_runtime()),
+                ] {
+                    hooks::run_all(kind, list.as_deref().unwrap_or(&[]), &state).map_err(|e| {
+                        Error::Hook {
+                            kind: if kind == "prestart" {
+                                "prestart"
+                            } else {
+                                "createRuntime"
+                            },
+                            index: e.index,
+                            reason: e.reason,
+                        }
+                    })?;
+                }
+                sync::send(sock, &Msg::HooksDone, None)
+                    .map_err(|e| Error::sys("resume the init after hooks", e))?;
+            }
+            (Msg::SeccompFd, Some(fd)) => {
+                forward_notify_fd(&listener, &saved, pid.as_raw(), fd.as_fd())?
+            }
+            (Msg::Ready, _) => break,
+            (Msg::Error { step, errno }, _) => return Err(Error::Init { step, errno }),
+            (m, _) => {
+                return Err(Error::Init {
+                    step: format!("unexpected message {m:?}"),
+                    errno: 0,
+                })
+            }
+        }
+    }
+    saved.start_time = proc_start_time(pid.as_raw()).map(|(t, _)| t).unwrap_or(0);
+    let dir = made.dir.as_ref().expect("state dir");
+    dir.save_config(&bundle.raw)?;
+    dir.save(&saved)?;
+    if let Some(p) = opts.pid_file {
+        write_pid_file(p, pid.as_raw())?;
+    }
+    Ok((saved, console_ours))
+}
+
+fn recv(sock: BorrowedFd) -> Result<(Msg, Option<OwnedFd>)> {
+    match sync::recv(sock) {
+        Ok(Some(m)) => Ok(m),
+        Ok(None) => Err(Error::Init {
+            step: "the init exited during setup".into(),
+            errno: 0,
+        }),
+        Err(e) => Err(Error::sys("read from the init", e)),
+    }
+}
+
+pub fn forward_notify_fd(
+    listener: &Option<(PathBuf, Option<String>)>,
+    saved: &Saved,
+    pid: i32,
+    fd: BorrowedFd,
+) -> Result<()> {
+    let Some((path, meta)) = listener else {
+        return Err(Error::InvalidArgument(
+            "linux.seccomp: SCMP_ACT_NOTIFY needs linux.seccomp.listenerPath".into(),
+        ));
+    };
+    let state: oci_spec::runtime::State =
+        serde_json::from_value(oci_state_json(saved, Status::Creating, pid))
+            .expect("state converts");
+    seccomp::send_to_listener(path, meta.as_deref(), &state, pid, fd).map_err(|e| {
+        Error::InvalidArgument(format!(
+            "linux.seccomp.listenerPath {}: {e}",
+            path.display()
+        ))
+    })
+}
+
+pub fn write_pid_file(path: &Path, pid: i32) -> Result<()> {
+    let abs = if path.is_absolute() {
+        path.to_path_buf()
+    } else {
+        std::env::current_dir().unwrap_or_default().join(path)
+    };
+    write_atomic(&abs, pid.to_string().as_bytes(), 0o644)
+}
+
+fn write_id_map(pid: Pid, file: &str, maps: &[LinuxIdMapping]) -> Result<()> {
+    let body: String = maps
+        .iter()
+        .map(|m| format!("{} {} {}\n", m.container_id(), m.host_id(), m.size()))
+        .collect();
+    let path = PathBuf::from(format!("/proc/{pid}/{file}"));
+    std::fs::write(&path, body).map_err(|e| {
+        Error::io(
+            format!(
+                "linux.{}: write",
+                if file == "uid_map" {
+                    "uidMappings"
+                } else {
+                    "gidMappings"
+                }
+            ),
+            &path,
+            e,
+        )
+    })
+}
+
+/// systemd socket activation: LISTEN_FDS fds after stdio pass through, as runc does.
+fn listen_fds(preserve: i32) -> (i32, Vec<String>) {
+    match std::env::var("LISTEN_FDS")
+        .ok()
+        .and_then(|v| v.parse::<i32>().ok())
+    {
+        Some(n) if n > 0 => (
+            preserve + n,
+            vec![format!("LISTEN_FDS={n}"), "LISTEN_PID=1".into()],
+        ),
+        _ => (preserve, Vec::new()),
+    }
+}
+
+#[repr(C)]
+#[derive(Default)]
+struct CloneArgs {
+    flags: u64,
+    pidfd: u64,
+    child_tid: u64,
+    parent_tid: u64,
+    exit_signal: u64,
+    stack: u64,
+    stack_size: u64,
+    tls: u64,
+    set_tid: u64,
+    set_tid_size: u64,
+    cgroup: u64,
+}
+
+const CLONE_INTO_CGROUP: u64 = 0x2_0000_0000;
+
+/// clone3 like fork(2) (no new stack: the child continues on a copy of ours), with all new namespaces at once
+/// and, given a cgroup fd, born inside the container's cgroup. Falls back to clone(2) on kernels without clone3.
+/// Returns 0 in the child.
+pub fn clone3(flags: CloneFlags, cgroup_fd: Option<RawFd>) -> nix::Result<i32> {
+    let mut args = CloneArgs {
+        flags: flags.bits() as u64,
+        exit_signal: libc::SIGCHLD as u64,
+        ..Default::default()
+    };
+    if let Some(fd) = cgroup_fd {
+        args.flags |= CLONE_INTO_CGROUP;
+        args.cgroup = fd as u64;
+    }
+    // SAFETY: we are single-threaded (gruntime starts no threads), so the child gets a consistent copy of the
+    // address space, as with fork(2). args is a valid clone_args of the size passed.
+    let r = unsafe {
+        libc::syscall(
+            libc::SYS_clone3,
+            &args as *const CloneArgs,
+            std::mem::size_of::<CloneArgs>(),
+        )
+    };
+    match nix::errno::Errno::result(r) {
+        Ok(pid) => Ok(pid as i32),
+        Err(nix::errno::Errno::ENOSYS) if cgroup_fd.is_none() => {
+            // SAFETY: the raw clone syscall without CLONE_VM and a null stack behaves like fork.
+            let r = unsafe {
+                libc::syscall(
+                    libc::SYS_clone,
+                    flags.bits() as libc::c_ulong | libc::SIGCHLD as libc::c_ulong,
+                    0usize,
+                    0usize,
+                    0usize,
+                    0usize,
+                )
+            };
+            nix::errno::Errno::result(r).map(|p| p as i32)
+        }
+        Err(e) => Err(e),
+    }
+}
+
+/// Hand the init its go: connect to its start socket, ask it to exec, and learn whether exec succeeded
+/// (the socket closes on exec: EOF = running; a message = the step that failed).
+pub fn start_init(c: &Container, listener: &Option<(PathBuf, Option<String>)>) -> Result<()> {
+    let path = c.dir.start_socket();
+    let fd = sync::connect(&path).map_err(|e| {
+        Error::sys(
+            format!("connect to the init's start socket {}", path.display()),
+            e,
+        )
+    })?;
+    sync::send(fd.as_fd(), &Msg::Start, None)
+        .map_err(|e| Error::sys("send start to the init", e))?;
+    loop {
+        match sync::recv(fd.as_fd()) {
+            Ok(None) => return Ok(()),
+            Ok(Some((Msg::SeccompFd, Some(nfd)))) => {
+                forward_notify_fd(listener, &c.saved, c.saved.pid, nfd.as_fd())?
+            }
+            Ok(Some((Msg::Error { step, errno }, _))) => return Err(Error::Init { step, errno }),
+            Ok(Some((m, _))) => {
+                return Err(Error::Init {
+                    step: format!("unexpected message {m:?}"),
+                    errno: 0,
+                })
+            }
+            Err(e) => return Err(Error::sys("read from the init", e)),
+        }
+    }
+}
+
+pub fn listener_of(spec: &Spec) -> Option<(PathBuf, Option<String>)> {
+    spec.linux()
+        .as_ref()
+        .and_then(|l| l.seccomp().as_ref())
+        .and_then(|s| {
+            s.listener_path()
+                .as_ref()
+                .map(|p| (p.clone(), s.listener_metadata().clone()))
+        })
+}

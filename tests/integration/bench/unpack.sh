@@ -1,0 +1,164 @@
+#!/bin/bash
+# Benchmark of `imgtool unpack` (import + unpack) against `skopeo copy` + `umoci unpack`, and the
+# floor `gzip -dc | tar -x` / `zstd -dc | tar -x` of the same layers, for a ~100 MB 5-layer gzip
+# image and its zstd twin, everything on a private tmpfs. Prints a table with ratios.
+#
+#   tests/integration/bench/unpack.sh            # uses target/release/imgtool (built if missing)
+#   IMGTOOL_BIN=... RUNS=5 tests/integration/bench/unpack.sh
+#
+# Cold = empty store / destination; warm = the image already in imgtool's store (or, for umoci,
+# already copied by skopeo). Each figure is the median of $RUNS runs. Needs root (tmpfs, overlay),
+# skopeo, umoci, gzip, zstd, python3.
+set -euo pipefail
+
+ROOT=$(cd "$(dirname "$0")/../../.." && pwd)
+RUNS=${RUNS:-3}
+IMGTOOL=${IMGTOOL_BIN:-$ROOT/target/release/imgtool}
+if [ ! -x "$IMGTOOL" ]; then
+    (cd "$ROOT" && cargo build --release -p imgtool >&2)
+fi
+for t in skopeo umoci gzip zstd python3; do
+    command -v "$t" >/dev/null || { echo "unpack.sh: $t is needed" >&2; exit 1; }
+done
+
+W=$(mktemp -d /tmp/imgtool-bench.XXXXXX)
+cleanup() {
+    for m in $(awk -v w="$W" '$5 ~ "^"w {print $5}' /proc/self/mountinfo | sort -r); do
+        umount -l "$m" 2>/dev/null || true
+    done
+    umount -l "$W" 2>/dev/null || true
+    rm -rf "$W"
+}
+trap cleanup EXIT
+mount -t tmpfs -o size=6g tmpfs "$W"
+
+# --- the image: host files in 5 layers of ~60 MB each (uncompressed), plus a whiteout -------
+python3 - "$W" <<'EOF'
+import hashlib, io, json, os, subprocess, sys, tarfile
+w = sys.argv[1]
+files = []
+for base in ["/usr/lib/x86_64-linux-gnu", "/usr/share", "/usr/bin"]:
+    for d, dirs, fs in os.walk(base):
+        dirs.sort()
+        for f in sorted(fs):
+            p = os.path.join(d, f)
+            if os.path.islink(p) or not os.path.isfile(p):
+                continue
+            try:
+                files.append((p, os.path.getsize(p)))
+            except OSError:
+                pass
+layers, cur, size = [], [], 0
+for p, s in files:
+    if size >= 60 << 20:
+        layers.append(cur); cur, size = [], 0
+        if len(layers) == 5:
+            break
+    cur.append(p); size += s
+if len(layers) < 5:
+    layers.append(cur)
+for i, ps in enumerate(layers):
+    lst = os.path.join(w, f"layer{i}.list")
+    with open(lst, "w") as f:
+        f.write("\n".join(ps) + "\n")
+    subprocess.run(["tar", "-cf", os.path.join(w, f"layer{i}.tar"), "--numeric-owner",
+                    "-P", "--transform=s,^/,,", "-T", lst], check=True, stderr=subprocess.DEVNULL)
+# A later layer deletes a file of the first (a whiteout), as real images do.
+victim = layers[0][0].lstrip("/")
+d, n = os.path.split(victim)
+ti = tarfile.TarInfo(os.path.join(d, ".wh." + n)); ti.size = 0
+with tarfile.open(os.path.join(w, "layer5.tar"), "w", format=tarfile.PAX_FORMAT) as t:
+    t.addfile(ti, io.BytesIO(b""))
+
+def blob(root, data):
+    h = hashlib.sha256(data).hexdigest()
+    os.makedirs(os.path.join(root, "blobs/sha256"), exist_ok=True)
+    with open(os.path.join(root, "blobs/sha256", h), "wb") as f:
+        f.write(data)
+    return "sha256:" + h, len(data)
+
+for comp, mt, cmd in [("gz", "application/vnd.oci.image.layer.v1.tar+gzip", ["gzip", "-6", "-c"]),
+                      ("zst", "application/vnd.oci.image.layer.v1.tar+zstd", ["zstd", "-3", "-q", "-c"])]:
+    root = os.path.join(w, "img-" + comp)
+    os.makedirs(root)
+    descs, diff_ids = [], []
+    for i in range(6):
+        tarp = os.path.join(w, f"layer{i}.tar")
+        raw = open(tarp, "rb").read()
+        diff_ids.append("sha256:" + hashlib.sha256(raw).hexdigest())
+        data = subprocess.run(cmd + [tarp], check=True, capture_output=True).stdout
+        with open(os.path.join(w, f"layer{i}.tar.{comp}"), "wb") as f:
+            f.write(data)
+        dg, sz = blob(root, data)
+        descs.append({"mediaType": mt, "digest": dg, "size": sz})
+    cfg = json.dumps({"architecture": "amd64", "os": "linux",
+                      "config": {"Cmd": ["/bin/sh"], "Env": ["PATH=/usr/bin:/bin"]},
+                      "rootfs": {"type": "layers", "diff_ids": diff_ids}}).encode()
+    cd, cs = blob(root, cfg)
+    man = json.dumps({"schemaVersion": 2, "mediaType": "application/vnd.oci.image.manifest.v1+json",
+                      "config": {"mediaType": "application/vnd.oci.image.config.v1+json", "digest": cd, "size": cs},
+                      "layers": descs}).encode()
+    md, ms = blob(root, man)
+    with open(os.path.join(root, "index.json"), "w") as f:
+        json.dump({"schemaVersion": 2, "manifests": [{"mediaType": "application/vnd.oci.image.manifest.v1+json",
+                   "digest": md, "size": ms, "annotations": {"org.opencontainers.image.ref.name": "t"}}]}, f)
+    with open(os.path.join(root, "oci-layout"), "w") as f:
+        f.write('{"imageLayoutVersion":"1.0.0"}')
+EOF
+rm -f "$W"/layer*.tar "$W"/layer*.list
+gz_mb=$(du -cm "$W"/img-gz/blobs/sha256/* | tail -1 | cut -f1)
+zst_mb=$(du -cm "$W"/img-zst/blobs/sha256/* | tail -1 | cut -f1)
+
+now() { date +%s.%N; }
+# median of the timings printed (one per line) on stdin
+median() { sort -n | awk '{a[NR]=$1} END {printf "%.3f", a[int((NR+1)/2)]}'; }
+
+# time_cmd SETUP CMD: runs SETUP (untimed) then CMD (timed), $RUNS times; prints the median.
+time_cmd() {
+    local setup=$1 cmd=$2 i t0 t1
+    for ((i = 0; i < RUNS; i++)); do
+        eval "$setup" >/dev/null 2>&1
+        t0=$(now)
+        eval "$cmd" >/dev/null 2>"$W/err" || { echo "FAILED: $cmd" >&2; cat "$W/err" >&2; exit 1; }
+        t1=$(now)
+        awk -v a="$t0" -v b="$t1" 'BEGIN {printf "%.4f\n", b - a}'
+    done | median
+}
+
+S=$W/store
+floor_gz="rm -rf $W/f; mkdir $W/f; for l in $W/layer{0..5}.tar.gz; do gzip -dc \$l | tar -x -C $W/f; done"
+floor_zst="rm -rf $W/f; mkdir $W/f; for l in $W/layer{0..5}.tar.zst; do zstd -dcq \$l | tar -x -C $W/f; done"
+rm_bundles="rm -rf $W/b $W/u $W/dst"
+
+declare -A R
+R[floor_gz]=$(time_cmd "rm -rf $W/f" "$floor_gz")
+R[floor_zst]=$(time_cmd "rm -rf $W/f" "$floor_zst")
+R[umoci_cold]=$(time_cmd "$rm_bundles" "skopeo copy -q oci:$W/img-gz:t oci:$W/dst:t && umoci unpack --image $W/dst:t $W/u")
+skopeo copy -q "oci:$W/img-gz:t" "oci:$W/dst:t"
+R[umoci_warm]=$(time_cmd "rm -rf $W/u" "umoci unpack --image $W/dst:t $W/u")
+for c in gz zst; do
+    R[imgtool_${c}_cold]=$(time_cmd "rm -rf $W/b $S" "$IMGTOOL --store $S unpack oci:$W/img-$c:t $W/b")
+    R[imgtool_${c}_warm]=$(time_cmd "rm -rf $W/b" "$IMGTOOL --store $S unpack oci:$W/img-$c:t $W/b")
+done
+# Overlay: cold extracts the layer cache; warm finds it and only mounts.
+ov_rm="$IMGTOOL --store $S bundle rm $W/b 2>/dev/null; rm -rf $W/b"
+R[imgtool_ov_cold]=$(time_cmd "$ov_rm; rm -rf $S" "$IMGTOOL --store $S unpack --snapshot overlay oci:$W/img-gz:t $W/b")
+R[imgtool_ov_warm]=$(time_cmd "$ov_rm" "$IMGTOOL --store $S unpack --snapshot overlay oci:$W/img-gz:t $W/b")
+eval "$ov_rm"
+
+ratio() { awk -v a="$1" -v b="$2" 'BEGIN {printf "%.2fx", a / b}'; }
+echo
+echo "imgtool unpack benchmark: 6 layers (5 x ~60 MB + a whiteout), gzip ${gz_mb} MB / zstd ${zst_mb} MB, tmpfs, median of $RUNS"
+printf "%-44s %9s %12s %12s\n" "case" "seconds" "vs umoci" "vs floor"
+row() { printf "%-44s %9s %12s %12s\n" "$1" "$2" "${3:--}" "${4:--}"; }
+row "floor gzip -dc | tar -x" "${R[floor_gz]}"
+row "floor zstd -dc | tar -x" "${R[floor_zst]}"
+row "skopeo copy + umoci unpack (cold)" "${R[umoci_cold]}"
+row "umoci unpack (warm)" "${R[umoci_warm]}"
+row "imgtool unpack gzip (cold)" "${R[imgtool_gz_cold]}" "$(ratio "${R[imgtool_gz_cold]}" "${R[umoci_cold]}")" "$(ratio "${R[imgtool_gz_cold]}" "${R[floor_gz]}")"
+row "imgtool unpack gzip (warm)" "${R[imgtool_gz_warm]}" "$(ratio "${R[imgtool_gz_warm]}" "${R[umoci_warm]}")" "$(ratio "${R[imgtool_gz_warm]}" "${R[floor_gz]}")"
+row "imgtool unpack zstd (cold; umoci: no zstd)" "${R[imgtool_zst_cold]}" "-" "$(ratio "${R[imgtool_zst_cold]}" "${R[floor_zst]}")"
+row "imgtool unpack zstd (warm)" "${R[imgtool_zst_warm]}" "-" "$(ratio "${R[imgtool_zst_warm]}" "${R[floor_zst]}")"
+row "imgtool unpack --snapshot overlay (cold)" "${R[imgtool_ov_cold]}" "$(ratio "${R[imgtool_ov_cold]}" "${R[umoci_cold]}")" "-"
+row "imgtool unpack --snapshot overlay (warm)" "${R[imgtool_ov_warm]}" "$(ratio "${R[imgtool_ov_warm]}" "${R[umoci_warm]}")" "-"
+echo "targets: cold <= 1.5 s, warm copy <= 1.0 s, warm overlay <= 0.05 s, zstd cold <= 0.6 s"

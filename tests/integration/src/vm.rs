@@ -1,0 +1,382 @@
+//! The cgroup-v2 test VM: run a batch of shell commands as root in a throw-away qemu guest whose
+//! kernel has a pure cgroup v2 hierarchy with every controller enabled.
+//!
+//! The host's cgroups are a v1/v2 hybrid that belongs to the machine's supervisor, so tests that
+//! need real cgroup v2 (resources, freezer, device filter, containerd, podman, rootless) run
+//! there instead. The guest sees the host's `/` read-only (writes go to a tmpfs overlay and
+//! vanish), so built binaries and test assets are at their host paths; host directories passed
+//! with [`Vm::share`] are mounted read-write at the same path, and the only way results come
+//! back besides the output. See `tests/integration/vm/README.md`.
+//!
+//! Boot one VM per batch of checks, not per check: a boot costs several seconds of TCG.
+
+use std::fmt;
+use std::io;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use nix::sys::signal::{killpg, Signal};
+use nix::unistd::Pid;
+
+/// The default bound on one batch, boot included.
+pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(600);
+
+/// Extra time the host side waits beyond the VM's own timeout (building the initramfs, waiting
+/// for another test binary's build lock) before it kills run.sh itself.
+const HOST_GRACE: Duration = Duration::from_secs(120);
+
+/// Host environment variables handed to the guest command when set, so a test's choice of
+/// binaries and logging carries over.
+const PASSED_ENV: &[&str] = &["GRUNTIME_BIN", "IMGTOOL_BIN", "RUST_BACKTRACE", "RUST_LOG"];
+
+/// One VM at a time per test binary: parallel test threads each booting a 3 GB TCG guest on
+/// two cores would only slow all of them down and risk their timeouts.
+static ONE_VM_AT_A_TIME: Mutex<()> = Mutex::new(());
+
+/// What a batch printed and how it ended.
+#[derive(Debug, Clone)]
+pub struct VmOutput {
+    /// The batch's exit status in the guest.
+    pub status: i32,
+    pub stdout: String,
+    pub stderr: String,
+    /// The guest's kernel console, for diagnosing a failed check.
+    pub console: String,
+}
+
+impl VmOutput {
+    pub fn success(&self) -> bool {
+        self.status == 0
+    }
+
+    /// The lines printed after a `== NAME` line up to the next `== ` line: lets one batch
+    /// carry the output of several named checks.
+    pub fn section(&self, name: &str) -> String {
+        let header = format!("== {name}");
+        let mut lines = self.stdout.lines().skip_while(|l| *l != header);
+        assert!(
+            lines.next().is_some(),
+            "no section `{header}` in the VM output:\n{self}"
+        );
+        lines
+            .take_while(|l| !l.starts_with("== "))
+            .map(|l| format!("{l}\n"))
+            .collect()
+    }
+}
+
+impl fmt::Display for VmOutput {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        writeln!(f, "guest exit status: {}", self.status)?;
+        writeln!(f, "--- guest stdout ---\n{}", self.stdout)?;
+        writeln!(f, "--- guest stderr ---\n{}", self.stderr)?;
+        write!(
+            f,
+            "--- guest console (tail) ---\n{}",
+            tail(&self.console, 25)
+        )
+    }
+}
+
+/// Why a batch did not run to completion.
+#[derive(Debug)]
+pub enum VmError {
+    /// run.sh could not be started at all.
+    SpawnRunScript { script: PathBuf, source: io::Error },
+    /// A step of preparing the batch on the host failed (temp dir, reading results).
+    HostIo {
+        step: &'static str,
+        source: io::Error,
+    },
+    /// The VM could not run the batch: no qemu, no kernel, a guest boot failure. `reason` is
+    /// run.sh's own explanation.
+    Harness { reason: String, console: String },
+    /// The batch ran past its timeout and the VM was killed. `job_dir` was the host directory
+    /// shared with that VM (its name appears on the qemu command line).
+    Timeout {
+        timeout: Duration,
+        job_dir: PathBuf,
+        stdout: String,
+        stderr: String,
+        console: String,
+    },
+    /// run.sh itself did not finish within the timeout plus grace and was killed.
+    RunScriptHung { waited: Duration, log: String },
+    /// run.sh ended without recording an outcome.
+    NoResult { status: ExitStatus, log: String },
+}
+
+impl fmt::Display for VmError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            VmError::SpawnRunScript { script, source } => {
+                write!(f, "cannot start {}: {source}", script.display())
+            }
+            VmError::HostIo { step, source } => write!(f, "{step}: {source}"),
+            VmError::Harness { reason, console } => write!(
+                f,
+                "the VM could not run the batch: {reason}\n--- guest console (tail) ---\n{}",
+                tail(console, 25)
+            ),
+            VmError::Timeout {
+                timeout,
+                stdout,
+                stderr,
+                console,
+                ..
+            } => write!(
+                f,
+                "the batch ran past its {}s timeout and the VM was killed\n--- guest stdout ---\n\
+                 {stdout}\n--- guest stderr ---\n{stderr}\n--- guest console (tail) ---\n{}",
+                timeout.as_secs(),
+                tail(console, 25)
+            ),
+            VmError::RunScriptHung { waited, log } => write!(
+                f,
+                "run.sh did not finish within {}s and was killed; its output:\n{log}",
+                waited.as_secs()
+            ),
+            VmError::NoResult { status, log } => {
+                write!(
+                    f,
+                    "run.sh ended ({status}) without a result; its output:\n{log}"
+                )
+            }
+        }
+    }
+}
+
+impl std::error::Error for VmError {}
+
+/// The harness script, `tests/integration/vm/run.sh`.
+pub fn run_script() -> PathBuf {
+    crate::workspace_root().join("tests/integration/vm/run.sh")
+}
+
+/// A batch to run in a fresh VM.
+#[derive(Debug, Clone)]
+pub struct Vm {
+    timeout: Duration,
+    shares: Vec<PathBuf>,
+    env: Vec<(String, String)>,
+    cwd: PathBuf,
+}
+
+impl Default for Vm {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Vm {
+    pub fn new() -> Self {
+        Vm {
+            timeout: DEFAULT_TIMEOUT,
+            shares: Vec::new(),
+            env: PASSED_ENV
+                .iter()
+                .filter_map(|k| std::env::var(k).ok().map(|v| (k.to_string(), v)))
+                .collect(),
+            cwd: crate::workspace_root(),
+        }
+    }
+
+    /// Bound the whole batch, boot included; the VM is killed when it is reached.
+    pub fn timeout(mut self, timeout: Duration) -> Self {
+        self.timeout = timeout;
+        self
+    }
+
+    /// Mount host directory `dir` read-write at the same path in the guest. Needed for anything
+    /// under the host's /tmp (the guest has its own tmpfs there) and for results that must come
+    /// back as files.
+    pub fn share(mut self, dir: impl AsRef<Path>) -> Self {
+        self.shares.push(dir.as_ref().to_path_buf());
+        self
+    }
+
+    /// Set an environment variable for the batch.
+    pub fn env(mut self, name: &str, value: impl Into<String>) -> Self {
+        self.env.push((name.to_string(), value.into()));
+        self
+    }
+
+    /// The batch's working directory (default: the workspace root). It must be visible in the
+    /// guest: not under /tmp, /run or /var/tmp unless shared.
+    pub fn cwd(mut self, dir: impl AsRef<Path>) -> Self {
+        self.cwd = dir.as_ref().to_path_buf();
+        self
+    }
+
+    /// Boot a VM, run `script` with `bash -c` as root in the guest, and return its outcome.
+    pub fn run(&self, script: &str) -> Result<VmOutput, VmError> {
+        let _one = ONE_VM_AT_A_TIME
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        let work = tempfile::Builder::new()
+            .prefix("gruntime-vm-")
+            .tempdir()
+            .map_err(|source| VmError::HostIo {
+                step: "make a temp dir for the VM job",
+                source,
+            })?;
+        let job_dir = work.path().join("job");
+        let log_path = work.path().join("run.log");
+        let log = std::fs::File::create(&log_path).map_err(|source| VmError::HostIo {
+            step: "create the run.sh log",
+            source,
+        })?;
+        let log_err = log.try_clone().map_err(|source| VmError::HostIo {
+            step: "duplicate the run.sh log handle",
+            source,
+        })?;
+
+        let script_path = run_script();
+        let mut cmd = Command::new("bash");
+        cmd.arg(&script_path)
+            .arg("--timeout")
+            .arg(self.timeout.as_secs().max(1).to_string())
+            .arg("--output-dir")
+            .arg(&job_dir);
+        for dir in &self.shares {
+            cmd.arg("--share").arg(dir);
+        }
+        for (name, value) in &self.env {
+            cmd.arg("--env").arg(format!("{name}={value}"));
+        }
+        cmd.args(["--", "bash", "-c", script])
+            .current_dir(&self.cwd)
+            .stdin(Stdio::null())
+            .stdout(log)
+            .stderr(log_err);
+        // Its own process group, so the guard can kill run.sh and qemu together.
+        std::os::unix::process::CommandExt::process_group(&mut cmd, 0);
+        // Being in its own group, run.sh does not get the terminal's ^C; a parent-death signal
+        // ends it (and, through qemu's own, qemu) when the test process dies without unwinding.
+        // SAFETY: the closure runs between fork and exec and only calls prctl(2), which is
+        // async-signal-safe; it touches no memory shared with the parent.
+        unsafe {
+            std::os::unix::process::CommandExt::pre_exec(&mut cmd, || {
+                nix::sys::prctl::set_pdeathsig(Signal::SIGKILL).map_err(io::Error::from)
+            });
+        }
+        let child = cmd.spawn().map_err(|source| VmError::SpawnRunScript {
+            script: script_path.clone(),
+            source,
+        })?;
+        let mut guard = KillOnDrop(Some(child));
+
+        let waited = self.timeout + HOST_GRACE;
+        let status = match guard.wait_until(Instant::now() + waited) {
+            Some(status) => status,
+            None => {
+                drop(guard);
+                return Err(VmError::RunScriptHung {
+                    waited,
+                    log: read_lossy(&log_path),
+                });
+            }
+        };
+        collect_outcome(&job_dir, status, &read_lossy(&log_path), self.timeout)
+    }
+}
+
+/// Boot a VM, run `script` in it with the default settings, and return its outcome; panics
+/// with the reason when the VM could not run it (a missing qemu or kernel is a test failure,
+/// never a skip).
+pub fn run_batch(script: &str) -> VmOutput {
+    Vm::new()
+        .run(script)
+        .unwrap_or_else(|e| panic!("VM batch failed: {e}"))
+}
+
+/// Turn the files run.sh left in the job directory into the batch's outcome.
+fn collect_outcome(
+    job_dir: &Path,
+    status: ExitStatus,
+    log: &str,
+    timeout: Duration,
+) -> Result<VmOutput, VmError> {
+    let read = |name: &str| read_lossy(&job_dir.join(name));
+    let result = read("result");
+    let result = result.trim_end();
+    if let Some(code) = result.strip_prefix("exit ") {
+        let status = code.parse().map_err(|_| VmError::NoResult {
+            status,
+            log: format!("unparsable result `{result}`\n{log}"),
+        })?;
+        return Ok(VmOutput {
+            status,
+            stdout: read("stdout"),
+            stderr: read("stderr"),
+            console: read("console.log"),
+        });
+    }
+    if result.starts_with("timeout ") {
+        return Err(VmError::Timeout {
+            timeout,
+            job_dir: job_dir.to_path_buf(),
+            stdout: read("stdout"),
+            stderr: read("stderr"),
+            console: read("console.log"),
+        });
+    }
+    if let Some(reason) = result.strip_prefix("error ") {
+        return Err(VmError::Harness {
+            reason: reason.to_string(),
+            console: read("console.log"),
+        });
+    }
+    Err(VmError::NoResult {
+        status,
+        log: log.to_string(),
+    })
+}
+
+fn read_lossy(path: &Path) -> String {
+    std::fs::read(path)
+        .map(|b| String::from_utf8_lossy(&b).into_owned())
+        .unwrap_or_default()
+}
+
+fn tail(text: &str, lines: usize) -> String {
+    let all: Vec<&str> = text.lines().collect();
+    all[all.len().saturating_sub(lines)..].join("\n")
+}
+
+/// run.sh's process; dropping it kills run.sh's whole process group (qemu included) so that a
+/// panicking or timed-out test never leaves a VM behind.
+struct KillOnDrop(Option<Child>);
+
+impl KillOnDrop {
+    /// Wait for the child to exit, up to `deadline`; `None` when it is still running then.
+    fn wait_until(&mut self, deadline: Instant) -> Option<ExitStatus> {
+        let child = self.0.as_mut()?;
+        loop {
+            match child.try_wait() {
+                Ok(Some(status)) => {
+                    self.0 = None;
+                    return Some(status);
+                }
+                Ok(None) if Instant::now() < deadline => {
+                    std::thread::sleep(Duration::from_millis(100))
+                }
+                Ok(None) | Err(_) => return None,
+            }
+        }
+    }
+}
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.0.take() {
+            // The group id is the child's pid (process_group(0)); qemu also has a parent-death
+            // signal, so killing the group is belt and braces.
+            let _ = killpg(Pid::from_raw(child.id() as i32), Signal::SIGKILL);
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}

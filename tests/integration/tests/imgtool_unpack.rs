@@ -1,0 +1,766 @@
+//! `imgtool unpack` / `imgtool bundle` against the real kernel, Debian's umoci and runc.
+//!
+//! Fidelity: imgtool's rootfs is compared with `umoci unpack` of the same OCI layout (paths,
+//! types, modes, owners, link counts, link targets, device numbers, xattrs, content hashes).
+//! Hostile layers: each escape attempt must fail with an error naming layer and entry, leave no
+//! bundle behind, and leave the canary directory beside the bundle untouched.
+//! Needs (root): umoci, runc, busybox-static.
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use integration::unpack::*;
+use integration::{imgtool_bin, make_busybox_rootfs, run, stderr, stdout, unique_id};
+
+struct Fixture {
+    tmp: tempfile::TempDir,
+}
+
+impl Fixture {
+    fn new() -> Fixture {
+        let tmp = tempfile::Builder::new()
+            .prefix("unpack-test")
+            .tempdir()
+            .unwrap();
+        Fixture { tmp }
+    }
+    fn path(&self, p: &str) -> PathBuf {
+        self.tmp.path().join(p)
+    }
+    fn store(&self) -> PathBuf {
+        self.path("store")
+    }
+    fn imgtool(&self, args: &[&str]) -> Output {
+        run(Command::new(imgtool_bin())
+            .arg("--store")
+            .arg(self.store())
+            .args(args))
+    }
+    /// `imgtool unpack`, asserting success.
+    fn unpack(&self, image: &str, bundle: &Path, extra: &[&str]) {
+        let mut args = vec!["unpack", image, bundle.to_str().unwrap()];
+        args.extend_from_slice(extra);
+        let o = self.imgtool(&args);
+        assert!(
+            o.status.success(),
+            "imgtool {args:?} failed: {}",
+            stderr(&o)
+        );
+    }
+    /// Write `img` as an OCI layout and return its `oci:DIR:TAG` source.
+    fn layout(&self, name: &str, img: &OciImage) -> String {
+        let d = self.path(name);
+        img.write(&d, "t");
+        format!("oci:{}:t", d.display())
+    }
+    fn umoci_unpack(&self, layout: &str, bundle: &Path) {
+        let o = run(Command::new("umoci")
+            .args(["unpack", "--image"])
+            .arg(format!("{layout}:t"))
+            .arg(bundle));
+        assert!(o.status.success(), "umoci unpack failed: {}", stderr(&o));
+    }
+}
+
+impl Drop for Fixture {
+    fn drop(&mut self) {
+        // Overlay bundles a failing test left mounted must not keep the temp dir busy.
+        if let Ok(m) = std::fs::read_to_string("/proc/self/mountinfo") {
+            let base = self.tmp.path().to_string_lossy().into_owned();
+            for l in m.lines() {
+                if let Some(mp) = l.split(' ').nth(4) {
+                    if mp.starts_with(&base) {
+                        let _ = nix::mount::umount2(mp, nix::mount::MntFlags::MNT_DETACH);
+                    }
+                }
+            }
+        }
+    }
+}
+
+fn assert_same_tree(ours: &Path, theirs: &Path) {
+    assert_same_trees(snapshot_tree(ours), snapshot_tree(theirs));
+}
+
+fn assert_same_trees(a: BTreeMap<String, Node>, b: BTreeMap<String, Node>) {
+    let d = diff_trees(&a, &b);
+    assert!(d.is_empty(), "{} differences:\n{}", d.len(), d.join("\n"));
+    assert!(a.len() > 3, "suspiciously small tree: {a:?}");
+}
+
+/// Exactly one `imgtool: ...` error line (the import's progress lines may precede it).
+fn assert_one_line_error(err: &str) {
+    let errors: Vec<&str> = err
+        .lines()
+        .filter(|l| l.starts_with("imgtool: ") && !l.starts_with("imgtool: warning"))
+        .collect();
+    assert_eq!(errors.len(), 1, "one error line expected: {err}");
+    assert_eq!(
+        err.trim_end().lines().last(),
+        Some(errors[0]),
+        "the error comes last: {err}"
+    );
+}
+
+fn busybox_layer() -> Vec<u8> {
+    let t = tempfile::tempdir().unwrap();
+    make_busybox_rootfs(t.path());
+    tar_of_dir(t.path())
+}
+
+/// Three layers exercising everything a layer can hold, and every kind of whiteout.
+fn rich_layers() -> Vec<Vec<u8>> {
+    let l1 = layer_tar(&[
+        dir("etc"),
+        file(
+            "etc/passwd",
+            "root:x:0:0:root:/root:/bin/sh\napp:x:1000:1000::/home/app:/bin/sh\n",
+        ),
+        file("etc/group", "root:x:0:\napp:x:1000:\nwheel:x:10:app\n"),
+        file("etc/old-file", "old"),
+        dir("usr"),
+        dir("usr/bin"),
+        dir("usr/lib"),
+        symlink("usr/lib64", "lib"),
+        symlink("bin", "/usr/bin"),
+        file("usr/bin/tool", "#!/bin/sh\necho tool\n").mode(0o755),
+        hardlink("usr/bin/tool-link", "usr/bin/tool"),
+        file("usr/bin/su", "setuid").mode(0o4755),
+        file("usr/bin/ping", "caps")
+            .mode(0o755)
+            .xattr("security.capability", &file_cap(13)),
+        dir("var"),
+        dir("var/shared").mode(0o2775).owner(0, 50),
+        dir("tmp").mode(0o1777),
+        dir("data"),
+        file("data/x", "with xattr").xattr("user.comment", b"hello"),
+        dir("home"),
+        dir("home/app").mode(0o700).owner(1000, 1000),
+        file("home/app/.profile", "export A=1\n")
+            .owner(1000, 1000)
+            .mode(0o600),
+        dir("run"),
+        fifo("run/fifo").mode(0o620),
+        dir("dev"),
+        chardev("dev/null2", 1, 3),
+        blockdev("dev/loopx", 7, 0),
+        dir("opq"),
+        file("opq/old", "lower"),
+        dir("opq/sub"),
+        file("opq/sub/deep", "lower"),
+        dir("gone"),
+        file("gone/a", "1"),
+        file("replace-me", "file first"),
+        dir("dir-to-file"),
+        file("dir-to-file/child", "1"),
+        file("sym-to-file", "x"),
+    ]);
+    let l2 = layer_tar(&[
+        whiteout("", "gone"),
+        whiteout("etc", "old-file"),
+        dir("opq"),
+        opaque("opq"),
+        file("opq/new", "upper"),
+        dir("replace-me"),
+        file("replace-me/child", "now a dir"),
+        file("dir-to-file", "now a file"),
+        file("etc/passwd", "root:x:0:0:root:/root:/bin/sh\napp:x:1000:1000::/home/app:/bin/sh\nsvc:x:77:77::/:/bin/false\n"),
+        file("usr/bin/tool", "#!/bin/sh\necho tool v2\n").mode(0o700),
+        file("usr/lib/libz.so", "lib"),
+        file("l2-only", "temporary"),
+        dir("data").xattr("user.dirattr", b"d"),
+    ]);
+    let l3 = layer_tar(&[
+        whiteout("", "l2-only"),
+        file("usr/lib64/through-symlink", "via lib64 -> lib"),
+        symlink("sym-to-file", "etc/passwd"),
+        hardlink("usr/bin/su-link", "usr/bin/su"),
+        file("new/deep/implicit", "parents not listed"),
+    ]);
+    vec![l1, l2, l3]
+}
+
+fn rich_image(c: Compression) -> OciImage {
+    let mut img = OciImage::new(&["/bin/sh"]);
+    for l in rich_layers() {
+        img = img.layer(l, c);
+    }
+    img
+}
+
+#[test]
+fn busybox_rootfs_matches_umoci() {
+    let f = Fixture::new();
+    let img = OciImage::new(&["/bin/sh"]).layer(busybox_layer(), Compression::Gzip);
+    let src = f.layout("bb", &img);
+    f.unpack(&src, &f.path("ours"), &[]);
+    f.umoci_unpack(&f.path("bb").to_string_lossy(), &f.path("theirs"));
+    assert_same_tree(&f.path("ours/rootfs"), &f.path("theirs/rootfs"));
+}
+
+#[test]
+fn multilayer_whiteouts_links_devices_xattrs_match_umoci() {
+    let f = Fixture::new();
+    let src = f.layout("rich", &rich_image(Compression::Gzip));
+    f.unpack(&src, &f.path("ours"), &[]);
+    f.umoci_unpack(&f.path("rich").to_string_lossy(), &f.path("theirs"));
+    assert_same_tree(&f.path("ours/rootfs"), &f.path("theirs/rootfs"));
+    // Spot checks of what the comparison covers, so a tool bug shared by both still shows.
+    let t = snapshot_tree(&f.path("ours/rootfs"));
+    assert!(
+        !t.contains_key("gone") && !t.contains_key("etc/old-file") && !t.contains_key("l2-only")
+    );
+    assert!(!t.contains_key("opq/old") && !t.contains_key("opq/sub") && t.contains_key("opq/new"));
+    assert_eq!(t["usr/bin/su"].mode, 0o4755);
+    assert_eq!(t["usr/bin/su"].nlink, 2);
+    assert_eq!(
+        t["usr/bin/ping"].xattrs["security.capability"],
+        file_cap(13)
+    );
+    assert_eq!(t["data/x"].xattrs["user.comment"], b"hello");
+    assert_eq!(t["run/fifo"].kind, 'p');
+    assert_eq!(t["dev/null2"].rdev, Some(libc::makedev(1, 3)));
+    assert_eq!(t["home/app"].uid, 1000);
+    assert_eq!(t["replace-me"].kind, 'd');
+    assert_eq!(t["dir-to-file"].kind, 'f');
+    assert_eq!(t["usr/lib/through-symlink"].kind, 'f');
+}
+
+#[test]
+fn zstd_and_plain_tar_layers_give_the_same_tree_as_umoci_of_gzip() {
+    // umoci 0.4.7 cannot read zstd: its gzip twin is the reference.
+    let f = Fixture::new();
+    f.layout("gz", &rich_image(Compression::Gzip));
+    f.umoci_unpack(&f.path("gz").to_string_lossy(), &f.path("theirs"));
+    for (name, c) in [("zst", Compression::Zstd), ("tar", Compression::None)] {
+        let src = f.layout(name, &rich_image(c));
+        let b = f.path(&format!("ours-{name}"));
+        f.unpack(&src, &b, &[]);
+        assert_same_tree(&b.join("rootfs"), &f.path("theirs/rootfs"));
+    }
+}
+
+#[test]
+fn overlay_snapshot_shows_the_same_tree_and_bundle_rm_cleans_up() {
+    let f = Fixture::new();
+    let src = f.layout("rich", &rich_image(Compression::Gzip));
+    f.umoci_unpack(&f.path("rich").to_string_lossy(), &f.path("theirs"));
+    let b1 = f.path("ov1");
+    f.unpack(&src, &b1, &["--snapshot", "overlay"]);
+    // Link counts are the one thing overlayfs shows differently: a lower-layer hardlink pair
+    // keeps nlink 2 even after an upper layer replaced one of the names.
+    let no_nlink = |mut t: BTreeMap<String, Node>| {
+        t.values_mut().for_each(|n| n.nlink = 0);
+        t
+    };
+    assert_same_trees(
+        no_nlink(snapshot_tree(&b1.join("rootfs"))),
+        no_nlink(snapshot_tree(&f.path("theirs/rootfs"))),
+    );
+    // A second bundle reuses the cached layers; both are live at once.
+    let b2 = f.path("ov2");
+    f.unpack(&src, &b2, &["--snapshot", "overlay"]);
+    std::fs::write(b2.join("rootfs/written"), vec![7u8; 10_000]).unwrap();
+    assert!(
+        !b1.join("rootfs/written").exists(),
+        "bundles share an upper dir"
+    );
+    let info = f.imgtool(&["bundle", "info", b2.to_str().unwrap()]);
+    assert!(info.status.success(), "{}", stderr(&info));
+    let v: serde_json::Value = serde_json::from_str(&stdout(&info)).unwrap();
+    let (rw, total) = (
+        v["SizeRw"].as_u64().unwrap(),
+        v["SizeRootFs"].as_u64().unwrap(),
+    );
+    assert!((10_000..20_000).contains(&rw), "SizeRw {rw}");
+    assert!(
+        total > rw + 100,
+        "SizeRootFs {total} should include the layers"
+    );
+    let layers_dir = f.store().join("snapshots/layers");
+    let cached: Vec<_> = std::fs::read_dir(&layers_dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    assert_eq!(cached.len(), 3, "one cache dir per layer: {cached:?}");
+    for c in &cached {
+        assert_eq!(
+            std::fs::read_dir(c.join("refs")).unwrap().count(),
+            2,
+            "two bundles hold {c:?}"
+        );
+    }
+    for b in [&b1, &b2] {
+        let o = f.imgtool(&["bundle", "rm", b.to_str().unwrap()]);
+        assert!(o.status.success(), "{}", stderr(&o));
+        assert!(!b.exists());
+    }
+    let mounts = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
+    assert!(
+        !mounts.contains(f.tmp.path().to_str().unwrap()),
+        "a bundle is still mounted"
+    );
+    for c in &cached {
+        assert_eq!(std::fs::read_dir(c.join("refs")).unwrap().count(), 0);
+        assert!(
+            std::fs::read_dir(c.join("fs")).unwrap().count() > 0,
+            "the layer cache survives bundle rm"
+        );
+    }
+}
+
+fn runc_run(bundle: &Path, root: &Path) -> Output {
+    let id = unique_id("imgtool-unpack");
+    let o = run(Command::new("runc")
+        .arg("--root")
+        .arg(root)
+        .args(["run", "-b"])
+        .arg(bundle)
+        .arg(&id)
+        .stdin(std::process::Stdio::null()));
+    let _ = run(Command::new("runc")
+        .arg("--root")
+        .arg(root)
+        .args(["delete", "-f", &id]));
+    o
+}
+
+/// An image whose process reports who and where it is.
+fn identity_image() -> OciImage {
+    let l2 = layer_tar(&[
+        file(
+            "etc/passwd",
+            "root:x:0:0:root:/root:/bin/sh\napp:x:1000:1000::/home/app:/bin/sh\n",
+        ),
+        file("etc/group", "root:x:0:\napp:x:1000:\nwheel:x:10:app\n"),
+        dir("home"),
+        dir("home/app").owner(1000, 1000),
+    ]);
+    OciImage::new(&[
+        "sh",
+        "-c",
+        "echo uid=$(id -u) gid=$(id -g) groups=$(id -G) cwd=$(pwd) home=$HOME greeting=$GREETING",
+    ])
+    .layer(busybox_layer(), Compression::Gzip)
+    .layer(l2, Compression::Gzip)
+    .set("User", serde_json::json!("app"))
+    .set("WorkingDir", serde_json::json!("/home/app/work"))
+    .set(
+        "Env",
+        serde_json::json!(["PATH=/bin:/usr/bin", "GREETING=hello"]),
+    )
+}
+
+#[test]
+fn generated_config_runs_under_runc_as_the_image_user() {
+    let f = Fixture::new();
+    let src = f.layout("id", &identity_image());
+    let b = f.path("bundle");
+    f.unpack(&src, &b, &[]);
+    let o = runc_run(&b, &f.path("runc"));
+    assert!(o.status.success(), "runc run failed: {}", stderr(&o));
+    assert_eq!(
+        stdout(&o).trim(),
+        "uid=1000 gid=1000 groups=1000 10 cwd=/home/app/work home=/home/app greeting=hello"
+    );
+    // And with the overrides of the command line.
+    let b2 = f.path("bundle2");
+    f.unpack(
+        &src,
+        &b2,
+        &[
+            "--env",
+            "GREETING=bye",
+            "--args",
+            r#"["sh","-c","echo $GREETING $(hostname)"]"#,
+            "--hostname",
+            "box",
+        ],
+    );
+    let o = runc_run(&b2, &f.path("runc"));
+    assert!(o.status.success(), "runc run failed: {}", stderr(&o));
+    assert_eq!(stdout(&o).trim(), "bye box");
+}
+
+#[test]
+fn generated_config_runs_under_gruntime_as_the_image_user() {
+    let f = Fixture::new();
+    let src = f.layout("id", &identity_image());
+    let b = f.path("bundle");
+    f.unpack(&src, &b, &[]);
+    let root = f.path("gruntime-root");
+    let id = unique_id("imgtool-unpack-gr");
+    let o = run(Command::new(integration::gruntime_bin())
+        .arg("--root")
+        .arg(&root)
+        .args(["run", "-b"])
+        .arg(&b)
+        .arg(&id)
+        .stdin(std::process::Stdio::null()));
+    let _ = run(Command::new(integration::gruntime_bin())
+        .arg("--root")
+        .arg(&root)
+        .args(["delete", "--force", &id]));
+    assert!(o.status.success(), "gruntime run failed: {}", stderr(&o));
+    assert_eq!(
+        stdout(&o).trim(),
+        "uid=1000 gid=1000 groups=1000 10 cwd=/home/app/work home=/home/app greeting=hello"
+    );
+}
+
+#[test]
+fn generated_config_follows_the_image_config() {
+    let f = Fixture::new();
+    let img = identity_image()
+        .set("Entrypoint", serde_json::json!(["/bin/echo"]))
+        .set("Cmd", serde_json::json!(["a", "b"]))
+        .set("Volumes", serde_json::json!({"/data": {}}))
+        .set("ExposedPorts", serde_json::json!({"8080/tcp": {}}))
+        .set("StopSignal", serde_json::json!("SIGINT"))
+        .set("Labels", serde_json::json!({"com.example.l": "v"}))
+        .set("User", serde_json::json!("app:wheel"));
+    let src = f.layout("cfg", &img);
+    let b = f.path("b");
+    f.unpack(
+        &src,
+        &b,
+        &[
+            "--terminal",
+            "--mount",
+            "type=bind,source=/etc,destination=/host-etc,ro",
+        ],
+    );
+    let c: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(b.join("config.json")).unwrap()).unwrap();
+    assert_eq!(
+        c["process"]["args"],
+        serde_json::json!(["/bin/echo", "a", "b"])
+    );
+    assert_eq!(c["process"]["user"]["uid"], 1000);
+    assert_eq!(c["process"]["user"]["gid"], 10);
+    assert_eq!(c["process"]["terminal"], true);
+    assert!(c["process"]["env"]
+        .as_array()
+        .unwrap()
+        .contains(&serde_json::json!("TERM=xterm")));
+    assert_eq!(c["root"]["path"], "rootfs");
+    let ann = &c["annotations"];
+    assert_eq!(ann["org.opencontainers.image.exposedPorts"], "8080/tcp");
+    assert_eq!(ann["org.opencontainers.image.stopSignal"], "SIGINT");
+    assert_eq!(ann["org.opencontainers.image.os"], "linux");
+    assert_eq!(ann["com.example.l"], "v");
+    let mounts = c["mounts"].as_array().unwrap();
+    let data = mounts
+        .iter()
+        .find(|m| m["destination"] == "/data")
+        .expect("volume mount");
+    assert_eq!(data["type"], "tmpfs");
+    let he = mounts
+        .iter()
+        .find(|m| m["destination"] == "/host-etc")
+        .expect("--mount");
+    assert_eq!(he["options"], serde_json::json!(["ro", "rbind"]));
+    let ns: Vec<&str> = c["linux"]["namespaces"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|n| n["type"].as_str().unwrap())
+        .collect();
+    for want in ["pid", "network", "ipc", "uts", "mount"] {
+        assert!(ns.contains(&want), "{want} namespace missing: {ns:?}");
+    }
+    assert!(c["linux"]["maskedPaths"]
+        .as_array()
+        .unwrap()
+        .contains(&serde_json::json!("/proc/kcore")));
+    // --args replaces Cmd but keeps the Entrypoint; --entrypoint drops Cmd.
+    let b2 = f.path("b2");
+    f.unpack(&src, &b2, &["--args", "z"]);
+    let c: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(b2.join("config.json")).unwrap()).unwrap();
+    assert_eq!(c["process"]["args"], serde_json::json!(["/bin/echo", "z"]));
+    let b3 = f.path("b3");
+    f.unpack(&src, &b3, &["--entrypoint", "/bin/true"]);
+    let c: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(b3.join("config.json")).unwrap()).unwrap();
+    assert_eq!(c["process"]["args"], serde_json::json!(["/bin/true"]));
+}
+
+/// Unpack a hostile image: it must fail naming the layer and entry, leave no bundle, and leave
+/// the canary beside the bundle exactly as it was.
+fn assert_refused(layers: Vec<Vec<u8>>, want_in_error: &[&str]) {
+    let f = Fixture::new();
+    let canary = f.path("canary");
+    std::fs::create_dir(&canary).unwrap();
+    std::fs::write(canary.join("keep"), "untouched").unwrap();
+    let mut img = OciImage::new(&["/bin/sh"]);
+    for l in layers {
+        img = img.layer(l, Compression::Gzip);
+    }
+    let src = f.layout("evil", &img);
+    let bundle = f.path("bundle");
+    let o = f.imgtool(&["unpack", &src, bundle.to_str().unwrap()]);
+    let err = stderr(&o);
+    assert!(!o.status.success(), "hostile image was unpacked: {err}");
+    for w in want_in_error {
+        assert!(err.contains(w), "error should mention {w:?}: {err}");
+    }
+    assert_one_line_error(&err);
+    assert!(!bundle.exists(), "partial bundle left behind");
+    let names: Vec<_> = std::fs::read_dir(&canary)
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .collect();
+    assert_eq!(names, ["keep"], "canary dir changed");
+    assert_eq!(
+        std::fs::read_to_string(canary.join("keep")).unwrap(),
+        "untouched"
+    );
+    // Nothing new beside the bundle either (the canary is at bundle/../canary = rootfs/../../canary).
+    let mut top: Vec<_> = std::fs::read_dir(f.tmp.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .collect();
+    top.sort();
+    assert_eq!(top, ["canary", "evil", "store"]);
+}
+
+#[test]
+fn hostile_dotdot_path_is_refused() {
+    assert_refused(
+        vec![layer_tar(&[dir("etc"), file("../../canary/pwned", "x")])],
+        &["layer 1", "\"../../canary/pwned\"", ".."],
+    );
+}
+
+#[test]
+fn hostile_absolute_path_is_refused() {
+    let f = Fixture::new();
+    let abs = format!("{}/pwned", f.path("canary").display());
+    drop(f);
+    assert_refused(
+        vec![layer_tar(&[file(&abs, "x")])],
+        &["layer 1", "absolute path"],
+    );
+}
+
+#[test]
+fn hostile_write_through_symlink_in_same_layer_is_refused() {
+    assert_refused(
+        vec![layer_tar(&[
+            symlink("evil", "../../canary"),
+            file("evil/pwned", "x"),
+        ])],
+        &["layer 1", "\"evil/pwned\"", "symlink"],
+    );
+}
+
+#[test]
+fn hostile_write_through_symlink_from_earlier_layer_is_refused() {
+    assert_refused(
+        vec![
+            layer_tar(&[dir("etc"), symlink("etc/evil", "../../../canary")]),
+            layer_tar(&[file("etc/evil/pwned", "x")]),
+        ],
+        &["layer 2", "\"etc/evil/pwned\"", "symlink"],
+    );
+}
+
+#[test]
+fn hostile_write_through_absolute_symlink_is_refused() {
+    assert_refused(
+        vec![
+            layer_tar(&[symlink("evil", "/tmp")]),
+            layer_tar(&[file("evil/pwned", "x")]),
+        ],
+        &["layer 2", "\"evil/pwned\"", "symlink"],
+    );
+}
+
+#[test]
+fn hostile_hardlink_outside_is_refused() {
+    assert_refused(
+        vec![layer_tar(&[hardlink("h", "../../canary/keep")])],
+        &["layer 1", "\"h\"", "hardlink target"],
+    );
+}
+
+#[test]
+fn hostile_hardlink_through_symlink_is_refused() {
+    assert_refused(
+        vec![layer_tar(&[
+            symlink("up", "../.."),
+            hardlink("h", "up/canary/keep"),
+        ])],
+        &["layer 1", "\"h\"", "hardlink target"],
+    );
+}
+
+#[test]
+fn hostile_whiteout_outside_is_refused() {
+    assert_refused(
+        vec![
+            layer_tar(&[dir("a")]),
+            layer_tar(&[file("../../.wh.canary", "")]),
+        ],
+        &["layer 2", ".."],
+    );
+}
+
+#[test]
+fn hostile_whiteout_through_symlink_is_refused() {
+    assert_refused(
+        vec![
+            layer_tar(&[symlink("up", "../..")]),
+            layer_tar(&[whiteout("up", "canary")]),
+        ],
+        &["layer 2", "\"up/.wh.canary\"", "symlink"],
+    );
+}
+
+#[test]
+fn lying_diff_id_is_refused_and_leaves_nothing() {
+    let f = Fixture::new();
+    let mut img =
+        OciImage::new(&["/bin/sh"]).layer(layer_tar(&[file("a", "1")]), Compression::Gzip);
+    img.diff_ids_override = Some(vec![format!("sha256:{}", "0".repeat(64))]);
+    let src = f.layout("lie", &img);
+    let b = f.path("b");
+    let o = f.imgtool(&["unpack", &src, b.to_str().unwrap()]);
+    assert!(!o.status.success());
+    assert!(stderr(&o).contains("diff_id"), "{}", stderr(&o));
+    assert!(!b.exists());
+}
+
+#[test]
+fn bad_input_is_a_one_line_error_and_leaves_nothing() {
+    let f = Fixture::new();
+    let src = f.layout(
+        "nocmd",
+        &OciImage::new(&[]).layer(layer_tar(&[file("a", "1")]), Compression::Gzip),
+    );
+    let b = f.path("b");
+    let cases: Vec<(Vec<&str>, &str)> = vec![
+        (
+            vec!["unpack", &src, b.to_str().unwrap()],
+            "Entrypoint and Cmd are both empty",
+        ),
+        (
+            vec![
+                "unpack",
+                &src,
+                b.to_str().unwrap(),
+                "--args",
+                "x",
+                "--env",
+                "NOEQUALS",
+            ],
+            "--env \"NOEQUALS\"",
+        ),
+        (
+            vec![
+                "unpack",
+                &src,
+                b.to_str().unwrap(),
+                "--args",
+                "x",
+                "--mount",
+                "type=bind,source=/x",
+            ],
+            "destination",
+        ),
+        (
+            vec!["unpack", &src, b.to_str().unwrap(), "--args", "[1,2]"],
+            "--args",
+        ),
+    ];
+    for (args, want) in cases {
+        let o = f.imgtool(&args);
+        let err = stderr(&o);
+        assert!(!o.status.success(), "{args:?} succeeded");
+        assert!(err.contains(want), "{args:?}: {err}");
+        assert_one_line_error(&err);
+        assert!(!b.exists(), "{args:?} left {}", b.display());
+    }
+    // An existing non-empty directory is never unpacked into.
+    std::fs::create_dir(&b).unwrap();
+    std::fs::write(b.join("mine"), "x").unwrap();
+    let o = f.imgtool(&["unpack", &src, b.to_str().unwrap(), "--args", "x"]);
+    assert!(stderr(&o).contains("not empty"), "{}", stderr(&o));
+    assert_eq!(std::fs::read_dir(&b).unwrap().count(), 1);
+    let o = f.imgtool(&["bundle", "rm", b.to_str().unwrap()]);
+    assert!(
+        !o.status.success() && stderr(&o).contains("not a bundle"),
+        "{}",
+        stderr(&o)
+    );
+    assert!(b.join("mine").exists());
+}
+
+#[test]
+fn rootless_unpack_as_an_unprivileged_user() {
+    let f = Fixture::new();
+    let src = f.layout("rich", &rich_image(Compression::Gzip));
+    // The unprivileged user needs to reach the layout and write its own store and bundle.
+    let work = f.path("work");
+    std::fs::create_dir(&work).unwrap();
+    nix::unistd::chown(
+        &work,
+        Some(nix::unistd::Uid::from_raw(65534)),
+        Some(nix::unistd::Gid::from_raw(65534)),
+    )
+    .unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    for p in [f.tmp.path().to_path_buf()] {
+        std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o755)).unwrap();
+    }
+    let b = work.join("bundle");
+    let o = run(Command::new("setpriv")
+        .args(["--reuid=65534", "--regid=65534", "--clear-groups", "--"])
+        .arg(imgtool_bin())
+        .arg("--store")
+        .arg(work.join("store"))
+        .args(["unpack", "--rootless", &src])
+        .arg(&b)
+        .env("HOME", &work));
+    assert!(o.status.success(), "rootless unpack failed: {}", stderr(&o));
+    assert!(
+        stderr(&o).contains("device node"),
+        "devices are skipped with a warning: {}",
+        stderr(&o)
+    );
+    let t = snapshot_tree(&b.join("rootfs"));
+    assert!(
+        t.values().all(|n| n.uid == 65534),
+        "everything is owned by the caller"
+    );
+    assert!(!t.contains_key("dev/null2") && !t.contains_key("gone") && t.contains_key("opq/new"));
+    assert_eq!(
+        t["home/app"].mode, 0o700,
+        "final modes applied after writing"
+    );
+    assert_eq!(t["usr/bin/su"].mode, 0o4755);
+    assert_eq!(t["run/fifo"].kind, 'p');
+    let c: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(b.join("config.json")).unwrap()).unwrap();
+    assert_eq!(c["linux"]["uidMappings"][0]["hostID"], 65534);
+    assert_eq!(c["linux"]["uidMappings"][0]["containerID"], 0);
+    let ns: Vec<&str> = c["linux"]["namespaces"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|n| n["type"].as_str().unwrap())
+        .collect();
+    assert!(ns.contains(&"user") && !ns.contains(&"network"), "{ns:?}");
+    // The unprivileged user can remove its bundle again, read-only dirs included.
+    let o = run(Command::new("setpriv")
+        .args(["--reuid=65534", "--regid=65534", "--clear-groups", "--"])
+        .arg(imgtool_bin())
+        .arg("--store")
+        .arg(work.join("store"))
+        .args(["bundle", "rm"])
+        .arg(&b)
+        .env("HOME", &work));
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(!b.exists());
+}

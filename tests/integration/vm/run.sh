@@ -1,0 +1,263 @@
+#!/bin/bash
+# Run a command as root in a throw-away cgroup-v2 VM and return its output and
+# exit status. See README.md next to this script.
+#
+# Usage: run.sh [--timeout SECS] [--share DIR]... [--env NAME=VALUE]...
+#               [--output-dir DIR] [--mem MB] [--cpus N] -- CMD [ARG...]
+#
+# Exit status: CMD's own exit status; 124 when the VM ran past --timeout (it is
+# killed); 125 when the VM could not run CMD (no qemu, no kernel, guest boot
+# failure), with the reason on stderr.
+set -euo pipefail
+
+HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+WORKSPACE=$(cd "$HERE/../../.." && pwd)
+TARGET_DIR=${CARGO_TARGET_DIR:-$WORKSPACE/target}
+QEMU=${GRUNTIME_VM_QEMU:-qemu-system-x86_64}
+
+TIMEOUT=300
+MEM_MB=3072
+CPUS=2
+OUTPUT_DIR=
+SHARES=()
+ENVS=()
+
+EXIT_TIMEOUT=124
+EXIT_HARNESS=125
+
+# Print the usage lines from the header; exit with $1 (default 2, a usage error).
+usage() {
+    sed -n '5,6p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//' >&2
+    exit "${1:-2}"
+}
+
+# A harness failure: say why, write it to the result file, exit 125.
+fail() {
+    echo "vm: $*" >&2
+    [ -n "$JOB" ] && [ -d "$JOB" ] && echo "error $*" >"$JOB/result"
+    exit $EXIT_HARNESS
+}
+
+parse_args() {
+    while [ $# -gt 0 ]; do
+        case $1 in
+        --timeout) TIMEOUT=${2:?--timeout needs SECS}; shift 2 ;;
+        --share) SHARES+=("${2:?--share needs DIR}"); shift 2 ;;
+        --env) ENVS+=("${2:?--env needs NAME=VALUE}"); shift 2 ;;
+        --output-dir) OUTPUT_DIR=${2:?--output-dir needs DIR}; shift 2 ;;
+        --mem) MEM_MB=${2:?--mem needs MB}; shift 2 ;;
+        --cpus) CPUS=${2:?--cpus needs N}; shift 2 ;;
+        --) shift; break ;;
+        -h | --help) usage 0 ;;
+        *) echo "vm: unknown option $1" >&2; usage ;;
+        esac
+    done
+    [ $# -gt 0 ] || { echo "vm: no command given" >&2; usage; }
+    CMD=("$@")
+    [[ $TIMEOUT =~ ^[1-9][0-9]*$ ]] || fail "--timeout $TIMEOUT: not a positive number of seconds"
+    [[ $MEM_MB =~ ^[1-9][0-9]*$ ]] || fail "--mem $MEM_MB: not a positive number of MB"
+    [[ $CPUS =~ ^[1-9][0-9]*$ ]] || fail "--cpus $CPUS: not a positive number"
+    local s e
+    for s in "${SHARES[@]}"; do
+        [[ $s == /* ]] || fail "--share $s: not an absolute path"
+        [ -d "$s" ] || fail "--share $s: not a directory"
+    done
+    for e in "${ENVS[@]}"; do
+        [[ $e =~ ^[A-Za-z_][A-Za-z0-9_]*= ]] || fail "--env $e: not NAME=VALUE"
+    done
+}
+
+# The newest Debian kernel whose modules are installed: the host's own kernel
+# may be a custom one without modules. GRUNTIME_VM_KERNEL picks another.
+find_kernel() {
+    if [ -n "${GRUNTIME_VM_KERNEL:-}" ]; then
+        KERNEL=$GRUNTIME_VM_KERNEL
+        [ -r "$KERNEL" ] || fail "GRUNTIME_VM_KERNEL=$KERNEL: no such readable kernel image"
+        KVER=$(basename "$KERNEL")
+        KVER=${KVER#vmlinuz-}
+        [ -d "/lib/modules/$KVER" ] || fail "kernel $KERNEL: no /lib/modules/$KVER for its modules"
+        return
+    fi
+    local k v
+    KERNEL=
+    for k in $(printf '%s\n' /boot/vmlinuz-* | sort -V -r); do
+        v=${k#/boot/vmlinuz-}
+        if [ -f "/lib/modules/$v/modules.dep" ]; then
+            KERNEL=$k
+            KVER=$v
+            return
+        fi
+    done
+    fail "no VM kernel: need /boot/vmlinuz-VER with /lib/modules/VER (apt-get install linux-image-amd64)"
+}
+
+find_qemu() {
+    command -v "$QEMU" >/dev/null ||
+        fail "$QEMU not found: apt-get install qemu-system-x86"
+    command -v setpriv >/dev/null || fail "setpriv not found: apt-get install util-linux"
+}
+
+# The job directory is shared read-write with the guest (tag vmjob, at /run/vm):
+# it carries the command in and the output and status out.
+make_job_dir() {
+    if [ -n "$OUTPUT_DIR" ]; then
+        mkdir -p "$OUTPUT_DIR" || fail "--output-dir $OUTPUT_DIR: cannot create it"
+        JOB=$(cd "$OUTPUT_DIR" && pwd)
+        [ -z "$(ls -A "$JOB")" ] || { JOB=; fail "--output-dir $OUTPUT_DIR: not empty"; }
+        KEEP_JOB=1
+    else
+        JOB=$(mktemp -d "${TMPDIR:-/tmp}/gruntime-vm.XXXXXX") || fail "cannot make a job directory"
+        KEEP_JOB=0
+    fi
+}
+
+# The guest runs this with the host's PATH and cwd, as root.
+write_job() {
+    local e i
+    {
+        echo "export PATH=$(printf %q "$PATH")"
+        echo "export HOME=/root"
+        for e in "${ENVS[@]}"; do
+            echo "export ${e%%=*}=$(printf %q "${e#*=}")"
+        done
+        printf 'cd %q 2>/dev/null || { echo %q >/run/vm/error; exit 1; }\n' \
+            "$PWD" "the working directory $PWD is not visible in the guest (hidden by its tmpfs? pass it with --share)"
+        printf '%q ' "${CMD[@]}"
+        echo
+    } >"$JOB/cmd"
+    : >"$JOB/shares"
+    for i in "${!SHARES[@]}"; do
+        echo "share$i ${SHARES[$i]}" >>"$JOB/shares"
+    done
+    cp "$HERE/guest-run.sh" "$JOB/guest-run.sh"
+}
+
+# qemu's option syntax doubles commas inside values.
+qemu_escape() { echo "${1//,/,,}"; }
+
+start_qemu() {
+    local initrd boot_kernel
+    initrd=$("$HERE/build-initramfs.sh" "$KVER" "$TARGET_DIR/vm") || fail "building the initramfs failed"
+    boot_kernel=$("$HERE/extract-kernel.sh" "$KERNEL" "$TARGET_DIR/vm") || fail "preparing the kernel $KERNEL failed"
+    # shellcheck disable=SC2054 # the commas are inside qemu option values
+    local -a args=(
+        -nodefaults -no-user-config -display none -no-reboot
+        -accel tcg,thread=multi -cpu max -smp "$CPUS" -m "$MEM_MB"
+        -kernel "$boot_kernel" -initrd "$initrd"
+        -append "console=ttyS0 panic=-1 cgroup_no_v1=all quiet ${GRUNTIME_VM_APPEND:-}"
+        -chardev "file,id=console,path=$(qemu_escape "$JOB/console.log")" -serial chardev:console
+        -fsdev local,id=hostroot,path=/,security_model=none,readonly=on,multidevs=remap
+        -device virtio-9p-pci,fsdev=hostroot,mount_tag=hostroot
+        -fsdev "local,id=vmjob,path=$(qemu_escape "$JOB"),security_model=none,multidevs=remap"
+        -device virtio-9p-pci,fsdev=vmjob,mount_tag=vmjob
+    )
+    local i
+    for i in "${!SHARES[@]}"; do
+        args+=(-fsdev "local,id=share$i,path=$(qemu_escape "${SHARES[$i]}"),security_model=none,multidevs=remap"
+            -device "virtio-9p-pci,fsdev=share$i,mount_tag=share$i")
+    done
+    # --pdeathsig: qemu dies with this script even if it is SIGKILLed.
+    setpriv --pdeathsig KILL -- "$QEMU" "${args[@]}" </dev/null >"$JOB/qemu.log" 2>&1 &
+    QEMU_PID=$!
+}
+
+# shellcheck disable=SC2317 # run from the EXIT trap
+cleanup() {
+    if [ -n "${QEMU_PID:-}" ]; then
+        kill -KILL "$QEMU_PID" 2>/dev/null || true
+        wait "$QEMU_PID" 2>/dev/null || true
+    fi
+    if [ "${KEEP_JOB:-1}" = 0 ] && [ -n "${JOB:-}" ]; then
+        rm -rf "$JOB"
+    fi
+}
+
+# Copy what the guest appended to $JOB/$1 since the last call to fd $2. The
+# guest writes through 9p with cache=none, so the host file grows as it runs.
+# shellcheck disable=SC2034 # read through ${!var}
+OUT_OFFSET_stdout=0 OUT_OFFSET_stderr=0
+forward_new_output() {
+    local name=$1 fd=$2 var=OUT_OFFSET_$1 size
+    size=$(stat -c %s "$JOB/$name" 2>/dev/null) || return 0
+    if [ "$size" -gt "${!var}" ]; then
+        tail -c +$((${!var} + 1)) "$JOB/$name" | head -c $((size - ${!var})) >&"$fd"
+        printf -v "$var" %s "$size"
+    fi
+}
+
+# Without --output-dir the command's output is streamed to ours as it comes.
+stream_output() {
+    if [ "$KEEP_JOB" = 0 ]; then
+        forward_new_output stdout 1
+        forward_new_output stderr 2
+    fi
+}
+
+# Wait for qemu to exit, killing it at the deadline. Returns 1 on timeout.
+wait_for_qemu() {
+    # Microseconds: $SECONDS counts whole seconds and could cut the timeout short by up to one.
+    local deadline=$((${EPOCHREALTIME/./} + TIMEOUT * 1000000))
+    while kill -0 "$QEMU_PID" 2>/dev/null; do
+        if [ "${EPOCHREALTIME/./}" -ge $deadline ]; then
+            kill -KILL "$QEMU_PID" 2>/dev/null || true
+            wait "$QEMU_PID" 2>/dev/null || true
+            QEMU_PID=
+            stream_output
+            return 1
+        fi
+        stream_output
+        sleep 0.2
+    done
+    QEMU_RC=0
+    wait "$QEMU_PID" || QEMU_RC=$?
+    QEMU_PID=
+    stream_output
+    return 0
+}
+
+console_tail() {
+    echo "--- guest console, last lines ---"
+    tail -n 25 "$JOB/console.log" 2>/dev/null || true
+    if [ -s "$JOB/qemu.log" ]; then
+        echo "--- qemu's own output ---"
+        tail -n 10 "$JOB/qemu.log"
+    fi
+}
+
+# Turn the outcome recorded in the job dir into this script's exit status.
+report() {
+    if [ -s "$JOB/error" ]; then
+        console_tail >&2
+        fail "the guest could not run the command: $(cat "$JOB/error")"
+    fi
+    if [ ! -s "$JOB/status" ]; then
+        console_tail >&2
+        fail "qemu exited (status $QEMU_RC) before the guest reported the command's exit status"
+    fi
+    local status
+    status=$(cat "$JOB/status")
+    echo "exit $status" >"$JOB/result"
+    exit "$status"
+}
+
+main() {
+    JOB=
+    parse_args "$@"
+    find_qemu
+    find_kernel
+    make_job_dir
+    trap cleanup EXIT
+    trap 'exit 130' INT
+    trap 'exit 143' TERM HUP
+    write_job
+    start_qemu
+    if ! wait_for_qemu; then
+        console_tail >&2
+        echo "vm: timed out after ${TIMEOUT}s: qemu killed" >&2
+        echo "timeout $TIMEOUT" >"$JOB/result"
+        exit $EXIT_TIMEOUT
+    fi
+    report
+}
+
+main "$@"
