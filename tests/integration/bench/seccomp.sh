@@ -5,10 +5,11 @@
 # amd64).
 #
 #   tests/integration/bench/seccomp.sh            # uses target/release/gruntime (built if missing)
-#   GRUNTIME_BIN=... RUNS=10 tests/integration/bench/seccomp.sh
+#   GRUNTIME_BIN=... RUNS=10 LOOPS=1000000 LOOP_RUNS=3 tests/integration/bench/seccomp.sh
 #
 # Prints: compile and install time of the profile in gruntime and its BPF length; container
-# start (`run` of /bin/true, median of $RUNS) with and without the profile; the cost of a
+# start (`run` of /bin/true, median of $RUNS) with and without the profile; the cost (best of
+# $LOOP_RUNS containers of $LOOPS calls) of a
 # cheap syscall in a loop inside the container: getppid (unconditionally allowed: the kernel's
 # seccomp action cache can skip the filter) and personality(0xffffffff) (allowed by an argument
 # rule: the BPF program really runs). crun refuses this cgroup v1/v2 hybrid host, so it runs
@@ -19,6 +20,7 @@ set -euo pipefail
 ROOT=$(cd "$(dirname "$0")/../../.." && pwd)
 RUNS=${RUNS:-20}
 LOOPS=${LOOPS:-2000000}
+LOOP_RUNS=${LOOP_RUNS:-5}
 GRUNTIME=${GRUNTIME_BIN:-$ROOT/target/release/gruntime}
 if [ ! -x "$GRUNTIME" ]; then
     (cd "$ROOT" && cargo build --release -p gruntime >&2)
@@ -139,44 +141,45 @@ run_rt() { # runtime bundle -> stdout of the container
 }
 
 median() { sort -n | awk '{a[NR]=$1} END {if (NR == 0) print "n/a"; else print a[int((NR + 1) / 2)]}'; }
+best() { sort -n | awk 'NR == 1 {print $1} END {if (NR == 0) print "n/a"}'; }
 
-start_ms() { # runtime bundle
-    for _ in $(seq "$RUNS"); do
-        local t0 t1
-        t0=$(date +%s%N)
-        run_rt "$1" "$2" >/dev/null 2>&1 || { echo fail; continue; }
-        t1=$(date +%s%N)
-        awk -v a="$t0" -v b="$t1" 'BEGIN { printf "%.2f\n", (b - a) / 1e6 }'
-    done | grep -v fail | median
+start_ms() { # runtime bundle -> one start time in ms, or nothing if it failed
+    local t0 t1
+    t0=$(date +%s%N)
+    run_rt "$1" "$2" >/dev/null 2>&1 || return 0
+    t1=$(date +%s%N)
+    awk -v a="$t0" -v b="$t1" 'BEGIN { printf "%.2f\n", (b - a) / 1e6 }'
 }
-
-loop_ns() { # runtime nr [arg]
-    local b="$W/loop-$1-$2-${3:-0}"
-    make_bundle "$b" yes "[\"/bin/loop\", \"$2\", \"$LOOPS\"${3:+, \"$3\"}]"
-    for _ in 1 2 3; do run_rt "$1" "$b" 2>/dev/null || true; done | median
-}
-
-loop_ns_plain() { # runtime nr
-    local b="$W/plain-$1-$2"
-    make_bundle "$b" no "[\"/bin/loop\", \"$2\", \"$LOOPS\"]"
-    for _ in 1 2 3; do run_rt "$1" "$b" 2>/dev/null || true; done | median
-}
-
-make_bundle "$W/true-seccomp" yes '["/bin/true"]'
-make_bundle "$W/true-plain" no '["/bin/true"]'
 
 GETPPID=110
 PERSONALITY=135
-printf '\n%-44s %12s %12s\n' "== container, default profile" gruntime crun
-for rt in gruntime crun; do
-    eval "start_sec_$rt=$(start_ms $rt "$W/true-seccomp")"
-    eval "start_plain_$rt=$(start_ms $rt "$W/true-plain")"
-    eval "getppid_$rt=$(loop_ns $rt $GETPPID)"
-    eval "getppid_plain_$rt=$(loop_ns_plain $rt $GETPPID)"
-    eval "pers_$rt=$(loop_ns $rt $PERSONALITY 0xffffffff)"
+make_bundle "$W/true-seccomp" yes '["/bin/true"]'
+make_bundle "$W/true-plain" no '["/bin/true"]'
+make_bundle "$W/getppid-seccomp" yes "[\"/bin/loop\", \"$GETPPID\", \"$LOOPS\"]"
+make_bundle "$W/getppid-plain" no "[\"/bin/loop\", \"$GETPPID\", \"$LOOPS\"]"
+make_bundle "$W/personality-seccomp" yes "[\"/bin/loop\", \"$PERSONALITY\", \"$LOOPS\", \"0xffffffff\"]"
+
+# The two runtimes alternate, so both see the same machine load.
+mkdir "$W/res"
+for _ in $(seq "$RUNS"); do
+    for rt in gruntime crun; do
+        start_ms $rt "$W/true-plain" >>"$W/res/start-plain-$rt"
+        start_ms $rt "$W/true-seccomp" >>"$W/res/start-seccomp-$rt"
+    done
 done
-printf '%-44s %12s %12s\n' "run /bin/true, no seccomp (ms)" "$start_plain_gruntime" "$start_plain_crun"
-printf '%-44s %12s %12s\n' "run /bin/true, default profile (ms)" "$start_sec_gruntime" "$start_sec_crun"
-printf '%-44s %12s %12s\n' "getppid, no seccomp (ns/call)" "$getppid_plain_gruntime" "$getppid_plain_crun"
-printf '%-44s %12s %12s\n' "getppid, default profile (ns/call)" "$getppid_gruntime" "$getppid_crun"
-printf '%-44s %12s %12s\n' "personality(0xffffffff), profile (ns/call)" "$pers_gruntime" "$pers_crun"
+for _ in $(seq "$LOOP_RUNS"); do
+    for rt in gruntime crun; do
+        for m in getppid-plain getppid-seccomp personality-seccomp; do
+            run_rt $rt "$W/$m" 2>/dev/null >>"$W/res/$m-$rt" || true
+        done
+    done
+done
+row() { # label file-stem stat
+    printf '%-46s %12s %12s\n' "$1" "$($3 <"$W/res/$2-gruntime")" "$($3 <"$W/res/$2-crun")"
+}
+printf '\n%-46s %12s %12s\n' "== container (median of $RUNS / best of $LOOP_RUNS)" gruntime crun
+row "run /bin/true, no seccomp (ms)" start-plain median
+row "run /bin/true, default profile (ms)" start-seccomp median
+row "getppid, no seccomp (ns/call)" getppid-plain best
+row "getppid, default profile (ns/call)" getppid-seccomp best
+row "personality(0xffffffff), profile (ns/call)" personality-seccomp best

@@ -18,11 +18,18 @@ struct Bundle {
 
 impl Bundle {
     fn new(args: &[&str], seccomp: Value) -> Bundle {
+        Bundle::with_no_new_privileges(args, seccomp, true)
+    }
+
+    /// With `nnp` false the runtime must install the filter while the init still has
+    /// CAP_SYS_ADMIN (before dropping capabilities): the kernel refuses it afterwards.
+    fn with_no_new_privileges(args: &[&str], seccomp: Value, nnp: bool) -> Bundle {
         let dir = tempfile::tempdir().unwrap();
         let rootfs = dir.path().join("rootfs");
         make_busybox_rootfs(&rootfs);
         build_probe(&rootfs.join("bin/probe"));
-        let config = bundle_config(args, seccomp);
+        let mut config = bundle_config(args, seccomp);
+        config["process"]["noNewPrivileges"] = Value::Bool(nnp);
         std::fs::write(
             dir.path().join("config.json"),
             serde_json::to_vec_pretty(&config).unwrap(),
@@ -106,6 +113,26 @@ fn mkdir_gets_eperm_and_chmod_a_custom_errno() {
         "{}",
         describe(&o)
     );
+}
+
+#[test]
+fn filter_is_on_without_no_new_privileges() {
+    let profile = json!({
+        "defaultAction": "SCMP_ACT_ALLOW",
+        "syscalls": [{"names": ["mkdir", "mkdirat"], "action": "SCMP_ACT_ERRNO", "errnoRet": 13}]
+    });
+    let b = Bundle::with_no_new_privileges(
+        &sh("grep -E '^(NoNewPrivs|Seccomp):' /proc/self/status; mkdir /tmp/d; echo mkdir=$?"),
+        profile,
+        false,
+    );
+    let o = b.run();
+    assert!(o.status.success(), "{}", describe(&o));
+    let out = stdout(&o);
+    assert!(out.contains("NoNewPrivs:\t0"), "{}", describe(&o));
+    assert!(out.contains("Seccomp:\t2"), "{}", describe(&o));
+    assert!(out.contains("mkdir=1"), "{}", describe(&o));
+    assert!(stderr(&o).contains("Permission denied"), "{}", describe(&o));
 }
 
 #[test]
@@ -214,6 +241,15 @@ fn accept_within(
 
 #[test]
 fn notify_reaches_the_test_listener() {
+    notify_roundtrip(true);
+}
+
+#[test]
+fn notify_reaches_the_test_listener_without_no_new_privileges() {
+    notify_roundtrip(false);
+}
+
+fn notify_roundtrip(nnp: bool) {
     let agent_dir = tempfile::tempdir().unwrap();
     let sock: PathBuf = agent_dir.path().join("agent.sock");
     let listener = UnixListener::bind(&sock).unwrap();
@@ -224,7 +260,8 @@ fn notify_reaches_the_test_listener() {
         "syscalls": [{"names": ["getpriority"], "action": "SCMP_ACT_NOTIFY"}]
     });
     let nr = libc::SYS_getpriority;
-    let b = Bundle::new(&["/bin/probe", &nr.to_string(), "0", "0"], profile);
+    let b =
+        Bundle::with_no_new_privileges(&["/bin/probe", &nr.to_string(), "0", "0"], profile, nnp);
     let agent = std::thread::spawn(move || {
         let conn = accept_within(&listener, std::time::Duration::from_secs(60));
         let (fd, payload) = recv_fd_and_payload(&conn);
