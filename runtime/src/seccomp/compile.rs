@@ -69,6 +69,7 @@ pub fn compile(spec: &LinuxSeccomp) -> Result<SeccompProgram, SeccompError> {
         .iter()
         .any(|e| e.action == libc::SECCOMP_RET_USER_NOTIF);
     check_listener(spec, uses_notify)?;
+    check_notify_handover(&entries)?;
     check_actions_available(spec, &entries)?;
     let flags = filter_flags(spec, uses_notify)?;
     let groups = group_by_action(&entries);
@@ -259,6 +260,23 @@ fn alternatives(
     } else {
         vec![conditions]
     }))
+}
+
+/// The init hands the notify fd over with sendmsg right after installing the filter: were
+/// sendmsg itself notified, it would wait for an agent that cannot have the fd yet, and create
+/// would hang. runc has the same constraint; a clear error beats a hang.
+const HANDOVER_SYSCALL: &str = "sendmsg";
+
+fn check_notify_handover(entries: &[Entry]) -> Result<(), SeccompError> {
+    for e in entries {
+        if e.action == libc::SECCOMP_RET_USER_NOTIF && e.names.iter().any(|n| n == HANDOVER_SYSCALL)
+        {
+            return Err(SeccompError::NotifyOnHandover {
+                field: format!("{}.names", e.field),
+            });
+        }
+    }
+    Ok(())
 }
 
 fn check_listener(spec: &LinuxSeccomp, uses_notify: bool) -> Result<(), SeccompError> {

@@ -95,6 +95,8 @@ pub enum SeccompError {
     NotifyAsDefault,
     /// `SCMP_ACT_NOTIFY` used but `listenerPath` unset: nobody would answer the notifications.
     NotifyWithoutListener { field: String },
+    /// SCMP_ACT_NOTIFY on the syscall the init needs to hand the notify fd over.
+    NotifyOnHandover { field: String },
     /// The running kernel does not implement an action the profile uses.
     ActionUnavailable { field: String, action: String },
     /// The running kernel does not implement a filter flag the profile asks for.
@@ -158,6 +160,10 @@ impl fmt::Display for SeccompError {
             NotifyWithoutListener { field } => write!(
                 f,
                 "{field}: SCMP_ACT_NOTIFY needs linux.seccomp.listenerPath to be set"
+            ),
+            NotifyOnHandover { field } => write!(
+                f,
+                "{field}: SCMP_ACT_NOTIFY on sendmsg is not supported: the container's init needs it to hand the notify fd to the runtime"
             ),
             ActionUnavailable { field, action } => {
                 write!(f, "{field}: the running kernel does not support {action}")

@@ -428,6 +428,10 @@ fn bad_profiles_get_errors_naming_the_field() {
             json!({"defaultAction": "SCMP_ACT_ALLOW", "syscalls": [{"names": ["getppid"], "action": "SCMP_ACT_ERRNO"}, {"names": ["mkdir"], "action": "SCMP_ACT_NOTIFY"}]}),
             "linux.seccomp.syscalls[1].action: SCMP_ACT_NOTIFY needs linux.seccomp.listenerPath to be set",
         ),
+        (
+            json!({"defaultAction": "SCMP_ACT_ALLOW", "listenerPath": "/run/agent.sock", "syscalls": [{"names": ["mkdir", "sendmsg"], "action": "SCMP_ACT_NOTIFY"}]}),
+            "linux.seccomp.syscalls[0].names: SCMP_ACT_NOTIFY on sendmsg is not supported: the container's init needs it to hand the notify fd to the runtime",
+        ),
     ];
     for (p, want) in cases {
         assert_eq!(compile_err(p), want);

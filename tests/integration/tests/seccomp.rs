@@ -396,3 +396,84 @@ fn features_reports_the_seccomp_support() {
     );
     assert_eq!(list("knownFlags").len(), 4, "{s}");
 }
+
+/// An agent that lets every notified syscall continue, until the filter has no process left.
+/// Returns the syscall numbers it saw.
+fn continue_all(fd: OwnedFd) -> Vec<i32> {
+    let mut seen = Vec::new();
+    loop {
+        let mut pfd = libc::pollfd {
+            fd: fd.as_raw_fd(),
+            events: libc::POLLIN,
+            revents: 0,
+        };
+        // SAFETY: one valid pollfd.
+        let n = unsafe { libc::poll(&mut pfd, 1, 30_000) };
+        assert!(n > 0, "no notification and no hang-up within 30s");
+        if pfd.revents & libc::POLLIN == 0 {
+            return seen; // POLLHUP: every process under the filter is gone
+        }
+        // SAFETY: zeroed plain data, as NOTIF_RECV requires.
+        let mut req: libc::seccomp_notif = unsafe { std::mem::zeroed() };
+        // SAFETY: req is a valid seccomp_notif for the kernel to fill.
+        if unsafe { libc::ioctl(fd.as_raw_fd(), libc::SECCOMP_IOCTL_NOTIF_RECV, &mut req) } != 0 {
+            continue; // the caller died between poll and recv
+        }
+        seen.push(req.data.nr);
+        let mut resp = libc::seccomp_notif_resp {
+            id: req.id,
+            val: 0,
+            error: 0,
+            flags: libc::SECCOMP_USER_NOTIF_FLAG_CONTINUE as u32,
+        };
+        // SAFETY: resp answers the request just received (it may have gone away: ignored).
+        unsafe { libc::ioctl(fd.as_raw_fd(), libc::SECCOMP_IOCTL_NOTIF_SEND, &mut resp) };
+    }
+}
+
+/// Like runc's test: syscalls the runtime itself may make after the filter is on (before and
+/// around exec) can be notified, and the container still starts once the agent has the fd.
+#[test]
+fn notify_on_the_syscalls_around_exec() {
+    for nnp in [true, false] {
+        let agent_dir = tempfile::tempdir().unwrap();
+        let sock = agent_dir.path().join("agent.sock");
+        let listener = UnixListener::bind(&sock).unwrap();
+        let profile = json!({
+            "defaultAction": "SCMP_ACT_ALLOW",
+            "listenerPath": sock,
+            "syscalls": [{"names": ["execve", "openat", "open", "read", "close"], "action": "SCMP_ACT_NOTIFY"}]
+        });
+        let b = Bundle::with_no_new_privileges(&["/bin/true"], profile, nnp);
+        let agent = std::thread::spawn(move || {
+            let conn = accept_within(&listener, std::time::Duration::from_secs(60));
+            let (fd, _) = recv_fd_and_payload(&conn);
+            continue_all(fd)
+        });
+        let o = b.run();
+        let seen = agent.join().unwrap();
+        assert!(o.status.success(), "nnp={nnp}: {}", describe(&o));
+        assert!(
+            seen.contains(&(libc::SYS_execve as i32)),
+            "nnp={nnp}: the agent never saw execve: {seen:?}"
+        );
+    }
+}
+
+#[test]
+fn notify_on_the_handover_syscall_is_refused() {
+    let profile = json!({
+        "defaultAction": "SCMP_ACT_ALLOW",
+        "listenerPath": "/nonexistent/agent.sock",
+        "syscalls": [{"names": ["sendmsg"], "action": "SCMP_ACT_NOTIFY"}]
+    });
+    let b = Bundle::new(&["/bin/true"], profile);
+    let o = b.run();
+    assert!(!o.status.success(), "{}", describe(&o));
+    assert!(
+        stderr(&o).contains("linux.seccomp.syscalls[0].names: SCMP_ACT_NOTIFY on sendmsg"),
+        "{}",
+        describe(&o)
+    );
+    assert!(!b.exists());
+}
