@@ -168,7 +168,6 @@ pub fn layer_in_use(store: &Path, diff_id: &str) -> bool {
 }
 
 /// Remove cached layers no bundle uses; returns how many were removed.
-#[allow(dead_code)]
 pub fn prune_unused(store: &Path) -> io::Result<usize> {
     let mut n = 0;
     let Ok(rd) = fs::read_dir(layers_dir(store)) else {

@@ -70,6 +70,8 @@ pub enum BundleCmd {
         /// The bundle directory
         dir: PathBuf,
     },
+    /// Remove cached overlay layers that no live bundle uses
+    Prune,
 }
 
 /// DIR/imgtool-bundle.json: how the bundle was made, so `bundle rm|info` can undo/measure it.
@@ -305,10 +307,17 @@ fn read_record(dir: &Path) -> Result<BundleRecord, Error> {
     })
 }
 
-pub fn run_bundle(_ctx: &Context, cmd: BundleCmd) -> Result<(), Error> {
+pub fn run_bundle(ctx: &Context, cmd: BundleCmd) -> Result<(), Error> {
     match cmd {
         BundleCmd::Rm { dir } => bundle_rm(&dir),
         BundleCmd::Info { dir } => bundle_info(&dir),
+        BundleCmd::Prune => {
+            let layers = snapshot::layers_dir(&ctx.store_dir);
+            let n = snapshot::prune_unused(&ctx.store_dir)
+                .map_err(Error::io("prune layer cache", &layers))?;
+            println!("removed {n} unused cached layers");
+            Ok(())
+        }
     }
 }
 

@@ -175,11 +175,17 @@ fn registry_err(r: &Reference, step: &'static str, e: OciDistributionError) -> E
             step,
             reason: format!("manifest unknown: {}", one_line(&m)),
         },
-        other => Error::Registry {
-            reference: r.whole(),
-            step,
-            reason: one_line(&error_chain(&other)),
-        },
+        other => {
+            let mut reason = one_line(&error_chain(&other));
+            if reason.contains("InvalidContentType") {
+                reason.push_str(" (the registry may speak plain HTTP: see --plain-http)");
+            }
+            Error::Registry {
+                reference: r.whole(),
+                step,
+                reason,
+            }
+        }
     }
 }
 

@@ -432,6 +432,39 @@ fn basic_auth_registry() {
         store4.ok(&["--plain-http", "pull", &name]).trim(),
         id_hex(&img)
     );
+
+    // A Docker credential helper named by credHelpers is asked (get, registry on stdin).
+    let store5 = Store::new();
+    let bin = store5.path().join("bin");
+    std::fs::create_dir_all(&bin).unwrap();
+    let helper = bin.join("docker-credential-imgtooltest");
+    let asked = store5.path().join("asked");
+    std::fs::write(
+        &helper,
+        format!(
+            "#!/bin/sh\n[ \"$1\" = get ] || exit 1\ncat > {}\necho '{{\"ServerURL\":\"x\",\"Username\":\"alice\",\"Secret\":\"s3cret\"}}'\n",
+            asked.display()
+        ),
+    )
+    .unwrap();
+    std::fs::set_permissions(&helper, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    let docker_dir = store5.path().join("home/.docker");
+    std::fs::create_dir_all(&docker_dir).unwrap();
+    std::fs::write(
+        docker_dir.join("config.json"),
+        format!(r#"{{"credHelpers":{{"{}":"imgtooltest"}}}}"#, reg.addr),
+    )
+    .unwrap();
+    let path = format!(
+        "{}:{}",
+        bin.display(),
+        std::env::var("PATH").unwrap_or_default()
+    );
+    let o = run(store5
+        .cmd(&["--plain-http", "pull", &name])
+        .env("PATH", path));
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert_eq!(std::fs::read_to_string(&asked).unwrap().trim(), reg.addr);
 }
 
 #[test]
@@ -1062,4 +1095,52 @@ fn progress_bars_on_a_terminal_plain_lines_otherwise() {
         !out.contains("Copying blob"),
         "plain lines on a tty: {out:?}"
     );
+}
+
+#[test]
+fn a_long_pull_does_not_block_another_pull_and_gc_waits_for_it() {
+    let reg = TestRegistry::plain();
+    let imgs = Images::new();
+    push_basic(&reg, &imgs, "test/slow", "v1", "slow-1");
+    let fast = push_basic(&reg, &imgs, "test/fast", "v1", "fast-1");
+    let proxy = FaultProxy::start(&reg.addr, Fault::Slow(300_000));
+    let store = Store::new();
+    let mut slow = store
+        .cmd(&[
+            "--plain-http",
+            "pull",
+            "-q",
+            &format!("{}/test/slow:v1", proxy.addr),
+        ])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    while store.temp_files().is_empty() && std::time::Instant::now() < deadline {
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    assert!(!store.temp_files().is_empty(), "slow pull never started");
+
+    // Another pull records its image while the slow one still has the store open.
+    let n = format!("{}/test/fast:v1", reg.addr);
+    assert_eq!(
+        store.ok(&["--plain-http", "pull", "-q", &n]).trim(),
+        id_hex(&fast)
+    );
+    assert!(
+        slow.try_wait().unwrap().is_none(),
+        "slow pull ended too early for this test"
+    );
+    // Garbage collection (rmi) waits for it instead of deleting its blobs under it.
+    store.ok(&["rmi", &n]);
+    let st = slow.wait().unwrap();
+    assert!(st.success(), "slow pull failed after a concurrent rmi");
+    let names: Vec<String> = store
+        .images_json()
+        .iter()
+        .filter_map(|i| i["Name"].as_str().map(String::from))
+        .collect();
+    assert_eq!(names, vec![format!("{}/test/slow:v1", proxy.addr)]);
+    store.ok(&["inspect", &names[0]]);
 }

@@ -198,6 +198,79 @@ fn busybox_rootfs_matches_umoci() {
     assert_same_tree(&f.path("ours/rootfs"), &f.path("theirs/rootfs"));
 }
 
+/// A real Debian tree, built offline: this host's /etc, /usr/sbin, zoneinfo, perl-base, dpkg
+/// alternatives and setuid binaries, tarred by GNU tar with xattrs, then a layer deleting some.
+#[test]
+fn debian_system_tree_matches_umoci() {
+    let f = Fixture::new();
+    let mut tar = Command::new("tar");
+    tar.args([
+        "--xattrs",
+        "--xattrs-include=*",
+        "--numeric-owner",
+        "-cf",
+        "-",
+        "-C",
+        "/",
+    ]);
+    tar.args([
+        "etc",
+        "usr/sbin",
+        "usr/share/zoneinfo",
+        "usr/lib/x86_64-linux-gnu/perl-base",
+        "var/lib/dpkg/alternatives",
+    ]);
+    for b in [
+        "usr/bin/gpasswd",
+        "usr/bin/newgrp",
+        "usr/bin/passwd",
+        "usr/bin/su",
+        "usr/bin/mount",
+    ] {
+        if Path::new("/").join(b).exists() {
+            tar.arg(b);
+        }
+    }
+    let o = run(&mut tar);
+    assert!(o.status.success(), "tar: {}", stderr(&o));
+    assert!(o.stdout.len() > 10 << 20, "a real tree is expected");
+    let deletions = || {
+        layer_tar(&[
+            whiteout("etc", "passwd"),
+            whiteout("usr", "sbin"),
+            opaque("usr/share/zoneinfo/Europe"),
+            file("usr/share/zoneinfo/Europe/Only", "tz"),
+        ])
+    };
+    // Ours reads a zstd top layer; umoci (no zstd) the gzip twin of the same image.
+    let ours = OciImage::new(&["/bin/sh"])
+        .layer(o.stdout.clone(), Compression::Gzip)
+        .layer(deletions(), Compression::Zstd);
+    let twin = OciImage::new(&["/bin/sh"])
+        .layer(o.stdout, Compression::Gzip)
+        .layer(deletions(), Compression::Gzip);
+    let src = f.layout("debian", &ours);
+    f.unpack(&src, &f.path("ours"), &[]);
+    f.layout("debian-gz", &twin);
+    f.umoci_unpack(&f.path("debian-gz").to_string_lossy(), &f.path("theirs"));
+    assert_same_tree(&f.path("ours/rootfs"), &f.path("theirs/rootfs"));
+    let t = snapshot_tree(&f.path("ours/rootfs"));
+    assert!(!t.contains_key("etc/passwd") && !t.contains_key("usr/sbin"));
+    assert!(t.contains_key("etc/group"));
+    let europe: Vec<_> = t
+        .keys()
+        .filter(|k| k.starts_with("usr/share/zoneinfo/Europe/"))
+        .collect();
+    assert_eq!(
+        europe,
+        ["usr/share/zoneinfo/Europe/Only"],
+        "opaque dir keeps only the upper entry"
+    );
+    if Path::new("/usr/bin/passwd").exists() {
+        assert_eq!(t["usr/bin/passwd"].mode & 0o4000, 0o4000, "setuid kept");
+    }
+}
+
 #[test]
 fn multilayer_whiteouts_links_devices_xattrs_match_umoci() {
     let f = Fixture::new();
@@ -307,6 +380,49 @@ fn overlay_snapshot_shows_the_same_tree_and_bundle_rm_cleans_up() {
             "the layer cache survives bundle rm"
         );
     }
+}
+
+#[test]
+fn rmi_cannot_pull_layers_from_under_a_live_overlay_bundle() {
+    let f = Fixture::new();
+    let src = f.layout("rich", &rich_image(Compression::Gzip));
+    let b = f.path("ov");
+    f.unpack(&src, &b, &["--snapshot", "overlay"]);
+    let rec: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(b.join("imgtool-bundle.json")).unwrap()).unwrap();
+    let id = rec["imageId"].as_str().unwrap().to_string();
+    let o = f.imgtool(&["rmi", "-f", &id]);
+    assert!(o.status.success(), "rmi: {}", stderr(&o));
+    // The image is gone from the store, the bundle still sees its whole tree.
+    let o = f.imgtool(&["images"]);
+    assert!(
+        !stdout(&o).contains(&id["sha256:".len()..][..12]),
+        "{}",
+        stdout(&o)
+    );
+    assert_eq!(
+        std::fs::read_to_string(b.join("rootfs/opq/new")).unwrap(),
+        "upper"
+    );
+    let o = f.imgtool(&["bundle", "prune"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(
+        stdout(&o).contains("removed 0 "),
+        "live layers pruned: {}",
+        stdout(&o)
+    );
+    assert_eq!(
+        std::fs::read_to_string(b.join("rootfs/usr/bin/su")).unwrap(),
+        "setuid"
+    );
+    let o = f.imgtool(&["bundle", "rm", b.to_str().unwrap()]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let o = f.imgtool(&["bundle", "prune"]);
+    assert!(stdout(&o).contains("removed 3 "), "{}", stdout(&o));
+    let left = std::fs::read_dir(f.store().join("snapshots/layers"))
+        .unwrap()
+        .count();
+    assert_eq!(left, 0);
 }
 
 fn runc_run(bundle: &Path, root: &Path) -> Output {
@@ -711,9 +827,7 @@ fn rootless_unpack_as_an_unprivileged_user() {
     )
     .unwrap();
     use std::os::unix::fs::PermissionsExt;
-    for p in [f.tmp.path().to_path_buf()] {
-        std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o755)).unwrap();
-    }
+    std::fs::set_permissions(f.tmp.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
     let b = work.join("bundle");
     let o = run(Command::new("setpriv")
         .args(["--reuid=65534", "--regid=65534", "--clear-groups", "--"])
@@ -763,4 +877,56 @@ fn rootless_unpack_as_an_unprivileged_user() {
         .env("HOME", &work));
     assert!(o.status.success(), "{}", stderr(&o));
     assert!(!b.exists());
+}
+
+#[test]
+fn rootless_bundle_runs_under_runc_as_an_unprivileged_user() {
+    let f = Fixture::new();
+    let img = OciImage::new(&[
+        "sh",
+        "-c",
+        "echo uid=$(id -u) cwd=$(pwd) owner=$(stat -c %u /bin/busybox)",
+    ])
+    .layer(busybox_layer(), Compression::Gzip)
+    .set("WorkingDir", serde_json::json!("/w"));
+    let src = f.layout("bb", &img);
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(f.tmp.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    let work = f.path("work");
+    std::fs::create_dir(&work).unwrap();
+    let nobody = (
+        nix::unistd::Uid::from_raw(65534),
+        nix::unistd::Gid::from_raw(65534),
+    );
+    nix::unistd::chown(&work, Some(nobody.0), Some(nobody.1)).unwrap();
+    let as_nobody = |prog: &Path| {
+        let mut c = Command::new("setpriv");
+        c.args(["--reuid=65534", "--regid=65534", "--clear-groups", "--"])
+            .arg(prog)
+            .env("HOME", &work)
+            .env("XDG_RUNTIME_DIR", &work)
+            .stdin(std::process::Stdio::null());
+        c
+    };
+    let b = work.join("bundle");
+    let o = run(as_nobody(&imgtool_bin())
+        .arg("--store")
+        .arg(work.join("store"))
+        .args(["unpack", "--rootless", &src])
+        .arg(&b));
+    assert!(o.status.success(), "rootless unpack: {}", stderr(&o));
+    let id = unique_id("imgtool-rootless");
+    let o = run(as_nobody(Path::new("runc"))
+        .arg("--root")
+        .arg(work.join("runc"))
+        .args(["run", "-b"])
+        .arg(&b)
+        .arg(&id));
+    let _ = run(as_nobody(Path::new("runc"))
+        .arg("--root")
+        .arg(work.join("runc"))
+        .args(["delete", "-f", &id]));
+    assert!(o.status.success(), "rootless runc run: {}", stderr(&o));
+    // Root inside is the unprivileged caller outside, and owns the files it unpacked.
+    assert_eq!(stdout(&o).trim(), "uid=0 cwd=/w owner=0");
 }
