@@ -10,7 +10,7 @@
 //! section (one per ABI, each with that ABI's syscall numbers):
 //!   one group per distinct action, most restrictive first (the order the kernel itself uses
 //!   between stacked filters), so a call matching rules of two actions gets the stricter one;
-//!   each group = a compact table of unconditional syscalls (one JEQ each, sharing one RET)
+//!   each group = a binary search over its unconditional syscalls
 //!   then seccompiler's rule chains for syscalls with argument conditions; a miss falls through
 //!   to the next group;
 //!   RET defaultAction
@@ -57,8 +57,8 @@ const BAD_ABI_ACTION: u32 = libc::SECCOMP_RET_KILL_PROCESS;
 /// Errno for SCMP_ACT_ERRNO / SCMP_ACT_TRACE without errnoRet (what runc and crun use).
 const DEFAULT_ERRNO: u32 = libc::EPERM as u32;
 
-/// Up to this many unconditional syscalls share one RET: a JEQ's jump offset is 8 bits.
-const TABLE_CHUNK: usize = 250;
+/// Leaves of the search tree over unconditional syscalls test up to this many numbers in a row.
+const LEAF_LEN: usize = 16;
 
 /// Compile at create time in the parent, so a bad profile fails before anything is made.
 pub fn compile(spec: &LinuxSeccomp) -> Result<SeccompProgram, SeccompError> {
@@ -533,20 +533,45 @@ fn group_code(
     let mut out = Vec::new();
     if !unconditional.is_empty() {
         out.push(stmt(BPF_LD_W_ABS, DATA_NR));
-        for chunk in unconditional.chunks(TABLE_CHUNK) {
-            let n = chunk.len();
-            for (i, nr) in chunk.iter().enumerate() {
-                // Jump over the remaining JEQs and the JA to the shared RET.
-                out.push(jump(BPF_JMP_JEQ_K, *nr, (n - i) as u8, 0));
-            }
-            out.push(stmt(BPF_JMP_JA, 1));
-            out.push(stmt(BPF_RET_K, action));
-        }
+        out.extend(search_tree(&unconditional, action));
     }
     if !conditional.is_empty() {
         out.extend(rule_chains(conditional, action, &group.fields)?);
     }
     Ok(out)
+}
+
+/// A binary search over sorted syscall numbers (in the accumulator): RET `action` on a hit,
+/// fall off the end on a miss. A syscall costs at most ~2·log2(n/16) + 16 instructions, not n, and
+/// the kernel's action-cache emulation at install time shrinks alike. Offsets past 8 bits go
+/// through JA.
+///
+/// ```text
+/// node:  JGE pivot ? next : skip 1 ; JA right ; <left> ; JA end ; <right>
+/// leaf:  JEQ nr_1 → ret ; … ; JEQ nr_k → ret ; JA end ; ret: RET action
+/// ```
+fn search_tree(nrs: &[u32], action: u32) -> Vec<sock_filter> {
+    if nrs.len() <= LEAF_LEN {
+        let k = nrs.len();
+        let mut out: Vec<sock_filter> = nrs
+            .iter()
+            .enumerate()
+            .map(|(i, nr)| jump(BPF_JMP_JEQ_K, *nr, (k - i) as u8, 0))
+            .collect();
+        out.push(stmt(BPF_JMP_JA, 1));
+        out.push(stmt(BPF_RET_K, action));
+        return out;
+    }
+    let mid = nrs.len() / 2;
+    let left = search_tree(&nrs[..mid], action);
+    let right = search_tree(&nrs[mid..], action);
+    let mut out = Vec::with_capacity(left.len() + right.len() + 3);
+    out.push(jump(BPF_JMP_JGE_K, nrs[mid], 0, 1));
+    out.push(stmt(BPF_JMP_JA, (left.len() + 1) as u32));
+    out.extend(left);
+    out.push(stmt(BPF_JMP_JA, right.len() as u32));
+    out.extend(right);
+    out
 }
 
 /// seccompiler's code for the argument rules, re-targeted: its match return becomes `action`,
