@@ -82,8 +82,11 @@ struct BundleRecord {
     image_id: String,
     snapshot: SnapshotMode,
     store: PathBuf,
-    /// diff_ids, base first (the layer cache keys in overlay mode).
+    /// diff_ids, base first.
     layers: Vec<String>,
+    /// Overlay mode: the chain IDs keying the layer cache dirs this bundle holds refs on.
+    #[serde(default)]
+    chain_ids: Vec<String>,
 }
 
 const RECORD: &str = "imgtool-bundle.json";
@@ -212,6 +215,15 @@ pub fn run_unpack(ctx: &Context, args: UnpackArgs) -> Result<(), Error> {
         }
     }
 
+    // Refuse an unusable DIR before pulling anything (it is claimed for real after the pull).
+    if let Ok(mut rd) = fs::read_dir(&args.dir) {
+        if rd.next().is_some() {
+            return Err(unpack_err(format!(
+                "bundle dir {}: exists and is not empty",
+                args.dir.display()
+            )));
+        }
+    }
     let image = crate::image::ensure_image(ctx, &args.image)?;
     let layers: Vec<LayerInput> = image
         .layers()?
@@ -226,6 +238,7 @@ pub fn run_unpack(ctx: &Context, args: UnpackArgs) -> Result<(), Error> {
     let store = image.store().root().to_path_buf();
 
     let created = claim_dir(&args.dir)?;
+    unpack::interrupt::install();
     let dir = args
         .dir
         .canonicalize()
@@ -249,12 +262,13 @@ pub fn run_unpack(ctx: &Context, args: UnpackArgs) -> Result<(), Error> {
             unpack::unpack_layers(&rootfs, &layers, opts)?;
         }
         SnapshotMode::Overlay => {
+            let diff_ids: Vec<String> = layers.iter().map(|l| l.diff_id.clone()).collect();
+            let ids = snapshot::chain_ids(&diff_ids);
             let mut lowers = Vec::with_capacity(layers.len());
-            for (i, l) in layers.iter().enumerate() {
-                let fs_dir = snapshot::ensure_layer(&store, i, l, &lowers)?;
+            for (i, (l, chain)) in layers.iter().zip(&ids).enumerate() {
+                let fs_dir = snapshot::ensure_layer(&store, i, l, chain, &lowers)?;
                 lowers.push(fs_dir);
             }
-            let ids: Vec<String> = layers.iter().map(|l| l.diff_id.clone()).collect();
             snapshot::add_refs(&store, &ids, &dir)?;
             cleanup.refs = Some((store.clone(), ids));
             let (upper, work) = (dir.join("overlay/upper"), dir.join("overlay/work"));
@@ -280,6 +294,12 @@ pub fn run_unpack(ctx: &Context, args: UnpackArgs) -> Result<(), Error> {
         snapshot: args.snapshot,
         store,
         layers: layers.iter().map(|l| l.diff_id.clone()).collect(),
+        chain_ids: match args.snapshot {
+            SnapshotMode::Overlay => {
+                snapshot::chain_ids(&layers.iter().map(|l| l.diff_id.clone()).collect::<Vec<_>>())
+            }
+            SnapshotMode::Copy => Vec::new(),
+        },
     };
     let rec_path = dir.join(RECORD);
     let json = serde_json::to_vec_pretty(&record)
@@ -331,7 +351,7 @@ fn bundle_rm(dir: &Path) -> Result<(), Error> {
         if snapshot::is_mountpoint(&rootfs) {
             snapshot::unmount(&rootfs)?;
         }
-        snapshot::remove_refs(&rec.store, &rec.layers, &dir);
+        snapshot::remove_refs(&rec.store, &rec.chain_ids, &dir);
     }
     // Never remove through a still-mounted rootfs: that would delete from the layers.
     if snapshot::is_mountpoint(&rootfs) {
@@ -349,7 +369,7 @@ fn bundle_info(dir: &Path) -> Result<(), Error> {
         SnapshotMode::Overlay => {
             let rw = snapshot::tree_size(&dir.join("overlay/upper"));
             let layers: u64 = rec
-                .layers
+                .chain_ids
                 .iter()
                 .map(|d| snapshot::tree_size(&snapshot::layer_dir(&rec.store, d).join("fs")))
                 .sum();

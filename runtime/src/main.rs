@@ -11,6 +11,7 @@ mod config;
 mod container;
 mod devices;
 mod error;
+mod exec;
 mod hooks;
 mod init;
 mod init_error;

@@ -249,6 +249,9 @@ impl Applier {
                 layer: layer.to_string(),
                 source,
             })?;
+            if super::interrupt::interrupted() {
+                return Err(UnpackError::Interrupted);
+            }
             self.apply_entry(layer, &mut entry)?;
         }
         Ok(())
@@ -330,7 +333,11 @@ impl Applier {
         kind: EntryType,
     ) -> Result<(), UnpackError> {
         if kind != EntryType::Directory {
-            return Err(cx.escape(Escape::BadWhiteout));
+            return Err(UnpackError::UnsupportedEntry {
+                layer: cx.layer.to_string(),
+                entry: cx.entry.to_string(),
+                kind: format!("{kind:?} as the rootfs itself (only a directory can be \".\")"),
+            });
         }
         let meta = read_meta(entry).map_err(cx.io("read header"))?;
         let root = self.root.try_clone().map_err(cx.io("dup rootfs fd"))?;
@@ -1109,5 +1116,85 @@ mod tests {
             &[layer(&[E::RawFile(b"../.wh.canary")])],
             "\"..\" component",
         );
+    }
+
+    #[test]
+    fn replacing_a_planted_symlink_never_writes_through_it() {
+        let (t, root) = setup();
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::write(t.path().join("canary/keep"), "untouched").unwrap();
+        std::fs::set_permissions(
+            t.path().join("canary"),
+            std::fs::Permissions::from_mode(0o700),
+        )
+        .unwrap();
+        let l1 = layer(&[
+            E::Sym("f", "../canary/keep"),
+            E::Sym("d", "../canary"),
+            E::Sym("h", "../canary/keep"),
+        ]);
+        let l2 = layer(&[
+            E::File("f", "pwned?"),
+            E::Dir("d"),
+            E::File("x", "x"),
+            E::Hard("h", "x"),
+        ]);
+        apply(&root, &[l1, l2]).unwrap();
+        assert_eq!(
+            std::fs::read_to_string(t.path().join("canary/keep")).unwrap(),
+            "untouched"
+        );
+        assert_eq!(std::fs::read_to_string(root.join("f")).unwrap(), "pwned?");
+        assert!(root.join("d").symlink_metadata().unwrap().is_dir());
+        assert_eq!(std::fs::read_to_string(root.join("h")).unwrap(), "x");
+        let canary_mode = std::fs::metadata(t.path().join("canary"))
+            .unwrap()
+            .permissions()
+            .mode();
+        assert_eq!(
+            canary_mode & 0o7777,
+            0o700,
+            "the dir entry's mode was not applied through the link"
+        );
+    }
+
+    #[test]
+    fn overlay_mode_writes_overlayfs_whiteouts() {
+        if !nix::unistd::geteuid().is_root() {
+            return;
+        }
+        let (_t, root) = setup();
+        let l = layer(&[
+            E::Dir("a"),
+            E::File("a/.wh..wh..opq", ""),
+            E::File("a/.wh.gone", ""),
+            E::File("a/kept", "k"),
+        ]);
+        let mut a = Applier::new(
+            &root,
+            ApplyOptions {
+                rootless: false,
+                whiteouts: WhiteoutMode::Overlay,
+            },
+        )
+        .unwrap();
+        a.apply_layer("1", &l[..]).unwrap();
+        a.finish().unwrap();
+        use std::os::unix::fs::{FileTypeExt, MetadataExt};
+        let wh = std::fs::symlink_metadata(root.join("a/gone")).unwrap();
+        assert!(wh.file_type().is_char_device() && wh.rdev() == 0);
+        let mut v = [0u8; 4];
+        let p = std::ffi::CString::new(root.join("a").as_os_str().as_encoded_bytes()).unwrap();
+        // SAFETY: NUL-terminated strings and a writable 4-byte buffer for the call.
+        let n = unsafe {
+            libc::lgetxattr(
+                p.as_ptr(),
+                c"trusted.overlay.opaque".as_ptr(),
+                v.as_mut_ptr().cast(),
+                4,
+            )
+        };
+        assert_eq!(&v[..n as usize], b"y");
+        assert!(root.join("a/kept").exists());
     }
 }

@@ -604,58 +604,79 @@ fn generated_config_follows_the_image_config() {
 
 /// Unpack a hostile image: it must fail naming the layer and entry, leave no bundle, and leave
 /// the canary beside the bundle exactly as it was.
-fn assert_refused(layers: Vec<Vec<u8>>, want_in_error: &[&str]) {
-    let f = Fixture::new();
-    let canary = f.path("canary");
-    std::fs::create_dir(&canary).unwrap();
-    std::fs::write(canary.join("keep"), "untouched").unwrap();
-    let mut img = OciImage::new(&["/bin/sh"]);
-    for l in layers {
-        img = img.layer(l, Compression::Gzip);
+fn assert_refused(layers: impl Fn(&Path) -> Vec<Vec<u8>>, want_in_error: &[&str]) {
+    for mode in [&[][..], &["--snapshot", "overlay"][..]] {
+        let f = Fixture::new();
+        let canary = f.path("canary");
+        std::fs::create_dir(&canary).unwrap();
+        std::fs::write(canary.join("keep"), "untouched").unwrap();
+        let mut img = OciImage::new(&["/bin/sh"]);
+        for l in layers(&canary) {
+            img = img.layer(l, Compression::Gzip);
+        }
+        let src = f.layout("evil", &img);
+        let bundle = f.path("bundle");
+        let mut args = vec!["unpack", &src, bundle.to_str().unwrap()];
+        args.extend_from_slice(mode);
+        let o = f.imgtool(&args);
+        let err = stderr(&o);
+        assert!(
+            !o.status.success(),
+            "{mode:?}: hostile image was unpacked: {err}"
+        );
+        for w in want_in_error {
+            assert!(
+                err.contains(w),
+                "{mode:?}: error should mention {w:?}: {err}"
+            );
+        }
+        assert_one_line_error(&err);
+        assert!(!bundle.exists(), "{mode:?}: partial bundle left behind");
+        let names: Vec<_> = std::fs::read_dir(&canary)
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
+        assert_eq!(names, ["keep"], "{mode:?}: canary dir changed");
+        assert_eq!(
+            std::fs::read_to_string(canary.join("keep")).unwrap(),
+            "untouched"
+        );
+        // Nothing new beside the bundle either (the canary is at bundle/../canary).
+        let mut top: Vec<_> = std::fs::read_dir(f.tmp.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name().into_string().unwrap())
+            .collect();
+        top.sort();
+        assert_eq!(top, ["canary", "evil", "store"], "{mode:?}");
+        // Overlay mode: no half-extracted layer is left in the cache either.
+        if let Ok(rd) = std::fs::read_dir(f.store().join("snapshots/layers")) {
+            let left: Vec<_> = rd.map(|e| e.unwrap().file_name()).collect();
+            assert!(
+                left.iter()
+                    .all(|n| !n.to_string_lossy().starts_with(".tmp")),
+                "{left:?}"
+            );
+        }
     }
-    let src = f.layout("evil", &img);
-    let bundle = f.path("bundle");
-    let o = f.imgtool(&["unpack", &src, bundle.to_str().unwrap()]);
-    let err = stderr(&o);
-    assert!(!o.status.success(), "hostile image was unpacked: {err}");
-    for w in want_in_error {
-        assert!(err.contains(w), "error should mention {w:?}: {err}");
-    }
-    assert_one_line_error(&err);
-    assert!(!bundle.exists(), "partial bundle left behind");
-    let names: Vec<_> = std::fs::read_dir(&canary)
-        .unwrap()
-        .map(|e| e.unwrap().file_name())
-        .collect();
-    assert_eq!(names, ["keep"], "canary dir changed");
-    assert_eq!(
-        std::fs::read_to_string(canary.join("keep")).unwrap(),
-        "untouched"
-    );
-    // Nothing new beside the bundle either (the canary is at bundle/../canary = rootfs/../../canary).
-    let mut top: Vec<_> = std::fs::read_dir(f.tmp.path())
-        .unwrap()
-        .map(|e| e.unwrap().file_name().into_string().unwrap())
-        .collect();
-    top.sort();
-    assert_eq!(top, ["canary", "evil", "store"]);
 }
 
 #[test]
 fn hostile_dotdot_path_is_refused() {
     assert_refused(
-        vec![layer_tar(&[dir("etc"), file("../../canary/pwned", "x")])],
+        |_| vec![layer_tar(&[dir("etc"), file("../../canary/pwned", "x")])],
         &["layer 1", "\"../../canary/pwned\"", ".."],
     );
 }
 
 #[test]
 fn hostile_absolute_path_is_refused() {
-    let f = Fixture::new();
-    let abs = format!("{}/pwned", f.path("canary").display());
-    drop(f);
     assert_refused(
-        vec![layer_tar(&[file(&abs, "x")])],
+        |canary| {
+            vec![layer_tar(&[file(
+                &format!("{}/pwned", canary.display()),
+                "x",
+            )])]
+        },
         &["layer 1", "absolute path"],
     );
 }
@@ -663,10 +684,12 @@ fn hostile_absolute_path_is_refused() {
 #[test]
 fn hostile_write_through_symlink_in_same_layer_is_refused() {
     assert_refused(
-        vec![layer_tar(&[
-            symlink("evil", "../../canary"),
-            file("evil/pwned", "x"),
-        ])],
+        |_| {
+            vec![layer_tar(&[
+                symlink("evil", "../../canary"),
+                file("evil/pwned", "x"),
+            ])]
+        },
         &["layer 1", "\"evil/pwned\"", "symlink"],
     );
 }
@@ -674,10 +697,12 @@ fn hostile_write_through_symlink_in_same_layer_is_refused() {
 #[test]
 fn hostile_write_through_symlink_from_earlier_layer_is_refused() {
     assert_refused(
-        vec![
-            layer_tar(&[dir("etc"), symlink("etc/evil", "../../../canary")]),
-            layer_tar(&[file("etc/evil/pwned", "x")]),
-        ],
+        |_| {
+            vec![
+                layer_tar(&[dir("etc"), symlink("etc/evil", "../../../canary")]),
+                layer_tar(&[file("etc/evil/pwned", "x")]),
+            ]
+        },
         &["layer 2", "\"etc/evil/pwned\"", "symlink"],
     );
 }
@@ -685,10 +710,12 @@ fn hostile_write_through_symlink_from_earlier_layer_is_refused() {
 #[test]
 fn hostile_write_through_absolute_symlink_is_refused() {
     assert_refused(
-        vec![
-            layer_tar(&[symlink("evil", "/tmp")]),
-            layer_tar(&[file("evil/pwned", "x")]),
-        ],
+        |canary| {
+            vec![
+                layer_tar(&[symlink("evil", canary.to_str().unwrap())]),
+                layer_tar(&[file("evil/pwned", "x")]),
+            ]
+        },
         &["layer 2", "\"evil/pwned\"", "symlink"],
     );
 }
@@ -696,7 +723,7 @@ fn hostile_write_through_absolute_symlink_is_refused() {
 #[test]
 fn hostile_hardlink_outside_is_refused() {
     assert_refused(
-        vec![layer_tar(&[hardlink("h", "../../canary/keep")])],
+        |_| vec![layer_tar(&[hardlink("h", "../../canary/keep")])],
         &["layer 1", "\"h\"", "hardlink target"],
     );
 }
@@ -704,10 +731,12 @@ fn hostile_hardlink_outside_is_refused() {
 #[test]
 fn hostile_hardlink_through_symlink_is_refused() {
     assert_refused(
-        vec![layer_tar(&[
-            symlink("up", "../.."),
-            hardlink("h", "up/canary/keep"),
-        ])],
+        |_| {
+            vec![layer_tar(&[
+                symlink("up", "../.."),
+                hardlink("h", "up/canary/keep"),
+            ])]
+        },
         &["layer 1", "\"h\"", "hardlink target"],
     );
 }
@@ -715,10 +744,12 @@ fn hostile_hardlink_through_symlink_is_refused() {
 #[test]
 fn hostile_whiteout_outside_is_refused() {
     assert_refused(
-        vec![
-            layer_tar(&[dir("a")]),
-            layer_tar(&[file("../../.wh.canary", "")]),
-        ],
+        |_| {
+            vec![
+                layer_tar(&[dir("a")]),
+                layer_tar(&[file("../../.wh.canary", "")]),
+            ]
+        },
         &["layer 2", ".."],
     );
 }
@@ -726,10 +757,12 @@ fn hostile_whiteout_outside_is_refused() {
 #[test]
 fn hostile_whiteout_through_symlink_is_refused() {
     assert_refused(
-        vec![
-            layer_tar(&[symlink("up", "../..")]),
-            layer_tar(&[whiteout("up", "canary")]),
-        ],
+        |_| {
+            vec![
+                layer_tar(&[symlink("up", "../..")]),
+                layer_tar(&[whiteout("up", "canary")]),
+            ]
+        },
         &["layer 2", "\"up/.wh.canary\"", "symlink"],
     );
 }
@@ -929,4 +962,94 @@ fn rootless_bundle_runs_under_runc_as_an_unprivileged_user() {
     assert!(o.status.success(), "rootless runc run: {}", stderr(&o));
     // Root inside is the unprivileged caller outside, and owns the files it unpacked.
     assert_eq!(stdout(&o).trim(), "uid=0 cwd=/w owner=0");
+}
+
+#[test]
+fn interrupted_unpack_removes_its_partial_bundle() {
+    let f = Fixture::new();
+    // Many small files: long enough to interrupt half way.
+    let mut entries = vec![];
+    for d in 0..100 {
+        entries.push(dir(&format!("d{d}")));
+        for i in 0..300 {
+            entries.push(file(&format!("d{d}/f{i}"), "x"));
+        }
+    }
+    let img = OciImage::new(&["/bin/sh"]).layer(layer_tar(&entries), Compression::Gzip);
+    let src = f.layout("many", &img);
+    let b = f.path("b");
+    let mut child = Command::new(imgtool_bin())
+        .arg("--store")
+        .arg(f.store())
+        .args(["unpack", &src])
+        .arg(&b)
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Wait until extraction is under way, then interrupt as Ctrl-C would.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    while !b.join("rootfs/d1").exists() {
+        assert!(std::time::Instant::now() < deadline, "unpack never started");
+        assert!(
+            child.try_wait().unwrap().is_none(),
+            "unpack ended before it was interrupted"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    }
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(child.id() as i32),
+        nix::sys::signal::Signal::SIGINT,
+    )
+    .unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(!out.status.success(), "interrupted unpack reported success");
+    assert!(stderr(&out).contains("interrupted"), "{}", stderr(&out));
+    assert!(!b.exists(), "partial bundle left behind");
+}
+
+/// `imgtool unpack REF DIR` pulls first when the image is not in the store: from a real
+/// docker-registry, as an OCI manifest and as a Docker schema 2 one (gzip layers either way).
+#[test]
+fn unpack_pulls_from_a_registry_first() {
+    let f = Fixture::new();
+    f.layout("rich", &rich_image(Compression::Gzip));
+    f.umoci_unpack(&f.path("rich").to_string_lossy(), &f.path("theirs"));
+    let reg = integration::registry::TestRegistry::plain();
+    reg.push(&f.path("rich"), "t", "unpack/rich", "oci");
+    reg.push_schema2(&f.path("rich"), "t", "unpack/rich", "v2s2");
+    for tag in ["oci", "v2s2"] {
+        let b = f.path(&format!("b-{tag}"));
+        let reference = format!("{}/unpack/rich:{tag}", reg.addr);
+        f.unpack(&reference, &b, &["--plain-http"]);
+        assert_same_tree(&b.join("rootfs"), &f.path("theirs/rootfs"));
+        let rec: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(b.join("imgtool-bundle.json")).unwrap()).unwrap();
+        assert_eq!(rec["image"], reference);
+    }
+}
+
+/// docker-archive (uncompressed layers, Docker media types) and oci-archive sources, written by
+/// skopeo from the same image, give the same tree as umoci.
+#[test]
+fn archive_sources_match_umoci() {
+    let f = Fixture::new();
+    f.layout("rich", &rich_image(Compression::Gzip));
+    f.umoci_unpack(&f.path("rich").to_string_lossy(), &f.path("theirs"));
+    let oci = format!("oci:{}:t", f.path("rich").display());
+    for (kind, file) in [
+        ("docker-archive", "rich-docker.tar"),
+        ("oci-archive", "rich-oci.tar"),
+    ] {
+        let dest = format!("{kind}:{}", f.path(file).display());
+        let dest = if kind == "docker-archive" {
+            format!("{dest}:rich:t")
+        } else {
+            dest
+        };
+        let o = run(Command::new("skopeo").args(["copy", "-q", &oci, &dest]));
+        assert!(o.status.success(), "skopeo copy to {kind}: {}", stderr(&o));
+        let b = f.path(&format!("b-{kind}"));
+        f.unpack(&format!("{kind}:{}", f.path(file).display()), &b, &[]);
+        assert_same_tree(&b.join("rootfs"), &f.path("theirs/rootfs"));
+    }
 }
