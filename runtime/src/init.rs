@@ -147,25 +147,21 @@ fn setup(a: &InitArgs) -> InitResult<Never> {
         }
     }
     let ready = prepare_process(process, a.seccomp, sync, &a.extra_env, a.preserve_fds)?;
-    let nnp = ready.nnp;
-    let (exe_c, argv_c, env_c) = (ready.exe, ready.argv, ready.env);
 
     sync::send(sync, &Msg::Ready, None).step(|| "tell the runtime we are ready".into())?;
     let conn = wait_for_start(a.start_listener.as_raw_fd())?;
     // From here on, errors go to `start` over its connection.
-    start_and_exec(a, spec, nnp, &hook_state, &conn, &exe_c, &argv_c, &env_c)
+    start_and_exec(a, spec, &hook_state, &conn, &ready)
 }
 
 fn start_and_exec(
     a: &InitArgs,
     spec: &Spec,
-    nnp: bool,
     hook_state: &str,
     conn: &OwnedFd,
-    exe: &CString,
-    argv: &[CString],
-    env: &[CString],
+    ready: &Prepared,
 ) -> InitResult<Never> {
+    let (nnp, exe, argv, env) = (ready.nnp, &ready.exe, &ready.argv, &ready.env);
     let report = |e: InitError| -> InitError {
         let _ = sync::send(
             conn.as_fd(),

@@ -12,7 +12,7 @@ use nix::sys::stat::Mode;
 use nix::unistd::{chdir, chroot, fchdir, pivot_root};
 use oci_spec::runtime::{Mount, Spec};
 
-use crate::init_error::{fail, InitError, InitResult, Step};
+use crate::init_error::{fail, InitResult, Step};
 use crate::mounts::{self, parse_options};
 
 const RESOLVE_NO_MAGICLINKS: u64 = 0x02;
@@ -60,10 +60,8 @@ fn inside(dest: &Path) -> PathBuf {
     for c in dest.components() {
         match c {
             Component::Normal(n) => out.push(n),
-            Component::ParentDir => {
-                if out != Path::new(".") {
-                    out.pop();
-                }
+            Component::ParentDir if out != Path::new(".") => {
+                out.pop();
             }
             _ => {}
         }
@@ -465,8 +463,4 @@ pub fn readonly_root() -> InitResult<()> {
         None,
     )
     .step(|| "remount root read-only".into())
-}
-
-pub fn err_to_string(e: &InitError) -> String {
-    e.step.clone()
 }

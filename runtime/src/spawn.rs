@@ -45,7 +45,6 @@ pub struct Created {
     pub container: Container,
     /// Our end of the `Receive` console socket: the pty master arrives on it.
     pub console_master: Option<OwnedFd>,
-    pub seccomp_listener: Option<(PathBuf, Option<String>)>,
 }
 
 pub fn create(opts: CreateOpts) -> Result<Created> {
@@ -108,7 +107,6 @@ pub fn create(opts: CreateOpts) -> Result<Created> {
             Ok(Created {
                 container: Container { dir, saved },
                 console_master,
-                seccomp_listener: listener,
             })
         }
         Err(e) => Err(e), // `made` is dropped here and undoes everything
@@ -329,12 +327,8 @@ pub fn forward_notify_fd(
     let state: oci_spec::runtime::State =
         serde_json::from_value(oci_state_json(saved, Status::Creating, pid))
             .expect("state converts");
-    seccomp::send_to_listener(path, meta.as_deref(), &state, pid, fd).map_err(|e| {
-        Error::InvalidArgument(format!(
-            "linux.seccomp.listenerPath {}: {e}",
-            path.display()
-        ))
-    })
+    seccomp::send_to_listener(path, meta.as_deref(), &state, pid, fd)
+        .map_err(|e| Error::InvalidArgument(e.to_string()))
 }
 
 pub fn write_pid_file(path: &Path, pid: i32) -> Result<()> {
