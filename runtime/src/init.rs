@@ -75,11 +75,12 @@ fn setup(a: &InitArgs) -> InitResult<Never> {
         .process()
         .as_ref()
         .ok_or_else(|| fail("process: missing"))?;
+    // The parent writes our id maps first: an unprivileged parent can only do that while we are dumpable.
+    // Nothing of the container runs or sees us before Go.
+    wait_for(sync, Msg::Go)?;
     // Until exec, nothing in the container may open /proc/<init>/exe (the host binary) or ptrace us.
     // SAFETY: prctl with integer arguments.
     unsafe { libc::prctl(libc::PR_SET_DUMPABLE, 0, 0, 0, 0) };
-
-    wait_for(sync, Msg::Go)?;
     if a.new_userns {
         become_root_in_userns()?;
     }

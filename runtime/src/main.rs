@@ -27,6 +27,7 @@ mod state;
 mod sync;
 mod terminal;
 mod tty;
+mod userns;
 
 use clap::Parser;
 

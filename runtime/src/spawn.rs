@@ -10,7 +10,7 @@ use nix::sched::CloneFlags;
 use nix::sys::signal::{kill, Signal};
 use nix::sys::wait::waitpid;
 use nix::unistd::Pid;
-use oci_spec::runtime::{LinuxIdMapping, LinuxNamespaceType, Spec};
+use oci_spec::runtime::{LinuxNamespaceType, Spec};
 
 use crate::cgroups::{self, Cgroup};
 use crate::config::{self, Bundle};
@@ -237,16 +237,7 @@ fn create_in(
 
     if new_userns {
         if let Some(linux) = spec.linux() {
-            write_id_map(
-                pid,
-                "uid_map",
-                linux.uid_mappings().as_deref().unwrap_or(&[]),
-            )?;
-            write_id_map(
-                pid,
-                "gid_map",
-                linux.gid_mappings().as_deref().unwrap_or(&[]),
-            )?;
+            crate::userns::write_maps(pid, linux)?;
         }
     }
     if let (Some(cg), None) = (&made.cgroup, &cgroup_fd) {
@@ -338,28 +329,6 @@ pub fn write_pid_file(path: &Path, pid: i32) -> Result<()> {
         std::env::current_dir().unwrap_or_default().join(path)
     };
     write_atomic(&abs, pid.to_string().as_bytes(), 0o644)
-}
-
-fn write_id_map(pid: Pid, file: &str, maps: &[LinuxIdMapping]) -> Result<()> {
-    let body: String = maps
-        .iter()
-        .map(|m| format!("{} {} {}\n", m.container_id(), m.host_id(), m.size()))
-        .collect();
-    let path = PathBuf::from(format!("/proc/{pid}/{file}"));
-    std::fs::write(&path, body).map_err(|e| {
-        Error::io(
-            format!(
-                "linux.{}: write",
-                if file == "uid_map" {
-                    "uidMappings"
-                } else {
-                    "gidMappings"
-                }
-            ),
-            &path,
-            e,
-        )
-    })
 }
 
 /// systemd socket activation: LISTEN_FDS fds after stdio pass through, as runc does.
