@@ -87,6 +87,63 @@ fn read_auth_file(path: &Path) -> Result<Option<Map<String, Value>>> {
     ))
 }
 
+/// Docker's credential helpers: `credHelpers.<registry>` or `credsStore` in a config file name a
+/// `docker-credential-<helper>` program; `get` with the registry on stdin prints
+/// `{"Username": …, "Secret": …}`.
+fn from_credential_helper(path: &Path, registry: &str) -> Result<Option<(String, String)>> {
+    let data = match std::fs::read(path) {
+        Ok(d) => d,
+        Err(_) => return Ok(None),
+    };
+    let Ok(v) = serde_json::from_slice::<Value>(&data) else {
+        return Ok(None);
+    };
+    let helper = v
+        .get("credHelpers")
+        .and_then(Value::as_object)
+        .and_then(|h| {
+            h.iter()
+                .find(|(k, _)| normalise_key(k) == registry)
+                .and_then(|(_, v)| v.as_str())
+        })
+        .or_else(|| v.get("credsStore").and_then(Value::as_str));
+    let Some(helper) = helper.filter(|h| !h.is_empty()) else {
+        return Ok(None);
+    };
+    let program = format!("docker-credential-{helper}");
+    let bad = |reason: String| Error::AuthFile {
+        path: path.to_path_buf(),
+        reason: format!("credential helper {program}: {reason}"),
+    };
+    let mut child = std::process::Command::new(&program)
+        .arg("get")
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .map_err(|e| bad(e.to_string()))?;
+    if let Some(mut stdin) = child.stdin.take() {
+        use std::io::Write as _;
+        stdin
+            .write_all(registry.as_bytes())
+            .map_err(|e| bad(e.to_string()))?;
+    }
+    let out = child.wait_with_output().map_err(|e| bad(e.to_string()))?;
+    if !out.status.success() {
+        // Helpers exit non-zero with "credentials not found" when they have nothing for us.
+        return Ok(None);
+    }
+    let v: Value =
+        serde_json::from_slice(&out.stdout).map_err(|e| bad(format!("output is not JSON: {e}")))?;
+    match (
+        v.get("Username").and_then(Value::as_str),
+        v.get("Secret").and_then(Value::as_str),
+    ) {
+        (Some(u), Some(s)) => Ok(Some((u.to_string(), s.to_string()))),
+        _ => Err(bad("output lacks Username/Secret".into())),
+    }
+}
+
 fn decode_entry(path: &Path, key: &str, entry: &Value) -> Result<Option<(String, String)>> {
     let Some(b64) = entry.get("auth").and_then(Value::as_str) else {
         return Ok(None);
@@ -124,6 +181,9 @@ pub fn credentials_for(
         }
     }
     for path in read_paths(ctx) {
+        if let Some(c) = from_credential_helper(&path, &registry)? {
+            return Ok(Some(c));
+        }
         let Some(auths) = read_auth_file(&path)? else {
             continue;
         };

@@ -1,10 +1,12 @@
 //! `--snapshot overlay`: each layer extracted once into a per-layer cache directory in the store,
 //! and a bundle's `rootfs` an overlay mount of them with the bundle's own upper and work dirs.
 //!
-//! Layout (the gocker layout of seed 001, keyed by diff_id so images share layers):
+//! Layout (the gocker layout of seed 001, keyed by chain ID so images share layers): a cache dir
+//! depends on the layers below it (copy-ups, directories created over lower symlinks), so the key
+//! is the chain ID of the layer stack, as containerd's snapshotters use, not the bare diff_id.
 //! ```text
-//! STORE/snapshots/layers/<diff_id hex>/fs          the layer, overlay-style whiteouts
-//! STORE/snapshots/layers/<diff_id hex>/refs/<key>  one file per live bundle using it
+//! STORE/snapshots/layers/<chain id hex>/fs          the layer, overlay-style whiteouts
+//! STORE/snapshots/layers/<chain id hex>/refs/<key>  one file per live bundle using it
 //! BUNDLE/overlay/upper, BUNDLE/overlay/work        the bundle's writable layer
 //! ```
 //! A layer directory with refs is in use: `layer_in_use` tells `rmi`/gc to leave it alone.
@@ -63,16 +65,33 @@ fn io_err(step: &'static str, path: &Path) -> impl FnOnce(io::Error) -> Snapshot
     move |source| SnapshotError::Io { step, path, source }
 }
 
-fn hex(diff_id: &str) -> &str {
-    diff_id.strip_prefix("sha256:").unwrap_or(diff_id)
+fn hex(digest: &str) -> &str {
+    digest.strip_prefix("sha256:").unwrap_or(digest)
+}
+
+/// The OCI chain IDs of a layer stack: ChainID(L0) = DiffID(L0), ChainID(Ln) =
+/// sha256(ChainID(Ln-1) + " " + DiffID(Ln)).
+pub fn chain_ids(diff_ids: &[String]) -> Vec<String> {
+    let mut out: Vec<String> = Vec::with_capacity(diff_ids.len());
+    for d in diff_ids {
+        let id = match out.last() {
+            None => d.clone(),
+            Some(prev) => format!(
+                "sha256:{:x}",
+                Sha256::digest(format!("{prev} {d}").as_bytes())
+            ),
+        };
+        out.push(id);
+    }
+    out
 }
 
 pub fn layers_dir(store: &Path) -> PathBuf {
     store.join("snapshots/layers")
 }
 
-pub fn layer_dir(store: &Path, diff_id: &str) -> PathBuf {
-    layers_dir(store).join(hex(diff_id))
+pub fn layer_dir(store: &Path, chain_id: &str) -> PathBuf {
+    layers_dir(store).join(hex(chain_id))
 }
 
 /// The per-bundle key of a ref file: sha256 of the bundle's absolute path.
@@ -93,20 +112,17 @@ pub fn ensure_layer(
     store: &Path,
     index: usize,
     layer: &LayerInput,
+    chain_id: &str,
     lowers: &[PathBuf],
 ) -> Result<PathBuf, SnapshotError> {
-    let dir = layer_dir(store, &layer.diff_id);
+    let dir = layer_dir(store, chain_id);
     let fs_dir = dir.join("fs");
     if fs_dir.is_dir() {
         return Ok(fs_dir);
     }
     let parent = layers_dir(store);
     fs::create_dir_all(&parent).map_err(io_err("create layer cache", &parent))?;
-    let tmp = parent.join(format!(
-        ".tmp-{}-{}",
-        hex(&layer.diff_id),
-        std::process::id()
-    ));
+    let tmp = parent.join(format!(".tmp-{}-{}", hex(chain_id), std::process::id()));
     let tmp_fs = tmp.join("fs");
     let _ = fs::remove_dir_all(&tmp);
     fs::create_dir_all(&tmp_fs).map_err(io_err("create layer cache", &tmp_fs))?;
@@ -139,9 +155,9 @@ pub fn ensure_layer(
 }
 
 /// Record that `bundle` uses these layers.
-pub fn add_refs(store: &Path, diff_ids: &[String], bundle: &Path) -> Result<(), SnapshotError> {
+pub fn add_refs(store: &Path, chain_ids: &[String], bundle: &Path) -> Result<(), SnapshotError> {
     let key = bundle_key(bundle);
-    for d in diff_ids {
+    for d in chain_ids {
         let refs = layer_dir(store, d).join("refs");
         fs::create_dir_all(&refs).map_err(io_err("create refs dir", &refs))?;
         let f = refs.join(&key);
@@ -152,23 +168,21 @@ pub fn add_refs(store: &Path, diff_ids: &[String], bundle: &Path) -> Result<(), 
 }
 
 /// Drop `bundle`'s references; a layer without references stays cached until `prune_unused`.
-pub fn remove_refs(store: &Path, diff_ids: &[String], bundle: &Path) {
+pub fn remove_refs(store: &Path, chain_ids: &[String], bundle: &Path) {
     let key = bundle_key(bundle);
-    for d in diff_ids {
+    for d in chain_ids {
         let _ = fs::remove_file(layer_dir(store, d).join("refs").join(&key));
     }
 }
 
 /// Whether a live bundle still uses the layer (for `rmi` and store gc).
-#[allow(dead_code)]
-pub fn layer_in_use(store: &Path, diff_id: &str) -> bool {
-    fs::read_dir(layer_dir(store, diff_id).join("refs"))
+pub fn layer_in_use(store: &Path, chain_id: &str) -> bool {
+    fs::read_dir(layer_dir(store, chain_id).join("refs"))
         .map(|mut r| r.next().is_some())
         .unwrap_or(false)
 }
 
 /// Remove cached layers no bundle uses; returns how many were removed.
-#[allow(dead_code)]
 pub fn prune_unused(store: &Path) -> io::Result<usize> {
     let mut n = 0;
     let Ok(rd) = fs::read_dir(layers_dir(store)) else {

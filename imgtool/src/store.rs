@@ -9,12 +9,16 @@
 //!
 //! Crash safety: a blob is written to `.imgtool/tmp`, verified, fsynced and renamed into
 //! `blobs/sha256/`; so a blob path that exists is always complete and verified. `index.json` is
-//! replaced the same way. A `kill -9` leaves at most orphan temp files and unreferenced blobs,
-//! both removed by the next exclusive-lock holder.
+//! replaced the same way. A `kill -9` leaves at most orphan temp files (named after the writer's
+//! pid, removed by the next imgtool once that pid is gone) and unreferenced blobs (removed by the
+//! next garbage collection).
 //!
-//! Locking: every `Store` holds a shared `flock` on `.imgtool/lock` for its lifetime (so garbage
-//! collection never removes a blob someone is reading or about to reference) and converts it to
-//! exclusive only around index updates and garbage collection.
+//! Locking, two `flock`s:
+//! - `.imgtool/lock` (the GC lock): every `Store` holds it shared for its lifetime, so garbage
+//!   collection, which converts it to exclusive, never removes a blob someone is reading (an
+//!   unpack) or about to reference (a pull). GC waits for those; nothing else does.
+//! - `.imgtool/index.lock`: held exclusive only while `index.json` is read-modified-written, so
+//!   a pull can record its image while a long unpack has the store open.
 use std::collections::{BTreeSet, HashMap};
 use std::fs::{self, File, OpenOptions};
 use std::io::Write;
@@ -43,7 +47,7 @@ pub struct Store {
     lock: Arc<LockHandle>,
 }
 
-/// One lock file descriptor per store per process: flock locks belong to an open file
+/// One GC-lock file descriptor per store per process: flock locks belong to an open file
 /// description, so two `Store`s of one process with their own descriptors would block each
 /// other. Every `Store` on the same root shares this, and `exclusive` serialises the
 /// conversions to an exclusive lock between threads.
@@ -223,6 +227,7 @@ impl Store {
             root: root.to_path_buf(),
             lock,
         };
+        store.sweep_dead_temp_files();
         if !root.join("oci-layout").exists() || !root.join("index.json").exists() {
             store.with_exclusive(|_| Ok(()))?;
         }
@@ -343,25 +348,27 @@ impl Store {
         Ok(idx.manifests().clone())
     }
 
-    /// Run `f` on the index entries under the exclusive lock and write them back atomically if
-    /// `f` changed them. Also the moment to sweep temp files of crashed writers: with the
-    /// exclusive lock held nobody else is writing one.
+    /// Run `f` on the index entries under the index lock and write them back atomically if `f`
+    /// changed them.
     pub fn with_exclusive<R>(
         &self,
         f: impl FnOnce(&mut Vec<Descriptor>) -> Result<R>,
     ) -> Result<R> {
-        let h = &self.lock;
-        let _serialised = h.exclusive.lock().unwrap_or_else(|p| p.into_inner());
-        flock(&h.file, LockMode::Exclusive, &h.path)?;
-        let r = self.exclusive_section(f);
-        let back = flock(&h.file, LockMode::Shared, &h.path);
-        let r = r?;
-        back?;
-        Ok(r)
+        let path = self.root.join(".imgtool/index.lock");
+        let file = OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .read(true)
+            .write(true)
+            .open(&path)
+            .map_err(Error::io("open index lock", &path))?;
+        flock(&file, LockMode::Exclusive, &path)?;
+        // Unlocked when `file` is closed at the end of this function.
+        self.index_section(f)
     }
 
-    fn exclusive_section<R>(&self, f: impl FnOnce(&mut Vec<Descriptor>) -> Result<R>) -> Result<R> {
-        self.sweep_temp_files();
+    fn index_section<R>(&self, f: impl FnOnce(&mut Vec<Descriptor>) -> Result<R>) -> Result<R> {
+        self.sweep_dead_temp_files();
         let layout = self.root.join("oci-layout");
         if !layout.exists() {
             write_file_atomic(&layout, br#"{"imageLayoutVersion":"1.0.0"}"#)?;
@@ -392,10 +399,28 @@ impl Store {
         write_file_atomic(&self.root.join("index.json"), &data)
     }
 
-    fn sweep_temp_files(&self) {
-        let tmp = self.root.join(".imgtool/tmp");
-        if let Ok(rd) = fs::read_dir(&tmp) {
+    /// Remove temp files and extraction dirs whose writer process is gone. Safe at any time:
+    /// a dead process writes nothing more, and live writers' files are left alone.
+    fn sweep_dead_temp_files(&self) {
+        // In tmp/ every entry is a temp file; elsewhere only `.x.tmp-<pid>-<n>` ones are.
+        let dirs = [
+            (self.root.join(".imgtool/tmp"), true),
+            (self.root.join(".imgtool/diffids"), false),
+            (self.root.clone(), false),
+        ];
+        for (dir, all_temp) in dirs {
+            let Ok(rd) = fs::read_dir(&dir) else { continue };
             for e in rd.flatten() {
+                let name = e.file_name().to_string_lossy().into_owned();
+                if !all_temp && !name.contains(".tmp-") {
+                    continue;
+                }
+                let Some(pid) = temp_owner(&name) else {
+                    continue;
+                };
+                if process_alive(pid) {
+                    continue;
+                }
                 let p = e.path();
                 if p.is_dir() {
                     let _ = fs::remove_dir_all(&p);
@@ -438,33 +463,66 @@ impl Store {
     }
 
     /// Remove every blob (and diff_id record) no index entry reaches. Returns how many blobs
-    /// were removed. Runs under the exclusive lock.
+    /// were removed. Waits until no other imgtool has the store open (the GC lock).
     pub fn gc(&self) -> Result<usize> {
-        self.with_exclusive(|entries| {
-            let keep = self.referenced_blobs(entries)?;
-            let mut removed = 0;
-            let blobs = self.root.join("blobs/sha256");
-            let rd = fs::read_dir(&blobs).map_err(Error::io("list blobs", &blobs))?;
+        let h = &self.lock;
+        let _serialised = h.exclusive.lock().unwrap_or_else(|p| p.into_inner());
+        flock(&h.file, LockMode::Exclusive, &h.path)?;
+        let r = self.with_exclusive(|entries| self.gc_section(entries));
+        let back = flock(&h.file, LockMode::Shared, &h.path);
+        let r = r?;
+        back?;
+        Ok(r)
+    }
+
+    fn gc_section(&self, entries: &[Descriptor]) -> Result<usize> {
+        let keep = self.referenced_blobs(entries)?;
+        let mut removed = 0;
+        let blobs = self.root.join("blobs/sha256");
+        let rd = fs::read_dir(&blobs).map_err(Error::io("list blobs", &blobs))?;
+        for e in rd.flatten() {
+            let name = e.file_name().to_string_lossy().into_owned();
+            if !keep.contains(&format!("sha256:{name}")) {
+                fs::remove_file(e.path()).map_err(Error::io("remove blob", e.path()))?;
+                let _ = fs::remove_file(self.root.join(".imgtool/diffids").join(&name));
+                removed += 1;
+            }
+        }
+        let diffids = self.root.join(".imgtool/diffids");
+        if let Ok(rd) = fs::read_dir(&diffids) {
             for e in rd.flatten() {
                 let name = e.file_name().to_string_lossy().into_owned();
-                if !keep.contains(&format!("sha256:{name}")) {
-                    fs::remove_file(e.path()).map_err(Error::io("remove blob", e.path()))?;
-                    let _ = fs::remove_file(self.root.join(".imgtool/diffids").join(&name));
-                    removed += 1;
+                if !name.starts_with('.') && !keep.contains(&format!("sha256:{name}")) {
+                    let _ = fs::remove_file(e.path());
                 }
             }
-            let diffids = self.root.join(".imgtool/diffids");
-            if let Ok(rd) = fs::read_dir(&diffids) {
-                for e in rd.flatten() {
-                    let name = e.file_name().to_string_lossy().into_owned();
-                    if !keep.contains(&format!("sha256:{name}")) {
-                        let _ = fs::remove_file(e.path());
-                    }
-                }
-            }
-            fsync_dir(&blobs)?;
-            Ok(removed)
-        })
+        }
+        fsync_dir(&blobs)?;
+        Ok(removed)
+    }
+}
+
+/// The pid a temp file name carries: `<pid>-<n>` (blob temp files), `extract-<pid>-…`
+/// (archive extraction dirs), `.<name>.tmp-<pid>-<n>` (atomic file replacement).
+fn temp_owner(name: &str) -> Option<i32> {
+    let rest = if let Some(r) = name.strip_prefix("extract-") {
+        r
+    } else if let Some(i) = name.find(".tmp-") {
+        &name[i + 5..]
+    } else if name.starts_with(|c: char| c.is_ascii_digit()) {
+        name
+    } else {
+        return None;
+    };
+    rest.split('-').next()?.parse().ok()
+}
+
+fn process_alive(pid: i32) -> bool {
+    match nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), None) {
+        Ok(()) => true,
+        Err(nix::errno::Errno::ESRCH) => false,
+        // EPERM: it exists but is not ours to signal.
+        Err(_) => true,
     }
 }
 

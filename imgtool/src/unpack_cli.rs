@@ -56,6 +56,9 @@ pub struct UnpackArgs {
     /// Replace the image's Entrypoint: a JSON array, or one word per --entrypoint (repeatable)
     #[arg(long, value_name = "ARG", allow_hyphen_values = true)]
     pub entrypoint: Vec<String>,
+    /// No progress output while pulling
+    #[arg(long, short = 'q')]
+    pub quiet: bool,
 }
 
 #[derive(clap::Subcommand, Debug)]
@@ -70,6 +73,8 @@ pub enum BundleCmd {
         /// The bundle directory
         dir: PathBuf,
     },
+    /// Remove cached overlay layers that no live bundle uses
+    Prune,
 }
 
 /// DIR/imgtool-bundle.json: how the bundle was made, so `bundle rm|info` can undo/measure it.
@@ -80,8 +85,11 @@ struct BundleRecord {
     image_id: String,
     snapshot: SnapshotMode,
     store: PathBuf,
-    /// diff_ids, base first (the layer cache keys in overlay mode).
+    /// diff_ids, base first.
     layers: Vec<String>,
+    /// Overlay mode: the chain IDs keying the layer cache dirs this bundle holds refs on.
+    #[serde(default)]
+    chain_ids: Vec<String>,
 }
 
 const RECORD: &str = "imgtool-bundle.json";
@@ -210,7 +218,18 @@ pub fn run_unpack(ctx: &Context, args: UnpackArgs) -> Result<(), Error> {
         }
     }
 
-    let image = crate::image::ensure_image(ctx, &args.image)?;
+    // Refuse an unusable DIR before pulling anything (it is claimed for real after the pull).
+    if let Ok(mut rd) = fs::read_dir(&args.dir) {
+        if rd.next().is_some() {
+            return Err(unpack_err(format!(
+                "bundle dir {}: exists and is not empty",
+                args.dir.display()
+            )));
+        }
+    }
+    let mut pull_ctx = ctx.clone();
+    pull_ctx.quiet |= args.quiet;
+    let image = crate::image::ensure_image(&pull_ctx, &args.image)?;
     let layers: Vec<LayerInput> = image
         .layers()?
         .into_iter()
@@ -224,6 +243,7 @@ pub fn run_unpack(ctx: &Context, args: UnpackArgs) -> Result<(), Error> {
     let store = image.store().root().to_path_buf();
 
     let created = claim_dir(&args.dir)?;
+    unpack::interrupt::install();
     let dir = args
         .dir
         .canonicalize()
@@ -247,12 +267,13 @@ pub fn run_unpack(ctx: &Context, args: UnpackArgs) -> Result<(), Error> {
             unpack::unpack_layers(&rootfs, &layers, opts)?;
         }
         SnapshotMode::Overlay => {
+            let diff_ids: Vec<String> = layers.iter().map(|l| l.diff_id.clone()).collect();
+            let ids = snapshot::chain_ids(&diff_ids);
             let mut lowers = Vec::with_capacity(layers.len());
-            for (i, l) in layers.iter().enumerate() {
-                let fs_dir = snapshot::ensure_layer(&store, i, l, &lowers)?;
+            for (i, (l, chain)) in layers.iter().zip(&ids).enumerate() {
+                let fs_dir = snapshot::ensure_layer(&store, i, l, chain, &lowers)?;
                 lowers.push(fs_dir);
             }
-            let ids: Vec<String> = layers.iter().map(|l| l.diff_id.clone()).collect();
             snapshot::add_refs(&store, &ids, &dir)?;
             cleanup.refs = Some((store.clone(), ids));
             let (upper, work) = (dir.join("overlay/upper"), dir.join("overlay/work"));
@@ -278,6 +299,12 @@ pub fn run_unpack(ctx: &Context, args: UnpackArgs) -> Result<(), Error> {
         snapshot: args.snapshot,
         store,
         layers: layers.iter().map(|l| l.diff_id.clone()).collect(),
+        chain_ids: match args.snapshot {
+            SnapshotMode::Overlay => {
+                snapshot::chain_ids(&layers.iter().map(|l| l.diff_id.clone()).collect::<Vec<_>>())
+            }
+            SnapshotMode::Copy => Vec::new(),
+        },
     };
     let rec_path = dir.join(RECORD);
     let json = serde_json::to_vec_pretty(&record)
@@ -305,10 +332,17 @@ fn read_record(dir: &Path) -> Result<BundleRecord, Error> {
     })
 }
 
-pub fn run_bundle(_ctx: &Context, cmd: BundleCmd) -> Result<(), Error> {
+pub fn run_bundle(ctx: &Context, cmd: BundleCmd) -> Result<(), Error> {
     match cmd {
         BundleCmd::Rm { dir } => bundle_rm(&dir),
         BundleCmd::Info { dir } => bundle_info(&dir),
+        BundleCmd::Prune => {
+            let layers = snapshot::layers_dir(&ctx.store_dir);
+            let n = snapshot::prune_unused(&ctx.store_dir)
+                .map_err(Error::io("prune layer cache", &layers))?;
+            println!("removed {n} unused cached layers");
+            Ok(())
+        }
     }
 }
 
@@ -322,7 +356,7 @@ fn bundle_rm(dir: &Path) -> Result<(), Error> {
         if snapshot::is_mountpoint(&rootfs) {
             snapshot::unmount(&rootfs)?;
         }
-        snapshot::remove_refs(&rec.store, &rec.layers, &dir);
+        snapshot::remove_refs(&rec.store, &rec.chain_ids, &dir);
     }
     // Never remove through a still-mounted rootfs: that would delete from the layers.
     if snapshot::is_mountpoint(&rootfs) {
@@ -340,7 +374,7 @@ fn bundle_info(dir: &Path) -> Result<(), Error> {
         SnapshotMode::Overlay => {
             let rw = snapshot::tree_size(&dir.join("overlay/upper"));
             let layers: u64 = rec
-                .layers
+                .chain_ids
                 .iter()
                 .map(|d| snapshot::tree_size(&snapshot::layer_dir(&rec.store, d).join("fs")))
                 .sum();

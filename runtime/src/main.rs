@@ -11,6 +11,7 @@ mod config;
 mod container;
 mod devices;
 mod error;
+mod exec;
 mod hooks;
 mod init;
 mod init_error;
@@ -26,6 +27,7 @@ mod state;
 mod sync;
 mod terminal;
 mod tty;
+mod userns;
 
 use clap::Parser;
 

@@ -27,25 +27,30 @@ fn by_id(input: &str, names: &[String]) -> bool {
 
 pub fn run(ctx: &Context, args: RmiArgs) -> Result<()> {
     let store = Arc::new(Store::open(ctx)?);
-    let mut first_err = None;
+    let mut failed = 0;
+    let mut last_err = None;
     for input in &args.images {
         match remove_one(&store, input, args.force) {
             Ok(lines) => lines.iter().for_each(|l| println!("{l}")),
-            Err(e) => {
+            Err(e) if args.images.len() > 1 => {
+                // Go on with the others, as docker rmi does; each failure gets its own line.
                 eprintln!("imgtool: {e}");
-                first_err.get_or_insert(e);
+                failed += 1;
             }
+            Err(e) => last_err = Some(e),
         }
     }
     store.gc()?;
-    match first_err {
-        // Every failure was already reported on its own line; the status says something failed.
-        Some(_) if args.images.len() > 1 => {
-            Err(Error::Other("some images could not be removed".into()))
-        }
-        Some(e) => Err(e),
-        None => Ok(()),
+    if let Some(e) = last_err {
+        return Err(e);
     }
+    if failed > 0 {
+        return Err(Error::Other(format!(
+            "{failed} of {} images could not be removed",
+            args.images.len()
+        )));
+    }
+    Ok(())
 }
 
 fn remove_one(store: &Arc<Store>, input: &str, force: bool) -> Result<Vec<String>> {

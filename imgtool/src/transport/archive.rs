@@ -19,7 +19,7 @@ use crate::verify::{sha256_digest, Compression};
 fn extract(store: &Store, archive: &Path) -> Result<tempfile::TempDir> {
     let f = std::fs::File::open(archive).map_err(Error::io("open archive", archive))?;
     let dir = tempfile::Builder::new()
-        .prefix("extract-")
+        .prefix(&format!("extract-{}-", std::process::id()))
         .tempdir_in(store.root().join(".imgtool/tmp"))
         .map_err(Error::io("create temp directory in", store.root()))?;
     let mut ar = tar::Archive::new(std::io::BufReader::new(f));

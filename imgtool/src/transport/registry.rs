@@ -175,11 +175,17 @@ fn registry_err(r: &Reference, step: &'static str, e: OciDistributionError) -> E
             step,
             reason: format!("manifest unknown: {}", one_line(&m)),
         },
-        other => Error::Registry {
-            reference: r.whole(),
-            step,
-            reason: one_line(&error_chain(&other)),
-        },
+        other => {
+            let mut reason = one_line(&error_chain(&other));
+            if reason.contains("InvalidContentType") {
+                reason.push_str(" (the registry may speak plain HTTP: see --plain-http)");
+            }
+            Error::Registry {
+                reference: r.whole(),
+                step,
+                reason,
+            }
+        }
     }
 }
 
@@ -297,9 +303,13 @@ async fn pull_async(
     let retries = ctx.registry.retries;
     let client = client_for(ctx, r.registry())?;
     let auth = registry_auth(ctx, r)?;
-    with_retries(retries, || client.auth(r, &auth, RegistryOperation::Pull))
-        .await
-        .map_err(|e| registry_err(r, "authenticate", e))?;
+    if auth != RegistryAuth::Anonymous {
+        // Up front so that a token endpoint refusing the credentials is reported as such;
+        // anonymous pulls let the first request do the /v2/ ping (one round trip less).
+        with_retries(retries, || client.auth(r, &auth, RegistryOperation::Pull))
+            .await
+            .map_err(|e| registry_err(r, "authenticate", e))?;
+    }
 
     let (raw, digest) = fetch_manifest(&client, &auth, r, retries).await?;
     let repo_digest = digest.clone();

@@ -21,6 +21,8 @@ use tar::EntryType;
 
 use super::error::{Escape, UnpackError};
 use super::resolve::{self, CleanPath, OpenDirError};
+use super::writer::{self, FileJob, Warnings, WriterPool};
+use std::sync::Arc;
 
 /// How whiteouts in a layer are handled.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -58,7 +60,10 @@ pub struct Applier {
     /// The last parent directory used: layers list a directory's entries together.
     parent_cache: Option<(Vec<Vec<u8>>, OwnedFd)>,
     buf: Vec<u8>,
-    warnings: HashSet<String>,
+    warnings: Warnings,
+    /// Writes regular files' contents while this thread reads on (one per layer).
+    pool: Option<WriterPool>,
+    layer_label: Arc<str>,
     /// Overlay mode: the directories of the layers below (top first), for hardlink copy-up.
     lowers: Vec<OwnedFd>,
 }
@@ -104,13 +109,13 @@ impl Ctx<'_> {
 }
 
 /// The header fields a pax extension may override, merged.
-struct Meta {
-    mode: u32,
-    uid: u64,
-    gid: u64,
-    mtime: TimeSpec,
-    atime: Option<TimeSpec>,
-    xattrs: Vec<(CString, Vec<u8>)>,
+pub struct Meta {
+    pub mode: u32,
+    pub uid: u64,
+    pub gid: u64,
+    pub mtime: TimeSpec,
+    pub atime: Option<TimeSpec>,
+    pub xattrs: Vec<(CString, Vec<u8>)>,
 }
 
 fn parse_time(v: &[u8]) -> Option<TimeSpec> {
@@ -185,7 +190,9 @@ impl Applier {
             this_layer: HashSet::new(),
             parent_cache: None,
             buf: vec![0u8; 1 << 20],
-            warnings: HashSet::new(),
+            warnings: Warnings::default(),
+            pool: None,
+            layer_label: Arc::from(""),
             lowers: Vec::new(),
         })
     }
@@ -204,15 +211,34 @@ impl Applier {
     }
 
     fn warn_once(&mut self, key: String) {
-        if self.warnings.insert(key.clone()) {
-            eprintln!("imgtool: warning: {key}");
-        }
+        writer::warn_once(&self.warnings, key);
     }
 
     /// Apply every entry of one layer's uncompressed tar stream.
     pub fn apply_layer<R: Read>(&mut self, layer: &str, tar_stream: R) -> Result<(), UnpackError> {
         self.this_layer.clear();
         self.parent_cache = None;
+        self.layer_label = Arc::from(layer);
+        let writers = std::thread::available_parallelism()
+            .map(|n| n.get())
+            .unwrap_or(1)
+            .min(4);
+        self.pool = Some(
+            WriterPool::new(writers, self.opts.rootless, self.warnings.clone()).map_err(
+                |source| UnpackError::Root {
+                    step: "start writer threads for layer",
+                    path: layer.into(),
+                    source,
+                },
+            )?,
+        );
+        let result = self.apply_entries(layer, tar_stream);
+        // Always wait for the writers, also on error: nothing may write after we return.
+        let written = self.pool.take().map(WriterPool::finish).unwrap_or(Ok(()));
+        result.and(written)
+    }
+
+    fn apply_entries<R: Read>(&mut self, layer: &str, tar_stream: R) -> Result<(), UnpackError> {
         let mut archive = tar::Archive::new(tar_stream);
         let entries = archive.entries().map_err(|source| UnpackError::ReadLayer {
             layer: layer.to_string(),
@@ -223,6 +249,9 @@ impl Applier {
                 layer: layer.to_string(),
                 source,
             })?;
+            if super::interrupt::interrupted() {
+                return Err(UnpackError::Interrupted);
+            }
             self.apply_entry(layer, &mut entry)?;
         }
         Ok(())
@@ -266,7 +295,7 @@ impl Applier {
         self.clear_destination(&cx, dir.as_fd(), &name, is_dir)?;
         match kind {
             EntryType::Regular | EntryType::Continuous | EntryType::GNUSparse => {
-                self.write_file(&cx, dir.as_fd(), &name, entry, &meta)?
+                self.write_file(&cx, dir.as_fd(), &name, entry, meta)?
             }
             EntryType::Directory => self.make_dir(&cx, dir.as_fd(), &path, &name, &meta)?,
             EntryType::Symlink => {
@@ -304,7 +333,11 @@ impl Applier {
         kind: EntryType,
     ) -> Result<(), UnpackError> {
         if kind != EntryType::Directory {
-            return Err(cx.escape(Escape::BadWhiteout));
+            return Err(UnpackError::UnsupportedEntry {
+                layer: cx.layer.to_string(),
+                entry: cx.entry.to_string(),
+                kind: format!("{kind:?} as the rootfs itself (only a directory can be \".\")"),
+            });
         }
         let meta = read_meta(entry).map_err(cx.io("read header"))?;
         let root = self.root.try_clone().map_err(cx.io("dup rootfs fd"))?;
@@ -384,8 +417,21 @@ impl Applier {
         dir: BorrowedFd<'_>,
         name: &[u8],
         entry: &mut tar::Entry<'_, R>,
-        meta: &Meta,
+        meta: Meta,
     ) -> Result<(), UnpackError> {
+        let read_err = |source| UnpackError::ReadLayer {
+            layer: cx.layer.to_string(),
+            source,
+        };
+        let size = entry.size();
+        // Small files: read the bytes now (the stream moves on), let a writer do the rest.
+        let pooled = if self.pool.is_some() && size <= writer::MAX_POOLED_FILE {
+            let mut data = Vec::with_capacity(size as usize);
+            entry.read_to_end(&mut data).map_err(read_err)?;
+            Some(data)
+        } else {
+            None
+        };
         let fd = nix::fcntl::openat(
             dir,
             resolve::os(name),
@@ -394,24 +440,32 @@ impl Applier {
         )
         .map_err(cx.apply("create file"))?;
         let mut f = File::from(fd);
+        if let (Some(data), Some(pool)) = (pooled, &self.pool) {
+            return pool.submit(FileJob {
+                file: f,
+                data,
+                meta,
+                layer: self.layer_label.clone(),
+                entry: cx.entry.to_string(),
+            });
+        }
         loop {
             let n = match entry.read(&mut self.buf) {
                 Ok(0) => break,
                 Ok(n) => n,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                Err(source) => {
-                    return Err(UnpackError::ReadLayer {
-                        layer: cx.layer.to_string(),
-                        source,
-                    })
-                }
+                Err(source) => return Err(read_err(source)),
             };
             f.write_all(&self.buf[..n]).map_err(cx.io("write file"))?;
         }
-        self.set_owner_mode_xattrs_fd(cx, &f, meta, false)?;
-        let atime = meta.atime.unwrap_or(meta.mtime);
-        nix::sys::stat::futimens(f.as_fd(), &atime, &meta.mtime).map_err(cx.apply("set times"))?;
-        Ok(())
+        writer::finish_file(
+            &f,
+            &meta,
+            self.opts.rootless,
+            cx.layer,
+            cx.entry,
+            &self.warnings,
+        )
     }
 
     fn make_dir(
@@ -662,22 +716,14 @@ impl Applier {
         key: &CString,
         e: io::Error,
     ) -> Result<(), UnpackError> {
-        let tolerable = match e.raw_os_error() {
-            Some(libc::ENOTSUP) => true,
-            Some(libc::EPERM) | Some(libc::EACCES) => self.opts.rootless,
-            _ => false,
-        };
-        if tolerable {
-            self.warn_once(format!(
-                "xattr {} not set on {:?} (layer {}) and similar: {e}",
-                key.to_string_lossy(),
-                cx.entry,
-                cx.layer
-            ));
-            Ok(())
-        } else {
-            Err(cx.io("set xattr")(e))
-        }
+        writer::xattr_failure(
+            &self.warnings,
+            self.opts.rootless,
+            cx.layer,
+            cx.entry,
+            key,
+            e,
+        )
     }
 
     fn apply_whiteout(
@@ -694,6 +740,14 @@ impl Applier {
         let target = &name[4..];
         if !opaque && (target.is_empty() || target == b"." || target == b"..") {
             return Err(cx.escape(Escape::BadWhiteout));
+        }
+        // A whiteout hides lower layers only (OCI layer spec); what this layer wrote stays.
+        if !opaque
+            && self
+                .this_layer
+                .contains(&CleanPath(parent.to_vec()).join(target).to_bytes())
+        {
+            return Ok(());
         }
         self.parent_cache = None;
         match self.opts.whiteouts {
@@ -1069,6 +1123,98 @@ mod tests {
         hostile(
             &[layer(&[E::RawFile(b"../.wh.canary")])],
             "\"..\" component",
+        );
+    }
+
+    #[test]
+    fn replacing_a_planted_symlink_never_writes_through_it() {
+        let (t, root) = setup();
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::write(t.path().join("canary/keep"), "untouched").unwrap();
+        std::fs::set_permissions(
+            t.path().join("canary"),
+            std::fs::Permissions::from_mode(0o700),
+        )
+        .unwrap();
+        let l1 = layer(&[
+            E::Sym("f", "../canary/keep"),
+            E::Sym("d", "../canary"),
+            E::Sym("h", "../canary/keep"),
+        ]);
+        let l2 = layer(&[
+            E::File("f", "pwned?"),
+            E::Dir("d"),
+            E::File("x", "x"),
+            E::Hard("h", "x"),
+        ]);
+        apply(&root, &[l1, l2]).unwrap();
+        assert_eq!(
+            std::fs::read_to_string(t.path().join("canary/keep")).unwrap(),
+            "untouched"
+        );
+        assert_eq!(std::fs::read_to_string(root.join("f")).unwrap(), "pwned?");
+        assert!(root.join("d").symlink_metadata().unwrap().is_dir());
+        assert_eq!(std::fs::read_to_string(root.join("h")).unwrap(), "x");
+        let canary_mode = std::fs::metadata(t.path().join("canary"))
+            .unwrap()
+            .permissions()
+            .mode();
+        assert_eq!(
+            canary_mode & 0o7777,
+            0o700,
+            "the dir entry's mode was not applied through the link"
+        );
+    }
+
+    #[test]
+    fn overlay_mode_writes_overlayfs_whiteouts() {
+        if !nix::unistd::geteuid().is_root() {
+            return;
+        }
+        let (_t, root) = setup();
+        let l = layer(&[
+            E::Dir("a"),
+            E::File("a/.wh..wh..opq", ""),
+            E::File("a/.wh.gone", ""),
+            E::File("a/kept", "k"),
+        ]);
+        let mut a = Applier::new(
+            &root,
+            ApplyOptions {
+                rootless: false,
+                whiteouts: WhiteoutMode::Overlay,
+            },
+        )
+        .unwrap();
+        a.apply_layer("1", &l[..]).unwrap();
+        a.finish().unwrap();
+        use std::os::unix::fs::{FileTypeExt, MetadataExt};
+        let wh = std::fs::symlink_metadata(root.join("a/gone")).unwrap();
+        assert!(wh.file_type().is_char_device() && wh.rdev() == 0);
+        let mut v = [0u8; 4];
+        let p = std::ffi::CString::new(root.join("a").as_os_str().as_encoded_bytes()).unwrap();
+        // SAFETY: NUL-terminated strings and a writable 4-byte buffer for the call.
+        let n = unsafe {
+            libc::lgetxattr(
+                p.as_ptr(),
+                c"trusted.overlay.opaque".as_ptr(),
+                v.as_mut_ptr().cast(),
+                4,
+            )
+        };
+        assert_eq!(&v[..n as usize], b"y");
+        assert!(root.join("a/kept").exists());
+    }
+
+    #[test]
+    fn a_whiteout_does_not_hide_its_own_layer() {
+        let (_t, root) = setup();
+        let l1 = layer(&[E::File("x", "lower")]);
+        let l2 = layer(&[E::File("x", "same layer"), E::File(".wh.x", "")]);
+        apply(&root, &[l1, l2]).unwrap();
+        assert_eq!(
+            std::fs::read_to_string(root.join("x")).unwrap(),
+            "same layer"
         );
     }
 }

@@ -74,6 +74,8 @@ pub enum UnpackError {
         expected: String,
         actual: String,
     },
+    /// A signal asked us to stop; the partial output is removed.
+    Interrupted,
     /// Setting up or finishing the rootfs itself failed.
     Root {
         step: &'static str,
@@ -105,6 +107,7 @@ impl fmt::Display for UnpackError {
                 f,
                 "layer {layer}: diff_id mismatch: image config says {expected}, layer content is {actual}"
             ),
+            UnpackError::Interrupted => write!(f, "interrupted by a signal: partial bundle removed"),
             UnpackError::Root { step, path, source } => {
                 write!(f, "{step} {}: {source}", path.display())
             }

@@ -16,7 +16,9 @@ pub fn start(c: &mut Container) -> Result<()> {
     c.saved.started = true;
     c.dir.save(&c.saved)?;
     if let Some(hs) = spec.hooks().as_ref().and_then(|h| h.poststart().as_ref()) {
-        let state = c.oci_state().to_string();
+        // The lifecycle says "running" here, even if a short process has already exited.
+        let state =
+            crate::container::oci_state_json(&c.saved, Status::Running, c.saved.pid).to_string();
         if let Err(e) = hooks::run_all("poststart", hs, &state) {
             log::warn(&e.reason);
         }

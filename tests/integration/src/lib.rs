@@ -3,6 +3,8 @@
 //! The tests drive the built binaries (`target/debug/gruntime`, `target/debug/imgtool` unless
 //! `GRUNTIME_BIN` / `IMGTOOL_BIN` say otherwise) as root against the real kernel.
 
+pub mod seccomp;
+
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
@@ -72,6 +74,30 @@ pub fn make_busybox_rootfs(rootfs: &Path) {
     )
     .unwrap();
     std::fs::write(rootfs.join("etc/group"), "root:x:0:\nnogroup:x:65534:\n").unwrap();
+}
+
+/// Run a command with stdout/stderr going to temp files (see `TestBundle::gruntime`) and stdin closed.
+pub fn run_via_files(cmd: &mut Command) -> Output {
+    let out = tempfile::tempfile().unwrap();
+    let err = tempfile::tempfile().unwrap();
+    let status = cmd
+        .stdin(std::process::Stdio::null())
+        .stdout(out.try_clone().unwrap())
+        .stderr(err.try_clone().unwrap())
+        .status()
+        .unwrap_or_else(|e| panic!("cannot run {cmd:?}: {e}"));
+    let read = |mut f: std::fs::File| {
+        use std::io::{Read, Seek};
+        let mut v = Vec::new();
+        f.seek(std::io::SeekFrom::Start(0)).unwrap();
+        f.read_to_end(&mut v).unwrap();
+        v
+    };
+    Output {
+        status,
+        stdout: read(out),
+        stderr: read(err),
+    }
 }
 
 /// Run a command and return its output; panics with context when it cannot be started at all.
@@ -162,15 +188,15 @@ impl TestBundle {
         c
     }
 
+    /// Output is captured through files, not pipes: a container's init inherits gruntime's stdio, and a pipe
+    /// would keep the reader waiting for as long as the container lives.
     pub fn gruntime(&self, args: &[&str]) -> Output {
-        run(&mut self.cmd(args))
+        run_via_files(&mut self.cmd(args))
     }
 
     /// `run` a container to completion and return its output (stdin closed).
     pub fn run_container(&self, id: &str) -> Output {
-        run(self
-            .cmd(&["run", "--bundle", self.path().to_str().unwrap(), id])
-            .stdin(std::process::Stdio::null()))
+        run_via_files(&mut self.cmd(&["run", "--bundle", self.path().to_str().unwrap(), id]))
     }
 
     /// Ids still listed under the state root.

@@ -312,8 +312,11 @@ fn unique() -> usize {
     N.fetch_add(1, Ordering::SeqCst)
 }
 
-/// Read an HTTP/1.1 request head; returns (method, target, headers lower-cased).
-fn read_request(stream: &mut TcpStream) -> Option<(String, String, Vec<(String, String)>)> {
+/// An HTTP request head: method, target, headers with lower-cased names.
+type RequestHead = (String, String, Vec<(String, String)>);
+
+/// Read an HTTP/1.1 request head.
+fn read_request(stream: &mut TcpStream) -> Option<RequestHead> {
     let mut reader = BufReader::new(stream.try_clone().ok()?);
     let mut line = String::new();
     reader.read_line(&mut line).ok()?;

@@ -253,6 +253,15 @@ impl Vm {
             .stderr(log_err);
         // Its own process group, so the guard can kill run.sh and qemu together.
         std::os::unix::process::CommandExt::process_group(&mut cmd, 0);
+        // Being in its own group, run.sh does not get the terminal's ^C; a parent-death signal
+        // ends it (and, through qemu's own, qemu) when the test process dies without unwinding.
+        // SAFETY: the closure runs between fork and exec and only calls prctl(2), which is
+        // async-signal-safe; it touches no memory shared with the parent.
+        unsafe {
+            std::os::unix::process::CommandExt::pre_exec(&mut cmd, || {
+                nix::sys::prctl::set_pdeathsig(Signal::SIGKILL).map_err(io::Error::from)
+            });
+        }
         let child = cmd.spawn().map_err(|source| VmError::SpawnRunScript {
             script: script_path.clone(),
             source,

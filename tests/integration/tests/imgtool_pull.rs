@@ -432,6 +432,39 @@ fn basic_auth_registry() {
         store4.ok(&["--plain-http", "pull", &name]).trim(),
         id_hex(&img)
     );
+
+    // A Docker credential helper named by credHelpers is asked (get, registry on stdin).
+    let store5 = Store::new();
+    let bin = store5.path().join("bin");
+    std::fs::create_dir_all(&bin).unwrap();
+    let helper = bin.join("docker-credential-imgtooltest");
+    let asked = store5.path().join("asked");
+    std::fs::write(
+        &helper,
+        format!(
+            "#!/bin/sh\n[ \"$1\" = get ] || exit 1\ncat > {}\necho '{{\"ServerURL\":\"x\",\"Username\":\"alice\",\"Secret\":\"s3cret\"}}'\n",
+            asked.display()
+        ),
+    )
+    .unwrap();
+    std::fs::set_permissions(&helper, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    let docker_dir = store5.path().join("home/.docker");
+    std::fs::create_dir_all(&docker_dir).unwrap();
+    std::fs::write(
+        docker_dir.join("config.json"),
+        format!(r#"{{"credHelpers":{{"{}":"imgtooltest"}}}}"#, reg.addr),
+    )
+    .unwrap();
+    let path = format!(
+        "{}:{}",
+        bin.display(),
+        std::env::var("PATH").unwrap_or_default()
+    );
+    let o = run(store5
+        .cmd(&["--plain-http", "pull", &name])
+        .env("PATH", path));
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert_eq!(std::fs::read_to_string(&asked).unwrap().trim(), reg.addr);
 }
 
 #[test]
@@ -524,6 +557,23 @@ fn tls_registry_with_test_ca() {
     // Plain HTTP to a TLS port is not silently tried.
     let store3 = Store::new();
     store3.fails(&["--plain-http", "pull", &name]);
+    // login goes through the same trust settings.
+    let af = store3.path().join("auth.json");
+    let af = af.to_str().unwrap();
+    let err = store3.fails(&["--authfile", af, "login", "-u", "u", "-p", "p", &reg.addr]);
+    assert!(err.to_lowercase().contains("certificate"), "{err}");
+    store3.ok(&[
+        "--authfile",
+        af,
+        "--cert-dir",
+        cert_dir,
+        "login",
+        "-u",
+        "u",
+        "-p",
+        "p",
+        &reg.addr,
+    ]);
 }
 
 #[test]
@@ -544,6 +594,14 @@ fn plain_http_only_for_loopback_and_bad_references() {
     let err = store.fails(&["inspect", "nothere:v1"]);
     assert!(err.contains("image not known"), "{err}");
     assert!(store.blobs().is_empty());
+
+    // IMGTOOL_STORE names the store when --store does not.
+    let env_store = store.path().join("from-env");
+    let o = run(Command::new(imgtool_bin())
+        .arg("images")
+        .env("IMGTOOL_STORE", &env_store));
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(env_store.join("oci-layout").exists() && env_store.join("index.json").exists());
 }
 
 #[test]
@@ -897,4 +955,192 @@ fn oci_layout_source_is_imported() {
     );
     let err = store.fails(&["pull", &format!("oci:{}:nope", imgs.layout.dir.display())]);
     assert!(err.contains("nope"), "{err}");
+}
+
+#[test]
+fn archive_sources_and_ambiguous_id_prefixes() {
+    // Images whose IDs share a first hex digit: generate until two collide (1 in 16 each).
+    let imgs = Images::new();
+    let store = Store::new();
+    let mut seen: std::collections::HashMap<char, String> = Default::default();
+    let mut pair = None;
+    for i in 0..64 {
+        let tag = format!("t{i}");
+        let img = imgs.layout.tagged_image(
+            &tag,
+            Flavor::Oci,
+            &[LayerSpec::files(Comp::Gzip, &[("etc/n", tag.as_bytes())])],
+            &tag,
+        );
+        let first = id_hex(&img).chars().next().unwrap();
+        if let Some(other) = seen.get(&first) {
+            pair = Some((other.clone(), tag, first));
+            break;
+        }
+        seen.insert(first, tag);
+    }
+    let (t1, t2, first) = pair.expect("two IDs with one first digit");
+    let layout = imgs.layout.dir.display().to_string();
+    store.ok(&["pull", &format!("oci:{layout}:{t1}")]);
+    store.ok(&["pull", &format!("oci:{layout}:{t2}")]);
+    let err = store.fails(&["inspect", &first.to_string()]);
+    assert!(err.contains("ambiguous"), "{err}");
+
+    // docker-archive: and oci-archive: sources, as written by skopeo from the same layout.
+    let docker_tar = imgs.dir.path().join("skopeo-docker.tar");
+    let oci_tar = imgs.dir.path().join("skopeo-oci.tar");
+    let o = run(Command::new("skopeo")
+        .args(["copy", "-q"])
+        .arg(format!("oci:{layout}:{t1}"))
+        .arg(format!(
+            "docker-archive:{}:example.com/from/skopeo:v1",
+            docker_tar.display()
+        )));
+    assert!(o.status.success(), "{}", stderr(&o));
+    let o = run(Command::new("skopeo")
+        .args(["copy", "-q"])
+        .arg(format!("oci:{layout}:{t1}"))
+        .arg(format!("oci-archive:{}:v1", oci_tar.display())));
+    assert!(o.status.success(), "{}", stderr(&o));
+    let fresh = Store::new();
+    let id1 = fresh.ok(&["pull", &format!("docker-archive:{}", docker_tar.display())]);
+    let id2 = fresh.ok(&["pull", &format!("oci-archive:{}:v1", oci_tar.display())]);
+    assert_eq!(id1.trim(), id2.trim(), "same image ID from both archives");
+    let names: Vec<String> = fresh
+        .images_json()
+        .iter()
+        .filter_map(|i| i["Name"].as_str().map(String::from))
+        .collect();
+    assert!(
+        names.contains(&"example.com/from/skopeo:v1".to_string()),
+        "{names:?}"
+    );
+}
+
+#[test]
+fn image_built_by_umoci_pulls_with_its_diff_ids() {
+    let reg = TestRegistry::plain();
+    let imgs = Images::new();
+    let layout = imgs.dir.path().join("umoci");
+    let bundle = imgs.dir.path().join("bundle");
+    let umoci = |args: &[&str]| {
+        let o = run(Command::new("umoci").args(args));
+        assert!(o.status.success(), "umoci {args:?}: {}", stderr(&o));
+    };
+    let l = layout.to_str().unwrap();
+    let img_ref = format!("{l}:latest");
+    umoci(&["init", "--layout", l]);
+    umoci(&["new", "--image", &img_ref]);
+    umoci(&["unpack", "--image", &img_ref, bundle.to_str().unwrap()]);
+    integration::make_busybox_rootfs(&bundle.join("rootfs"));
+    umoci(&["repack", "--image", &img_ref, bundle.to_str().unwrap()]);
+    umoci(&["config", "--image", &img_ref, "--config.cmd", "/bin/sh"]);
+    let pushed = reg.push(&layout, "latest", "umoci/busybox", "v1");
+
+    let store = Store::new();
+    let name = format!("{}/umoci/busybox:v1", reg.addr);
+    store.ok(&["--plain-http", "pull", &name]);
+    let info = store.inspect(&name);
+    assert_eq!(info["Digest"], pushed.as_str());
+    // The diff_id umoci wrote into its config is what we verified against and report.
+    let cfg_digest = info["Id"].as_str().unwrap();
+    let cfg: serde_json::Value = serde_json::from_slice(
+        &std::fs::read(layout.join("blobs/sha256").join(&cfg_digest[7..])).unwrap(),
+    )
+    .unwrap();
+    assert_eq!(info["Layers"][0]["DiffID"], cfg["rootfs"]["diff_ids"][0]);
+    assert_eq!(info["Config"]["Cmd"][0], "/bin/sh");
+}
+
+#[test]
+fn progress_bars_on_a_terminal_plain_lines_otherwise() {
+    let reg = TestRegistry::plain();
+    let imgs = Images::new();
+    let img = push_basic(&reg, &imgs, "test/progress", "v1", "progress-1");
+    let name = format!("{}/test/progress:v1", reg.addr);
+    let short = &img.layer_digests[0][7..19];
+
+    // Not a terminal: one plain line per blob on stderr.
+    let store = Store::new();
+    let o = store.run(&["--plain-http", "pull", &name]);
+    assert!(o.status.success());
+    assert!(
+        stderr(&o).contains(&format!("Copying blob {short} done")),
+        "{}",
+        stderr(&o)
+    );
+    // --quiet: nothing but the ID.
+    let store_q = Store::new();
+    let o = store_q.run(&["--plain-http", "pull", "-q", &name]);
+    assert!(
+        o.status.success() && stderr(&o).is_empty(),
+        "{}",
+        stderr(&o)
+    );
+
+    // On a terminal (script(1) gives it a pty): indicatif bars with byte counts.
+    let store_t = Store::new();
+    let cmdline = format!(
+        "{} --store {} --plain-http pull {name}",
+        imgtool_bin().display(),
+        store_t.path().display()
+    );
+    let o = run(Command::new("script")
+        .args(["-qec", &cmdline, "/dev/null"])
+        .env("HOME", store_t.path()));
+    let out = stdout(&o);
+    assert!(o.status.success(), "{out}");
+    assert!(out.contains(&format!("blob {short} [")), "no bar: {out:?}");
+    assert!(
+        !out.contains("Copying blob"),
+        "plain lines on a tty: {out:?}"
+    );
+}
+
+#[test]
+fn a_long_pull_does_not_block_another_pull_and_gc_waits_for_it() {
+    let reg = TestRegistry::plain();
+    let imgs = Images::new();
+    push_basic(&reg, &imgs, "test/slow", "v1", "slow-1");
+    let fast = push_basic(&reg, &imgs, "test/fast", "v1", "fast-1");
+    let proxy = FaultProxy::start(&reg.addr, Fault::Slow(300_000));
+    let store = Store::new();
+    let mut slow = store
+        .cmd(&[
+            "--plain-http",
+            "pull",
+            "-q",
+            &format!("{}/test/slow:v1", proxy.addr),
+        ])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    while store.temp_files().is_empty() && std::time::Instant::now() < deadline {
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    assert!(!store.temp_files().is_empty(), "slow pull never started");
+
+    // Another pull records its image while the slow one still has the store open.
+    let n = format!("{}/test/fast:v1", reg.addr);
+    assert_eq!(
+        store.ok(&["--plain-http", "pull", "-q", &n]).trim(),
+        id_hex(&fast)
+    );
+    assert!(
+        slow.try_wait().unwrap().is_none(),
+        "slow pull ended too early for this test"
+    );
+    // Garbage collection (rmi) waits for it instead of deleting its blobs under it.
+    store.ok(&["rmi", &n]);
+    let st = slow.wait().unwrap();
+    assert!(st.success(), "slow pull failed after a concurrent rmi");
+    let names: Vec<String> = store
+        .images_json()
+        .iter()
+        .filter_map(|i| i["Name"].as_str().map(String::from))
+        .collect();
+    assert_eq!(names, vec![format!("{}/test/slow:v1", proxy.addr)]);
+    store.ok(&["inspect", &names[0]]);
 }

@@ -168,6 +168,9 @@ fn rich_layers() -> Vec<Vec<u8>> {
         file("usr/bin/tool", "#!/bin/sh\necho tool v2\n").mode(0o700),
         file("usr/lib/libz.so", "lib"),
         file("l2-only", "temporary"),
+        // A whiteout hides lower layers only (OCI layer spec), never its own layer's entries.
+        file("l2-self", "kept"),
+        whiteout("", "l2-self"),
         dir("data").xattr("user.dirattr", b"d"),
     ]);
     let l3 = layer_tar(&[
@@ -193,9 +196,84 @@ fn busybox_rootfs_matches_umoci() {
     let f = Fixture::new();
     let img = OciImage::new(&["/bin/sh"]).layer(busybox_layer(), Compression::Gzip);
     let src = f.layout("bb", &img);
-    f.unpack(&src, &f.path("ours"), &[]);
+    let o = f.imgtool(&["unpack", "-q", &src, f.path("ours").to_str().unwrap()]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert_eq!(stderr(&o), "", "-q: no progress output");
     f.umoci_unpack(&f.path("bb").to_string_lossy(), &f.path("theirs"));
     assert_same_tree(&f.path("ours/rootfs"), &f.path("theirs/rootfs"));
+}
+
+/// A real Debian tree, built offline: this host's /etc, /usr/sbin, zoneinfo, perl-base, dpkg
+/// alternatives and setuid binaries, tarred by GNU tar with xattrs, then a layer deleting some.
+#[test]
+fn debian_system_tree_matches_umoci() {
+    let f = Fixture::new();
+    let mut tar = Command::new("tar");
+    tar.args([
+        "--xattrs",
+        "--xattrs-include=*",
+        "--numeric-owner",
+        "-cf",
+        "-",
+        "-C",
+        "/",
+    ]);
+    tar.args([
+        "etc",
+        "usr/sbin",
+        "usr/share/zoneinfo",
+        "usr/lib/x86_64-linux-gnu/perl-base",
+        "var/lib/dpkg/alternatives",
+    ]);
+    for b in [
+        "usr/bin/gpasswd",
+        "usr/bin/newgrp",
+        "usr/bin/passwd",
+        "usr/bin/su",
+        "usr/bin/mount",
+    ] {
+        if Path::new("/").join(b).exists() {
+            tar.arg(b);
+        }
+    }
+    let o = run(&mut tar);
+    assert!(o.status.success(), "tar: {}", stderr(&o));
+    assert!(o.stdout.len() > 10 << 20, "a real tree is expected");
+    let deletions = || {
+        layer_tar(&[
+            whiteout("etc", "passwd"),
+            whiteout("usr", "sbin"),
+            opaque("usr/share/zoneinfo/Europe"),
+            file("usr/share/zoneinfo/Europe/Only", "tz"),
+        ])
+    };
+    // Ours reads a zstd top layer; umoci (no zstd) the gzip twin of the same image.
+    let ours = OciImage::new(&["/bin/sh"])
+        .layer(o.stdout.clone(), Compression::Gzip)
+        .layer(deletions(), Compression::Zstd);
+    let twin = OciImage::new(&["/bin/sh"])
+        .layer(o.stdout, Compression::Gzip)
+        .layer(deletions(), Compression::Gzip);
+    let src = f.layout("debian", &ours);
+    f.unpack(&src, &f.path("ours"), &[]);
+    f.layout("debian-gz", &twin);
+    f.umoci_unpack(&f.path("debian-gz").to_string_lossy(), &f.path("theirs"));
+    assert_same_tree(&f.path("ours/rootfs"), &f.path("theirs/rootfs"));
+    let t = snapshot_tree(&f.path("ours/rootfs"));
+    assert!(!t.contains_key("etc/passwd") && !t.contains_key("usr/sbin"));
+    assert!(t.contains_key("etc/group"));
+    let europe: Vec<_> = t
+        .keys()
+        .filter(|k| k.starts_with("usr/share/zoneinfo/Europe/"))
+        .collect();
+    assert_eq!(
+        europe,
+        ["usr/share/zoneinfo/Europe/Only"],
+        "opaque dir keeps only the upper entry"
+    );
+    if Path::new("/usr/bin/passwd").exists() {
+        assert_eq!(t["usr/bin/passwd"].mode & 0o4000, 0o4000, "setuid kept");
+    }
 }
 
 #[test]
@@ -213,6 +291,7 @@ fn multilayer_whiteouts_links_devices_xattrs_match_umoci() {
     assert!(!t.contains_key("opq/old") && !t.contains_key("opq/sub") && t.contains_key("opq/new"));
     assert_eq!(t["usr/bin/su"].mode, 0o4755);
     assert_eq!(t["usr/bin/su"].nlink, 2);
+    assert!(t.contains_key("l2-self"));
     assert_eq!(
         t["usr/bin/ping"].xattrs["security.capability"],
         file_cap(13)
@@ -309,6 +388,49 @@ fn overlay_snapshot_shows_the_same_tree_and_bundle_rm_cleans_up() {
     }
 }
 
+#[test]
+fn rmi_cannot_pull_layers_from_under_a_live_overlay_bundle() {
+    let f = Fixture::new();
+    let src = f.layout("rich", &rich_image(Compression::Gzip));
+    let b = f.path("ov");
+    f.unpack(&src, &b, &["--snapshot", "overlay"]);
+    let rec: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(b.join("imgtool-bundle.json")).unwrap()).unwrap();
+    let id = rec["imageId"].as_str().unwrap().to_string();
+    let o = f.imgtool(&["rmi", "-f", &id]);
+    assert!(o.status.success(), "rmi: {}", stderr(&o));
+    // The image is gone from the store, the bundle still sees its whole tree.
+    let o = f.imgtool(&["images"]);
+    assert!(
+        !stdout(&o).contains(&id["sha256:".len()..][..12]),
+        "{}",
+        stdout(&o)
+    );
+    assert_eq!(
+        std::fs::read_to_string(b.join("rootfs/opq/new")).unwrap(),
+        "upper"
+    );
+    let o = f.imgtool(&["bundle", "prune"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(
+        stdout(&o).contains("removed 0 "),
+        "live layers pruned: {}",
+        stdout(&o)
+    );
+    assert_eq!(
+        std::fs::read_to_string(b.join("rootfs/usr/bin/su")).unwrap(),
+        "setuid"
+    );
+    let o = f.imgtool(&["bundle", "rm", b.to_str().unwrap()]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let o = f.imgtool(&["bundle", "prune"]);
+    assert!(stdout(&o).contains("removed 3 "), "{}", stdout(&o));
+    let left = std::fs::read_dir(f.store().join("snapshots/layers"))
+        .unwrap()
+        .count();
+    assert_eq!(left, 0);
+}
+
 fn runc_run(bundle: &Path, root: &Path) -> Output {
     let id = unique_id("imgtool-unpack");
     let o = run(Command::new("runc")
@@ -386,26 +508,39 @@ fn generated_config_runs_under_runc_as_the_image_user() {
 fn generated_config_runs_under_gruntime_as_the_image_user() {
     let f = Fixture::new();
     let src = f.layout("id", &identity_image());
-    let b = f.path("bundle");
-    f.unpack(&src, &b, &[]);
-    let root = f.path("gruntime-root");
-    let id = unique_id("imgtool-unpack-gr");
-    let o = run(Command::new(integration::gruntime_bin())
-        .arg("--root")
-        .arg(&root)
-        .args(["run", "-b"])
-        .arg(&b)
-        .arg(&id)
-        .stdin(std::process::Stdio::null()));
-    let _ = run(Command::new(integration::gruntime_bin())
-        .arg("--root")
-        .arg(&root)
-        .args(["delete", "--force", &id]));
-    assert!(o.status.success(), "gruntime run failed: {}", stderr(&o));
-    assert_eq!(
-        stdout(&o).trim(),
-        "uid=1000 gid=1000 groups=1000 10 cwd=/home/app/work home=/home/app greeting=hello"
-    );
+    // A copy bundle and an overlay bundle of the same image.
+    for (name, mode) in [
+        ("bundle", &[][..]),
+        ("overlay", &["--snapshot", "overlay"][..]),
+    ] {
+        let b = f.path(name);
+        f.unpack(&src, &b, mode);
+        let root = f.path("gruntime-root");
+        let id = unique_id("imgtool-unpack-gr");
+        let o = run(Command::new(integration::gruntime_bin())
+            .arg("--root")
+            .arg(&root)
+            .args(["run", "-b"])
+            .arg(&b)
+            .arg(&id)
+            .stdin(std::process::Stdio::null()));
+        let _ = run(Command::new(integration::gruntime_bin())
+            .arg("--root")
+            .arg(&root)
+            .args(["delete", "--force", &id]));
+        assert!(
+            o.status.success(),
+            "{name}: gruntime run failed: {}",
+            stderr(&o)
+        );
+        assert_eq!(
+            stdout(&o).trim(),
+            "uid=1000 gid=1000 groups=1000 10 cwd=/home/app/work home=/home/app greeting=hello",
+            "{name}"
+        );
+        let o = f.imgtool(&["bundle", "rm", b.to_str().unwrap()]);
+        assert!(o.status.success(), "{name}: {}", stderr(&o));
+    }
 }
 
 #[test]
@@ -488,58 +623,79 @@ fn generated_config_follows_the_image_config() {
 
 /// Unpack a hostile image: it must fail naming the layer and entry, leave no bundle, and leave
 /// the canary beside the bundle exactly as it was.
-fn assert_refused(layers: Vec<Vec<u8>>, want_in_error: &[&str]) {
-    let f = Fixture::new();
-    let canary = f.path("canary");
-    std::fs::create_dir(&canary).unwrap();
-    std::fs::write(canary.join("keep"), "untouched").unwrap();
-    let mut img = OciImage::new(&["/bin/sh"]);
-    for l in layers {
-        img = img.layer(l, Compression::Gzip);
+fn assert_refused(layers: impl Fn(&Path) -> Vec<Vec<u8>>, want_in_error: &[&str]) {
+    for mode in [&[][..], &["--snapshot", "overlay"][..]] {
+        let f = Fixture::new();
+        let canary = f.path("canary");
+        std::fs::create_dir(&canary).unwrap();
+        std::fs::write(canary.join("keep"), "untouched").unwrap();
+        let mut img = OciImage::new(&["/bin/sh"]);
+        for l in layers(&canary) {
+            img = img.layer(l, Compression::Gzip);
+        }
+        let src = f.layout("evil", &img);
+        let bundle = f.path("bundle");
+        let mut args = vec!["unpack", &src, bundle.to_str().unwrap()];
+        args.extend_from_slice(mode);
+        let o = f.imgtool(&args);
+        let err = stderr(&o);
+        assert!(
+            !o.status.success(),
+            "{mode:?}: hostile image was unpacked: {err}"
+        );
+        for w in want_in_error {
+            assert!(
+                err.contains(w),
+                "{mode:?}: error should mention {w:?}: {err}"
+            );
+        }
+        assert_one_line_error(&err);
+        assert!(!bundle.exists(), "{mode:?}: partial bundle left behind");
+        let names: Vec<_> = std::fs::read_dir(&canary)
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
+        assert_eq!(names, ["keep"], "{mode:?}: canary dir changed");
+        assert_eq!(
+            std::fs::read_to_string(canary.join("keep")).unwrap(),
+            "untouched"
+        );
+        // Nothing new beside the bundle either (the canary is at bundle/../canary).
+        let mut top: Vec<_> = std::fs::read_dir(f.tmp.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name().into_string().unwrap())
+            .collect();
+        top.sort();
+        assert_eq!(top, ["canary", "evil", "store"], "{mode:?}");
+        // Overlay mode: no half-extracted layer is left in the cache either.
+        if let Ok(rd) = std::fs::read_dir(f.store().join("snapshots/layers")) {
+            let left: Vec<_> = rd.map(|e| e.unwrap().file_name()).collect();
+            assert!(
+                left.iter()
+                    .all(|n| !n.to_string_lossy().starts_with(".tmp")),
+                "{left:?}"
+            );
+        }
     }
-    let src = f.layout("evil", &img);
-    let bundle = f.path("bundle");
-    let o = f.imgtool(&["unpack", &src, bundle.to_str().unwrap()]);
-    let err = stderr(&o);
-    assert!(!o.status.success(), "hostile image was unpacked: {err}");
-    for w in want_in_error {
-        assert!(err.contains(w), "error should mention {w:?}: {err}");
-    }
-    assert_one_line_error(&err);
-    assert!(!bundle.exists(), "partial bundle left behind");
-    let names: Vec<_> = std::fs::read_dir(&canary)
-        .unwrap()
-        .map(|e| e.unwrap().file_name())
-        .collect();
-    assert_eq!(names, ["keep"], "canary dir changed");
-    assert_eq!(
-        std::fs::read_to_string(canary.join("keep")).unwrap(),
-        "untouched"
-    );
-    // Nothing new beside the bundle either (the canary is at bundle/../canary = rootfs/../../canary).
-    let mut top: Vec<_> = std::fs::read_dir(f.tmp.path())
-        .unwrap()
-        .map(|e| e.unwrap().file_name().into_string().unwrap())
-        .collect();
-    top.sort();
-    assert_eq!(top, ["canary", "evil", "store"]);
 }
 
 #[test]
 fn hostile_dotdot_path_is_refused() {
     assert_refused(
-        vec![layer_tar(&[dir("etc"), file("../../canary/pwned", "x")])],
+        |_| vec![layer_tar(&[dir("etc"), file("../../canary/pwned", "x")])],
         &["layer 1", "\"../../canary/pwned\"", ".."],
     );
 }
 
 #[test]
 fn hostile_absolute_path_is_refused() {
-    let f = Fixture::new();
-    let abs = format!("{}/pwned", f.path("canary").display());
-    drop(f);
     assert_refused(
-        vec![layer_tar(&[file(&abs, "x")])],
+        |canary| {
+            vec![layer_tar(&[file(
+                &format!("{}/pwned", canary.display()),
+                "x",
+            )])]
+        },
         &["layer 1", "absolute path"],
     );
 }
@@ -547,10 +703,12 @@ fn hostile_absolute_path_is_refused() {
 #[test]
 fn hostile_write_through_symlink_in_same_layer_is_refused() {
     assert_refused(
-        vec![layer_tar(&[
-            symlink("evil", "../../canary"),
-            file("evil/pwned", "x"),
-        ])],
+        |_| {
+            vec![layer_tar(&[
+                symlink("evil", "../../canary"),
+                file("evil/pwned", "x"),
+            ])]
+        },
         &["layer 1", "\"evil/pwned\"", "symlink"],
     );
 }
@@ -558,10 +716,12 @@ fn hostile_write_through_symlink_in_same_layer_is_refused() {
 #[test]
 fn hostile_write_through_symlink_from_earlier_layer_is_refused() {
     assert_refused(
-        vec![
-            layer_tar(&[dir("etc"), symlink("etc/evil", "../../../canary")]),
-            layer_tar(&[file("etc/evil/pwned", "x")]),
-        ],
+        |_| {
+            vec![
+                layer_tar(&[dir("etc"), symlink("etc/evil", "../../../canary")]),
+                layer_tar(&[file("etc/evil/pwned", "x")]),
+            ]
+        },
         &["layer 2", "\"etc/evil/pwned\"", "symlink"],
     );
 }
@@ -569,10 +729,12 @@ fn hostile_write_through_symlink_from_earlier_layer_is_refused() {
 #[test]
 fn hostile_write_through_absolute_symlink_is_refused() {
     assert_refused(
-        vec![
-            layer_tar(&[symlink("evil", "/tmp")]),
-            layer_tar(&[file("evil/pwned", "x")]),
-        ],
+        |canary| {
+            vec![
+                layer_tar(&[symlink("evil", canary.to_str().unwrap())]),
+                layer_tar(&[file("evil/pwned", "x")]),
+            ]
+        },
         &["layer 2", "\"evil/pwned\"", "symlink"],
     );
 }
@@ -580,7 +742,7 @@ fn hostile_write_through_absolute_symlink_is_refused() {
 #[test]
 fn hostile_hardlink_outside_is_refused() {
     assert_refused(
-        vec![layer_tar(&[hardlink("h", "../../canary/keep")])],
+        |_| vec![layer_tar(&[hardlink("h", "../../canary/keep")])],
         &["layer 1", "\"h\"", "hardlink target"],
     );
 }
@@ -588,10 +750,12 @@ fn hostile_hardlink_outside_is_refused() {
 #[test]
 fn hostile_hardlink_through_symlink_is_refused() {
     assert_refused(
-        vec![layer_tar(&[
-            symlink("up", "../.."),
-            hardlink("h", "up/canary/keep"),
-        ])],
+        |_| {
+            vec![layer_tar(&[
+                symlink("up", "../.."),
+                hardlink("h", "up/canary/keep"),
+            ])]
+        },
         &["layer 1", "\"h\"", "hardlink target"],
     );
 }
@@ -599,10 +763,12 @@ fn hostile_hardlink_through_symlink_is_refused() {
 #[test]
 fn hostile_whiteout_outside_is_refused() {
     assert_refused(
-        vec![
-            layer_tar(&[dir("a")]),
-            layer_tar(&[file("../../.wh.canary", "")]),
-        ],
+        |_| {
+            vec![
+                layer_tar(&[dir("a")]),
+                layer_tar(&[file("../../.wh.canary", "")]),
+            ]
+        },
         &["layer 2", ".."],
     );
 }
@@ -610,10 +776,12 @@ fn hostile_whiteout_outside_is_refused() {
 #[test]
 fn hostile_whiteout_through_symlink_is_refused() {
     assert_refused(
-        vec![
-            layer_tar(&[symlink("up", "../..")]),
-            layer_tar(&[whiteout("up", "canary")]),
-        ],
+        |_| {
+            vec![
+                layer_tar(&[symlink("up", "../..")]),
+                layer_tar(&[whiteout("up", "canary")]),
+            ]
+        },
         &["layer 2", "\"up/.wh.canary\"", "symlink"],
     );
 }
@@ -711,9 +879,7 @@ fn rootless_unpack_as_an_unprivileged_user() {
     )
     .unwrap();
     use std::os::unix::fs::PermissionsExt;
-    for p in [f.tmp.path().to_path_buf()] {
-        std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o755)).unwrap();
-    }
+    std::fs::set_permissions(f.tmp.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
     let b = work.join("bundle");
     let o = run(Command::new("setpriv")
         .args(["--reuid=65534", "--regid=65534", "--clear-groups", "--"])
@@ -763,4 +929,146 @@ fn rootless_unpack_as_an_unprivileged_user() {
         .env("HOME", &work));
     assert!(o.status.success(), "{}", stderr(&o));
     assert!(!b.exists());
+}
+
+#[test]
+fn rootless_bundle_runs_under_runc_as_an_unprivileged_user() {
+    let f = Fixture::new();
+    let img = OciImage::new(&[
+        "sh",
+        "-c",
+        "echo uid=$(id -u) cwd=$(pwd) owner=$(stat -c %u /bin/busybox)",
+    ])
+    .layer(busybox_layer(), Compression::Gzip)
+    .set("WorkingDir", serde_json::json!("/w"));
+    let src = f.layout("bb", &img);
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(f.tmp.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    let work = f.path("work");
+    std::fs::create_dir(&work).unwrap();
+    let nobody = (
+        nix::unistd::Uid::from_raw(65534),
+        nix::unistd::Gid::from_raw(65534),
+    );
+    nix::unistd::chown(&work, Some(nobody.0), Some(nobody.1)).unwrap();
+    let as_nobody = |prog: &Path| {
+        let mut c = Command::new("setpriv");
+        c.args(["--reuid=65534", "--regid=65534", "--clear-groups", "--"])
+            .arg(prog)
+            .env("HOME", &work)
+            .env("XDG_RUNTIME_DIR", &work)
+            .stdin(std::process::Stdio::null());
+        c
+    };
+    let b = work.join("bundle");
+    let o = run(as_nobody(&imgtool_bin())
+        .arg("--store")
+        .arg(work.join("store"))
+        .args(["unpack", "--rootless", &src])
+        .arg(&b));
+    assert!(o.status.success(), "rootless unpack: {}", stderr(&o));
+    let id = unique_id("imgtool-rootless");
+    let o = run(as_nobody(Path::new("runc"))
+        .arg("--root")
+        .arg(work.join("runc"))
+        .args(["run", "-b"])
+        .arg(&b)
+        .arg(&id));
+    let _ = run(as_nobody(Path::new("runc"))
+        .arg("--root")
+        .arg(work.join("runc"))
+        .args(["delete", "-f", &id]));
+    assert!(o.status.success(), "rootless runc run: {}", stderr(&o));
+    // Root inside is the unprivileged caller outside, and owns the files it unpacked.
+    assert_eq!(stdout(&o).trim(), "uid=0 cwd=/w owner=0");
+}
+
+#[test]
+fn interrupted_unpack_removes_its_partial_bundle() {
+    let f = Fixture::new();
+    // Many small files: long enough to interrupt half way.
+    let mut entries = vec![];
+    for d in 0..100 {
+        entries.push(dir(&format!("d{d}")));
+        for i in 0..300 {
+            entries.push(file(&format!("d{d}/f{i}"), "x"));
+        }
+    }
+    let img = OciImage::new(&["/bin/sh"]).layer(layer_tar(&entries), Compression::Gzip);
+    let src = f.layout("many", &img);
+    let b = f.path("b");
+    let mut child = Command::new(imgtool_bin())
+        .arg("--store")
+        .arg(f.store())
+        .args(["unpack", &src])
+        .arg(&b)
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Wait until extraction is under way, then interrupt as Ctrl-C would.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    while !b.join("rootfs/d1").exists() {
+        assert!(std::time::Instant::now() < deadline, "unpack never started");
+        assert!(
+            child.try_wait().unwrap().is_none(),
+            "unpack ended before it was interrupted"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    }
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(child.id() as i32),
+        nix::sys::signal::Signal::SIGINT,
+    )
+    .unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(!out.status.success(), "interrupted unpack reported success");
+    assert!(stderr(&out).contains("interrupted"), "{}", stderr(&out));
+    assert!(!b.exists(), "partial bundle left behind");
+}
+
+/// `imgtool unpack REF DIR` pulls first when the image is not in the store: from a real
+/// docker-registry, as an OCI manifest and as a Docker schema 2 one (gzip layers either way).
+#[test]
+fn unpack_pulls_from_a_registry_first() {
+    let f = Fixture::new();
+    f.layout("rich", &rich_image(Compression::Gzip));
+    f.umoci_unpack(&f.path("rich").to_string_lossy(), &f.path("theirs"));
+    let reg = integration::registry::TestRegistry::plain();
+    reg.push(&f.path("rich"), "t", "unpack/rich", "oci");
+    reg.push_schema2(&f.path("rich"), "t", "unpack/rich", "v2s2");
+    for tag in ["oci", "v2s2"] {
+        let b = f.path(&format!("b-{tag}"));
+        let reference = format!("{}/unpack/rich:{tag}", reg.addr);
+        f.unpack(&reference, &b, &["--plain-http"]);
+        assert_same_tree(&b.join("rootfs"), &f.path("theirs/rootfs"));
+        let rec: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(b.join("imgtool-bundle.json")).unwrap()).unwrap();
+        assert_eq!(rec["image"], reference);
+    }
+}
+
+/// docker-archive (uncompressed layers, Docker media types) and oci-archive sources, written by
+/// skopeo from the same image, give the same tree as umoci.
+#[test]
+fn archive_sources_match_umoci() {
+    let f = Fixture::new();
+    f.layout("rich", &rich_image(Compression::Gzip));
+    f.umoci_unpack(&f.path("rich").to_string_lossy(), &f.path("theirs"));
+    let oci = format!("oci:{}:t", f.path("rich").display());
+    for (kind, file) in [
+        ("docker-archive", "rich-docker.tar"),
+        ("oci-archive", "rich-oci.tar"),
+    ] {
+        let dest = format!("{kind}:{}", f.path(file).display());
+        let dest = if kind == "docker-archive" {
+            format!("{dest}:rich:t")
+        } else {
+            dest
+        };
+        let o = run(Command::new("skopeo").args(["copy", "-q", &oci, &dest]));
+        assert!(o.status.success(), "skopeo copy to {kind}: {}", stderr(&o));
+        let b = f.path(&format!("b-{kind}"));
+        f.unpack(&format!("{kind}:{}", f.path(file).display()), &b, &[]);
+        assert_same_tree(&b.join("rootfs"), &f.path("theirs/rootfs"));
+    }
 }

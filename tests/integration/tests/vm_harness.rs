@@ -5,7 +5,7 @@
 //!
 //! Most checks share one VM boot (`GUEST`): each test reads its own section of that batch.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::sync::LazyLock;
 use std::time::{Duration, Instant};
@@ -36,6 +36,16 @@ static GUEST: LazyLock<Result<Guest, String>> = LazyLock::new(|| {
         .map_err(|e| format!("temp dir: {e}"))?;
     std::fs::write(share.path().join("in.txt"), "from-host\n").map_err(|e| e.to_string())?;
     let test_exe = std::env::current_exe().map_err(|e| e.to_string())?;
+    // Not gruntime_bin(): its "not built" panic belongs to the one test that needs the binary,
+    // not to the batch every other test shares.
+    let gruntime = std::env::var("GRUNTIME_BIN")
+        .map(PathBuf::from)
+        .unwrap_or_else(|_| {
+            std::env::var("CARGO_TARGET_DIR")
+                .map(PathBuf::from)
+                .unwrap_or_else(|_| integration::workspace_root().join("target"))
+                .join("debug/gruntime")
+        });
     let script = format!(
         r#"
 section() {{ echo "== $1"; }}
@@ -70,7 +80,7 @@ echo to-stderr >&2
 exit {status}
 "#,
         test_exe = test_exe.display(),
-        gruntime = gruntime_bin().display(),
+        gruntime = gruntime.display(),
         marker = HOST_ROOT_MARKER,
         share = share.path().display(),
         status = GUEST_STATUS,
@@ -357,6 +367,115 @@ fn run_script_by_hand_prints_output_and_passes_the_exit_status() {
     assert_eq!(stderr(&out), "err\n");
     let left: Vec<_> = std::fs::read_dir(tmp.path()).unwrap().collect();
     assert!(left.is_empty(), "run.sh left {left:?} behind");
+}
+
+/// Set to a marker when this test binary runs as the helper of
+/// `a_dying_test_process_leaves_no_vm_behind`.
+const HELPER_ENV: &str = "VM_HARNESS_HELPER_MARKER";
+
+#[test]
+#[ignore = "helper process of a_dying_test_process_leaves_no_vm_behind, run by it"]
+fn helper_boots_a_vm_and_sleeps() {
+    let marker =
+        std::env::var(HELPER_ENV).expect("only run by a_dying_test_process_leaves_no_vm_behind");
+    let _ = Vm::new()
+        .env("MARKER", marker)
+        .timeout(Duration::from_secs(300))
+        .run("sleep 600");
+}
+
+/// The pid of the first process whose parent is `ppid` and whose command line contains `needle`.
+fn child_mentioning(ppid: &str, needle: &str) -> Option<String> {
+    for entry in std::fs::read_dir("/proc").unwrap().flatten() {
+        let pid = entry.file_name().to_string_lossy().into_owned();
+        let status = std::fs::read_to_string(entry.path().join("status")).unwrap_or_default();
+        let parent = status
+            .lines()
+            .find_map(|l| l.strip_prefix("PPid:"))
+            .map(str::trim);
+        let cmdline = std::fs::read(entry.path().join("cmdline")).unwrap_or_default();
+        if parent == Some(ppid) && String::from_utf8_lossy(&cmdline).contains(needle) {
+            return Some(pid);
+        }
+    }
+    None
+}
+
+fn alive(pid: &str) -> bool {
+    // A zombie has an empty cmdline; it is gone for our purposes.
+    std::fs::read(format!("/proc/{pid}/cmdline")).is_ok_and(|c| !c.is_empty())
+}
+
+#[test]
+fn a_dying_test_process_leaves_no_vm_behind() {
+    let marker = integration::unique_id("vm-harness-helper");
+    let helper = Command::new(std::env::current_exe().unwrap())
+        .args(["--ignored", "--exact", "helper_boots_a_vm_and_sleeps"])
+        .env(HELPER_ENV, &marker)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut helper = KillOnPanic(helper);
+    let mut run_sh = None;
+    wait_for("the helper's run.sh", Duration::from_secs(60), || {
+        run_sh = processes_mentioning(&format!("MARKER={marker}"))
+            .first()
+            .map(|p| p.split(':').next().unwrap().to_string());
+        run_sh.is_some()
+    });
+    let run_sh = run_sh.unwrap();
+    let mut qemu = None;
+    wait_for("the helper's qemu", Duration::from_secs(60), || {
+        qemu = child_mentioning(&run_sh, "qemu-system");
+        qemu.is_some()
+    });
+    let qemu = qemu.unwrap();
+    // The helper's temp dir (the parent of run.sh's --output-dir), which its death leaves.
+    let raw = std::fs::read(format!("/proc/{run_sh}/cmdline")).unwrap();
+    let args: Vec<String> = raw
+        .split(|b| *b == 0)
+        .map(|a| String::from_utf8_lossy(a).into_owned())
+        .collect();
+    let job_dir = args
+        .iter()
+        .position(|a| a == "--output-dir")
+        .map(|i| Path::new(&args[i + 1]).to_path_buf())
+        .expect("run.sh has --output-dir");
+    let helper_tmp = job_dir.parent().unwrap().to_path_buf();
+    assert!(
+        helper_tmp
+            .file_name()
+            .unwrap()
+            .to_string_lossy()
+            .starts_with("gruntime-vm-"),
+        "unexpected job dir {}",
+        job_dir.display()
+    );
+    // SIGKILL: no unwinding, no Drop; only the parent-death signals can clean up.
+    helper.0.kill().unwrap();
+    helper.0.wait().unwrap();
+    let died = std::panic::catch_unwind(|| {
+        wait_for(
+            "run.sh and qemu to die with the test process",
+            Duration::from_secs(10),
+            || !alive(&run_sh) && !alive(&qemu),
+        )
+    });
+    if died.is_err() {
+        // Do not leave the VM this test found running.
+        for pid in [&run_sh, &qemu] {
+            let _ = nix::sys::signal::kill(
+                nix::unistd::Pid::from_raw(pid.parse().unwrap()),
+                nix::sys::signal::Signal::SIGKILL,
+            );
+        }
+        std::thread::sleep(Duration::from_millis(500));
+    }
+    std::fs::remove_dir_all(&helper_tmp).unwrap();
+    if let Err(panic) = died {
+        std::panic::resume_unwind(panic);
+    }
 }
 
 #[test]

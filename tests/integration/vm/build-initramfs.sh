@@ -106,8 +106,8 @@ main() {
         (cd "$STAGE" && find . -print0 | sort -z |
             cpio --null --create --format=newc --quiet --owner=0:0) | gzip -1 >"$out.tmp"
         mv "$out.tmp" "$out"
-        # Old initramfses of this kernel are stale now.
-        find "$OUT_DIR" -maxdepth 1 -name "initramfs-$KVER-*.cpio.gz" ! -path "$out" -delete
+        # Older initramfses of this kernel are left alone: a checkout with an
+        # older `init` sharing this target dir may be about to boot one.
     fi
     echo "$out"
 }

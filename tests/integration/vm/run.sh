@@ -25,9 +25,10 @@ ENVS=()
 EXIT_TIMEOUT=124
 EXIT_HARNESS=125
 
+# Print the usage lines from the header; exit with $1 (default 2, a usage error).
 usage() {
     sed -n '5,6p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//' >&2
-    exit 2
+    exit "${1:-2}"
 }
 
 # A harness failure: say why, write it to the result file, exit 125.
@@ -47,7 +48,7 @@ parse_args() {
         --mem) MEM_MB=${2:?--mem needs MB}; shift 2 ;;
         --cpus) CPUS=${2:?--cpus needs N}; shift 2 ;;
         --) shift; break ;;
-        -h | --help) usage ;;
+        -h | --help) usage 0 ;;
         *) echo "vm: unknown option $1" >&2; usage ;;
         esac
     done

@@ -1,0 +1,51 @@
+# gruntime + imgtool. The README's two commands: `make demo` and `make test`.
+SHELL := /bin/bash
+CARGO ?= cargo
+RELEASE := target/release
+DEBUG := target/debug
+
+# Everything the tests, the demo and the benchmarks use, all from Debian's archive.
+APT_PACKAGES := busybox-static runc crun skopeo umoci docker-registry golang-github-containers-common \
+	qemu-system-x86 linux-image-amd64 cpio xz-utils util-linux uidmap iproute2 hyperfine gcc \
+	openssl apache2-utils tmux zstd pigz
+
+.PHONY: all build release deps demo test test-unit test-integration bench lint clean
+
+all: build
+
+deps:
+	@missing=$$(for p in $(APT_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || echo $$p; done); \
+	if [ -n "$$missing" ]; then \
+		echo "installing: $$missing"; \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq -o DPkg::Lock::Timeout=900 $$missing; \
+	fi
+
+build:
+	$(CARGO) build --workspace
+
+release:
+	$(CARGO) build --release --workspace
+
+# A container from an image, offline: busybox-static → an OCI image → imgtool unpack → gruntime run.
+demo: deps release
+	@bash bundles/demo.sh $(RELEASE)
+
+test: deps build test-unit test-integration
+
+test-unit:
+	$(CARGO) test --workspace --bins --lib
+
+# Integration tests run one file at a time: each drives real containers, registries or a VM.
+test-integration: build
+	$(CARGO) test -p integration --no-fail-fast -- --test-threads=2
+
+bench: deps release
+	@GRUNTIME_BIN=$(CURDIR)/$(RELEASE)/gruntime IMGTOOL_BIN=$(CURDIR)/$(RELEASE)/imgtool bash tests/integration/bench/run-all.sh
+
+lint:
+	$(CARGO) fmt --all -- --check
+	$(CARGO) clippy --all-targets -- -D warnings
+
+clean:
+	$(CARGO) clean
+	rm -rf bundles/busybox
