@@ -29,6 +29,11 @@ pub enum CgroupError {
         controllers: String,
         source: std::io::Error,
     },
+    /// A limit was asked for but its cgroup could not be made (e.g. no delegated cgroup when rootless).
+    NeedsCgroup {
+        field: String,
+        cause: Box<CgroupError>,
+    },
     /// Writing one limit into its file.
     Write {
         field: String,
@@ -81,6 +86,7 @@ impl std::fmt::Display for CgroupError {
                 path.display()
             ),
             Mkdir { path, source } => write!(f, "create cgroup {}: {source}", path.display()),
+            NeedsCgroup { field, cause } => write!(f, "{field}: needs a cgroup: {cause}"),
             EnableControllers {
                 path,
                 controllers,

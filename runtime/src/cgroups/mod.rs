@@ -79,8 +79,21 @@ pub fn prepare(spec: &Spec, id: &str) -> Result<Option<Cgroup>> {
         // Only the bare membership cgroup is optional: a host that will not let us make one still runs
         // containers that asked for nothing from it.
         Err(e @ CgroupError::Mkdir { .. }) if plan.is_empty() && explicit_path.is_none() => {
-            log::warn(&format!("{e}: the container stays in the caller's cgroup"));
+            let msg = format!("{e}: the container stays in the caller's cgroup");
+            // Expected for an unprivileged user without a delegated cgroup (as runc, quietly).
+            if nix::unistd::geteuid().is_root() {
+                log::warn(&msg);
+            } else {
+                log::debug(&msg);
+            }
             return Ok(None);
+        }
+        Err(e @ CgroupError::Mkdir { .. }) if !plan.is_empty() => {
+            return Err(CgroupError::NeedsCgroup {
+                field: plan.writes[0].field.clone(),
+                cause: Box::new(e),
+            }
+            .into())
         }
         Err(e) => return Err(e.into()),
     };
