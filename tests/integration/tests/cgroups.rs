@@ -58,7 +58,7 @@ grep -o 'inner-exit=[0-9]*' /tmp/pids.out
 section cpu
 $G $S run -d --bundle $B/cpu cpu >/dev/null 2>&1; echo "run: $?"
 D=/sys/fs/cgroup/gruntime-test/cpu
-for f in cpu.weight cpu.max cpuset.cpus cpuset.mems memory.high; do echo "$f $(cat $D/$f)"; done
+for f in cpu.weight cpu.max cpuset.cpus cpuset.mems memory.high memory.low hugetlb.2MB.max; do echo "$f $(cat $D/$f)"; done
 echo "procs $(wc -l < $D/cgroup.procs)"
 
 section devices
@@ -156,6 +156,8 @@ fn bundles(dir: &Path) {
         set_resources(
             c,
             json!({"cpu": {"shares": 512, "quota": 20000, "period": 100000, "cpus": "0", "mems": "0"},
+                   "memory": {"reservation": 16 << 20},
+                   "hugepageLimits": [{"pageSize": "2MB", "limit": 4 << 20}],
                    "unified": {"memory.high": "50000000"}}),
         )
     });
@@ -279,7 +281,7 @@ fn pids_limit_makes_fork_fail() {
 }
 
 #[test]
-fn cpu_cpuset_and_unified_values_land_in_the_files_of_an_absolute_cgroups_path() {
+fn cpu_cpuset_hugetlb_and_unified_values_land_in_the_files_of_an_absolute_cgroups_path() {
     let (s, out) = section("cpu");
     // shares 512 → weight 1 + (512-2)*9999/262142 = 20, as runc converts it.
     for want in [
@@ -289,6 +291,8 @@ fn cpu_cpuset_and_unified_values_land_in_the_files_of_an_absolute_cgroups_path()
         "cpuset.cpus 0",
         "cpuset.mems 0",
         "memory.high 49999872",
+        "memory.low 16777216",
+        "hugetlb.2MB.max 4194304",
         "procs 1",
     ] {
         assert!(has(&s, want), "missing `{want}`:\n{out}");
