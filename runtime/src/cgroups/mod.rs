@@ -74,34 +74,74 @@ pub fn prepare(spec: &Spec, id: &str) -> Result<Option<Cgroup>> {
     };
     check_controllers(&h, &plan)?;
     let path = h.resolve(explicit_path, id)?;
+    // What this create makes and a failure must take back: `path` and any missing ancestors.
+    let topmost_new = topmost_missing(&h.mount, &path);
+    let undo = |cg: Option<&Cgroup>| {
+        if let Some(cg) = cg {
+            let _ = cg.remove();
+        }
+        if let Some(top) = &topmost_new {
+            remove_empty_ancestors(&path, top);
+        }
+    };
     let cg = match create(&h, &path, &plan) {
         Ok(cg) => cg,
-        // Only the bare membership cgroup is optional: a host that will not let us make one still runs
-        // containers that asked for nothing from it.
-        Err(e @ CgroupError::Mkdir { .. }) if plan.is_empty() && explicit_path.is_none() => {
-            let msg = format!("{e}: the container stays in the caller's cgroup");
-            // Expected for an unprivileged user without a delegated cgroup (as runc, quietly).
-            if nix::unistd::geteuid().is_root() {
-                log::warn(&msg);
-            } else {
-                log::debug(&msg);
-            }
-            return Ok(None);
+        Err(e) => {
+            undo(None);
+            return match e {
+                // Only the bare membership cgroup is optional: a host that will not let us make one
+                // still runs containers that asked for nothing from it.
+                e @ CgroupError::Mkdir { .. } if plan.is_empty() && explicit_path.is_none() => {
+                    let msg = format!("{e}: the container stays in the caller's cgroup");
+                    // Expected for an unprivileged user without a delegated cgroup (as runc, quietly).
+                    if nix::unistd::geteuid().is_root() {
+                        log::warn(&msg);
+                    } else {
+                        log::debug(&msg);
+                    }
+                    Ok(None)
+                }
+                e @ CgroupError::Mkdir { .. } if !plan.is_empty() => {
+                    Err(CgroupError::NeedsCgroup {
+                        field: plan.writes[0].field.clone(),
+                        cause: Box::new(e),
+                    }
+                    .into())
+                }
+                e => Err(e.into()),
+            };
         }
-        Err(e @ CgroupError::Mkdir { .. }) if !plan.is_empty() => {
-            return Err(CgroupError::NeedsCgroup {
-                field: plan.writes[0].field.clone(),
-                cause: Box::new(e),
-            }
-            .into())
-        }
-        Err(e) => return Err(e.into()),
     };
     if let Err(e) = cg.apply(&plan, rules.as_deref()) {
-        let _ = cg.remove();
+        undo(Some(&cg));
         return Err(e.into());
     }
     Ok(Some(cg))
+}
+
+/// The highest directory on the way from `mount` to `path` that does not exist yet.
+fn topmost_missing(mount: &Path, path: &Path) -> Option<PathBuf> {
+    let rel = path.strip_prefix(mount).ok()?;
+    let mut dir = mount.to_path_buf();
+    for comp in rel.components() {
+        dir.push(comp);
+        if !dir.exists() {
+            return Some(dir);
+        }
+    }
+    None
+}
+
+/// rmdir the (empty) ancestors of `path` up to and including `top`; stops at the first one in use.
+fn remove_empty_ancestors(path: &Path, top: &Path) {
+    let _ = std::fs::remove_dir(path);
+    let mut dir = path.parent();
+    while let Some(d) = dir {
+        if !d.starts_with(top) || std::fs::remove_dir(d).is_err() {
+            break;
+        }
+        dir = d.parent();
+    }
 }
 
 /// Every controller the plan writes to must exist in the hierarchy.

@@ -113,11 +113,11 @@ echo "containers left: $($G $S list -q | wc -l)"
 ls -d $CG /sys/fs/cgroup/gruntime-test/cpu 2>&1 | sed 's/.*cannot access/gone/'
 
 section bad_values
-for b in bad-memory bad-unified bad-cpus; do
+for b in bad-memory bad-unified bad-cpus bad-kernel-cpus; do
     $G $S run -d --bundle $B/$b $b >/dev/null 2>/tmp/err; echo "$b rc=$?"; sed 's/.*msg="\(.*\)"$/\1/' /tmp/err
 done
 echo "state dirs left: $(ls /run/gt | wc -l)"
-echo "cgroups left: $(ls -d $CG/bad-* 2>/dev/null | wc -l)"
+echo "cgroups left: $(ls -d $CG/bad-* /sys/fs/cgroup/gruntime-bad 2>/dev/null | wc -l)"
 
 section done
 "#;
@@ -206,6 +206,12 @@ fn bundles(dir: &Path) {
     });
     b("bad-unified", &["true"], &|c| {
         set_resources(c, json!({"unified": {"nosuchctl.max": "1"}}))
+    });
+    // Syntax the manager accepts but the kernel refuses (no such CPUs), in a cgroup path whose
+    // ancestors this create makes: they must go too.
+    b("bad-kernel-cpus", &["true"], &|c| {
+        c["linux"]["cgroupsPath"] = json!("/gruntime-bad/deep/leaf");
+        set_resources(c, json!({"cpu": {"cpus": "0-999"}}))
     });
     b("bad-cpus", &["true"], &|c| {
         set_resources(c, json!({"cpu": {"cpus": "abc"}}))
@@ -393,6 +399,8 @@ fn bad_values_are_clear_errors_and_leave_nothing_behind() {
         "bad-unified rc=1",
         "bad-cpus rc=1",
         "linux.resources.cpu.cpus: \\\"abc\\\" is not a list like 0-3,5",
+        "bad-kernel-cpus rc=1",
+        "linux.resources.cpu.cpus: write \\\"0-999\\\" to /sys/fs/cgroup/gruntime-bad/deep/leaf/cpuset.cpus: Numerical result out of range (os error 34)",
         "state dirs left: 0",
         "cgroups left: 0",
     ] {
