@@ -1,0 +1,77 @@
+//! `process.execCPUAffinity`: `initial` is the CPU set the runtime's process inside the container runs on while
+//! it sets the container up, `final` the set of the user process (applied just before exec). Both use the
+//! spec's CPU list syntax, e.g. `0-3,7`.
+
+use nix::sched::{sched_setaffinity, CpuSet};
+use nix::unistd::Pid;
+use oci_spec::runtime::Process;
+
+use crate::init_error::{fail, InitResult, Step};
+
+/// Parse `0-3,7` into a CPU set; the error says what is wrong with which part.
+pub fn parse_list(list: &str) -> Result<CpuSet, String> {
+    let mut set = CpuSet::new();
+    for part in list.split(',') {
+        let (lo, hi) = match part.split_once('-') {
+            Some((a, b)) => (a, b),
+            None => (part, part),
+        };
+        let lo: usize = lo
+            .trim()
+            .parse()
+            .map_err(|_| format!("{part:?}: not a CPU number or range"))?;
+        let hi: usize = hi
+            .trim()
+            .parse()
+            .map_err(|_| format!("{part:?}: not a CPU number or range"))?;
+        if lo > hi {
+            return Err(format!("{part:?}: range goes backwards"));
+        }
+        for cpu in lo..=hi {
+            set.set(cpu).map_err(|_| {
+                format!(
+                    "CPU {cpu}: above the largest CPU number {}",
+                    CpuSet::count() - 1
+                )
+            })?;
+        }
+    }
+    Ok(set)
+}
+
+fn lists(process: &Process) -> [(&'static str, Option<&str>); 2] {
+    let a = process.exec_cpu_affinity().as_ref();
+    [
+        ("initial", a.and_then(|a| a.initial().as_deref())),
+        ("final", a.and_then(|a| a.cpu_affinity_final().as_deref())),
+    ]
+}
+
+pub fn check(process: &Process) -> Result<(), String> {
+    for (field, list) in lists(process) {
+        if let Some(l) = list.filter(|l| !l.is_empty()) {
+            parse_list(l).map_err(|e| format!("process.execCPUAffinity.{field} {l:?}: {e}"))?;
+        }
+    }
+    Ok(())
+}
+
+fn apply_one(process: &Process, which: usize) -> InitResult<()> {
+    let (field, list) = lists(process)[which];
+    let Some(l) = list.filter(|l| !l.is_empty()) else {
+        return Ok(());
+    };
+    let set = parse_list(l).map_err(|e| fail(format!("process.execCPUAffinity.{field}: {e}")))?;
+    sched_setaffinity(Pid::from_raw(0), &set)
+        .step(|| format!("process.execCPUAffinity.{field} {l}: sched_setaffinity"))
+}
+
+/// First thing in the container's process, while the runtime works inside it.
+pub fn apply_initial(process: &Process) -> InitResult<()> {
+    apply_one(process, 0)
+}
+
+/// Last thing before the user process is exec'd.
+pub fn apply_final(process: &Process) -> InitResult<()> {
+    apply_one(process, 1)
+}
