@@ -26,8 +26,7 @@ pub fn load(bundle: &Path) -> Result<Bundle> {
         path: config_path.clone(),
         source: e,
     })?;
-    let spec: Spec = serde_json::from_slice(&raw)
-        .map_err(|e| Error::config(&config_path, format!("invalid config: {e}")))?;
+    let spec = parse(&config_path, &raw)?;
     let rootfs = validate(&config_path, &dir, &spec)?;
     Ok(Bundle {
         dir,
@@ -35,6 +34,19 @@ pub fn load(bundle: &Path) -> Result<Bundle> {
         raw,
         spec,
         rootfs,
+    })
+}
+
+/// Parse config.json; a type error names the field's path (e.g. `process.rlimits[0].type`).
+pub fn parse(config_path: &Path, raw: &[u8]) -> Result<Spec> {
+    let mut value: serde_json::Value = serde_json::from_slice(raw)
+        .map_err(|e| Error::config(config_path, format!("invalid config: {e}")))?;
+    crate::scheduler::normalize_flag_names(&mut value);
+    serde_path_to_error::deserialize(value).map_err(|e| {
+        Error::config(
+            config_path,
+            format!("invalid config: {}: {}", e.path(), e.inner()),
+        )
     })
 }
 
@@ -153,6 +165,24 @@ fn validate(cfg: &Path, bundle: &Path, spec: &Spec) -> Result<PathBuf> {
                 })?;
             }
         }
+    }
+    for check in [
+        crate::timens::check,
+        crate::personality::check,
+        crate::mempolicy::check,
+        crate::sysctl::check,
+        crate::idmap::check,
+        crate::lsm::check,
+        crate::netdev::check,
+    ] {
+        check(spec).map_err(bad)?;
+    }
+    for check in [
+        crate::ioprio::check,
+        crate::scheduler::check,
+        crate::affinity::check,
+    ] {
+        check(process).map_err(bad)?;
     }
     Ok(rootfs)
 }

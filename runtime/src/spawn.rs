@@ -160,6 +160,7 @@ fn create_in(
             .map_err(|e| Error::sys("join pid namespace", e))?;
     }
     made.cgroup = cgroups::prepare(spec, opts.id)?;
+    let idmapped = crate::idmap::prepare_all(spec)?;
 
     let (console_ours, console_child) = match &opts.console {
         Console::None => (None, None),
@@ -227,6 +228,7 @@ fn create_in(
                 preserve_fds,
                 extra_env,
                 hook_state,
+                idmapped,
             })
         }
         Ok(pid) => Pid::from_raw(pid),
@@ -235,6 +237,7 @@ fn create_in(
     drop(child_sock);
     drop(console_child);
     drop(start_listener);
+    drop(idmapped);
     let sock = parent_sock.as_fd();
 
     if new_userns {
