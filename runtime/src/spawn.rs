@@ -254,6 +254,7 @@ fn create_in(
             )?;
         }
     }
+    let net_devices = crate::netdev::move_all(spec, pid.as_raw())?;
     if let (Some(cg), None) = (&made.cgroup, &cgroup_fd) {
         cg.add(pid.as_raw())?;
     }
@@ -297,6 +298,7 @@ fn create_in(
             }
         }
     }
+    net_devices.keep();
     saved.start_time = proc_start_time(pid.as_raw()).map(|(t, _)| t).unwrap_or(0);
     let dir = made.dir.as_ref().expect("state dir");
     dir.save_config(&bundle.raw)?;
