@@ -2,6 +2,7 @@
 //! and every config the spec says must fail is refused with a one-line error and nothing left behind.
 
 use std::path::Path;
+use std::time::Duration;
 
 use integration::{stderr, stdout, unique_id, TestBundle};
 use serde_json::{json, Value};
@@ -744,4 +745,124 @@ fn features_lists_what_works() {
         .unwrap()
         .contains(&json!("idmap")));
     assert!(f["linux"]["netDevices"]["enabled"].is_boolean());
+}
+
+// ---------------------------------------------------------------- netDevices (in the VM: dummy interfaces)
+
+#[test]
+fn net_devices_move_into_the_container_with_their_addresses_and_fail_back_cleanly() {
+    use integration::vm::Vm;
+    let moved = sh("ip -o addr show; ip -o link show");
+    moved.edit(|c| c["linux"]["netDevices"] = json!({"d0": {"name": "eth7"}, "d1": {}}));
+    let revert = TestBundle::new(&["true"]);
+    revert.edit(|c| c["linux"]["netDevices"] = json!({"d2": {}, "nosuch": {}}));
+    let clash = TestBundle::new(&["true"]);
+    clash.edit(|c| c["linux"]["netDevices"] = json!({"d3": {"name": "lo"}}));
+    let g = integration::gruntime_bin();
+    let run = |b: &TestBundle, id: &str| {
+        format!(
+            "{} --root /run/s13-root run --bundle {} {id} 2>&1",
+            g.display(),
+            b.path().display()
+        )
+    };
+    let script = format!(
+        r#"
+section() {{ echo "== $1"; }}
+ip link add d0 type dummy && ip addr add 10.9.8.7/24 dev d0 && ip addr add fd00::7/64 dev d0 nodad && ip link set d0 up
+ip link add d1 type dummy
+ip link add d2 type dummy && ip addr add 10.1.2.3/16 dev d2
+ip link add d3 type dummy
+section moved; {moved}; echo "rc=$?"
+section host_after_moved; ip -o link show
+section revert; {revert}; echo "rc=$?"
+section host_after_revert; ip -o addr show dev d2
+section clash; {clash}; echo "rc=$?"
+section host_after_clash; ip -o link show dev d3
+section state_left; ls /run/s13-root
+"#,
+        moved = run(&moved, "nd-moved"),
+        revert = run(&revert, "nd-revert"),
+        clash = run(&clash, "nd-clash"),
+    );
+    let mut vm = Vm::new().timeout(Duration::from_secs(300));
+    for b in [&moved, &revert, &clash] {
+        // The state root stays in the guest's /run: its unix sockets cannot live on a 9p share.
+        vm = vm.share(b.path());
+    }
+    let out = vm.run(&script).expect("the VM runs the batch");
+
+    let inside = out.section("moved");
+    assert!(inside.contains("rc=0"), "{out}");
+    let addr_line = |name: &str, addr: &str| {
+        inside
+            .lines()
+            .any(|l| l.split_whitespace().nth(1) == Some(name) && l.contains(addr))
+    };
+    assert!(addr_line("eth7", "inet 10.9.8.7/24"), "{inside}");
+    assert!(addr_line("eth7", "inet6 fd00::7/64"), "{inside}");
+    assert!(
+        inside
+            .lines()
+            .any(|l| l.contains(": eth7: <") && l.contains(",UP")),
+        "eth7 is not up inside: {inside}"
+    );
+    assert!(inside.contains(": d1: <"), "{inside}");
+    // The container's namespace is gone: the kernel destroyed the virtual devices with it.
+    let host = out.section("host_after_moved");
+    assert!(
+        !host.contains(": d0:") && !host.contains(": d1:") && !host.contains("eth7"),
+        "{host}"
+    );
+
+    let revert_out = out.section("revert");
+    assert!(
+        revert_out.contains("linux.netDevices.nosuch: find the host device"),
+        "{out}"
+    );
+    assert!(!revert_out.contains("rc=0"), "{out}");
+    assert!(
+        out.section("host_after_revert")
+            .contains("inet 10.1.2.3/16"),
+        "{out}"
+    );
+
+    let clash_out = out.section("clash");
+    assert!(
+        clash_out.contains("linux.netDevices.d3: move into the container as lo"),
+        "{out}"
+    );
+    assert!(out.section("host_after_clash").contains(": d3:"), "{out}");
+    assert_eq!(out.section("state_left"), "", "{out}");
+}
+
+#[test]
+fn net_devices_without_a_network_namespace_or_with_bad_names_are_refused() {
+    let b = TestBundle::new(&["true"]);
+    b.edit(|c| {
+        c["linux"]["netDevices"] = json!({"d0": {}});
+        drop_namespace(c, "network");
+    });
+    assert_refused(
+        &b,
+        "linux.netDevices: needs a network namespace of the container's own",
+    );
+    b.edit(|c| {
+        add_namespace(c, json!({"type": "network"}));
+        c["linux"]["netDevices"] = json!({"d0": {"name": "x"}, "d1": {"name": "x"}});
+    });
+    assert_refused(
+        &b,
+        "linux.netDevices.d1.name \"x\": two devices get the same name",
+    );
+    b.edit(|c| c["linux"]["netDevices"] = json!({"d0": {"name": "a/b"}}));
+    assert_refused(
+        &b,
+        "linux.netDevices.d0.name \"a/b\": not a valid interface name",
+    );
+    b.edit(|c| c["linux"]["netDevices"] = json!({"no-such-dev0": {}}));
+    assert_refused(
+        &b,
+        "linux.netDevices.no-such-dev0: find the host device: No such device",
+    );
 }
