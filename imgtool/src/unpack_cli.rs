@@ -56,6 +56,9 @@ pub struct UnpackArgs {
     /// Replace the image's Entrypoint: a JSON array, or one word per --entrypoint (repeatable)
     #[arg(long, value_name = "ARG", allow_hyphen_values = true)]
     pub entrypoint: Vec<String>,
+    /// No progress output while pulling
+    #[arg(long, short = 'q')]
+    pub quiet: bool,
 }
 
 #[derive(clap::Subcommand, Debug)]
@@ -224,7 +227,9 @@ pub fn run_unpack(ctx: &Context, args: UnpackArgs) -> Result<(), Error> {
             )));
         }
     }
-    let image = crate::image::ensure_image(ctx, &args.image)?;
+    let mut pull_ctx = ctx.clone();
+    pull_ctx.quiet |= args.quiet;
+    let image = crate::image::ensure_image(&pull_ctx, &args.image)?;
     let layers: Vec<LayerInput> = image
         .layers()?
         .into_iter()

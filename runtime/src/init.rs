@@ -151,53 +151,11 @@ fn setup(a: &InitArgs) -> InitResult<Never> {
             rootfs::readonly_root()?;
         }
     }
-    if let Some(adj) = process.oom_score_adj() {
-        std::fs::write("/proc/self/oom_score_adj", adj.to_string())
-            .step(|| format!("write oomScoreAdj {adj}"))?;
-    }
-    rlimits::apply(process.rlimits().as_deref().unwrap_or(&[]))?;
-    // Before capabilities are dropped: RT classes and policies need CAP_SYS_NICE/CAP_SYS_ADMIN.
-    ioprio::apply(process)?;
-    scheduler::apply(process)?;
     mempolicy::apply(spec)?;
     personality::apply(spec)?;
-    lsm::apply(process)?;
-    let cwd = process.cwd();
-    nix::unistd::chdir(cwd).step(|| format!("chdir to process.cwd {}", cwd.display()))?;
-
-    let nnp = process.no_new_privileges().unwrap_or(false);
-    // Without no_new_privs, installing a filter needs CAP_SYS_ADMIN: do it while we still have it.
-    if !nnp {
-        install_seccomp(a.seccomp, sync)?;
-    }
-    if let Some(lc) = process.capabilities() {
-        caps::drop_bounding(lc)?;
-    }
-    // SAFETY: prctl with integer arguments.
-    unsafe { libc::prctl(libc::PR_SET_KEEPCAPS, 1, 0, 0, 0) };
-    process::switch_user(process)?;
-    // SAFETY: as above.
-    unsafe { libc::prctl(libc::PR_SET_KEEPCAPS, 0, 0, 0, 0) };
-    match process.capabilities() {
-        Some(lc) => caps::apply(lc)?,
-        None => caps::apply(&Default::default())?,
-    }
-    if nnp {
-        // SAFETY: prctl with integer arguments.
-        let r = unsafe { libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) };
-        nix::errno::Errno::result(r).step(|| "set no_new_privs".into())?;
-    }
-
-    let mut env = process::env_of(process);
-    env.extend(a.extra_env.iter().cloned());
-    let argv = process.args().clone().unwrap_or_default();
-    let exe = process::find_executable(&argv[0], &env)?;
-    let exe_c = CString::new(exe.as_os_str().as_encoded_bytes())
-        .map_err(|_| fail("executable path contains NUL"))?;
-    let argv_c = process::cstrings(&argv)?;
-    let env_c = process::cstrings(&env)?;
-    pass_fds(a.preserve_fds)?;
-    affinity::apply_final(process)?;
+    let ready = prepare_process(process, a.seccomp, sync, &a.extra_env, a.preserve_fds)?;
+    let nnp = ready.nnp;
+    let (exe_c, argv_c, env_c) = (ready.exe, ready.argv, ready.env);
 
     sync::send(sync, &Msg::Ready, None).step(|| "tell the runtime we are ready".into())?;
     let conn = wait_for_start(a.start_listener.as_raw_fd())?;
@@ -245,7 +203,7 @@ fn start_and_exec(
     }))
 }
 
-fn install_seccomp(prog: Option<&SeccompProgram>, peer: BorrowedFd) -> InitResult<()> {
+pub fn install_seccomp(prog: Option<&SeccompProgram>, peer: BorrowedFd) -> InitResult<()> {
     let Some(prog) = prog else { return Ok(()) };
     let fd = prog
         .install()
@@ -276,7 +234,7 @@ fn wait_for_start(listener: RawFd) -> InitResult<OwnedFd> {
     }
 }
 
-fn become_root_in_userns() -> InitResult<()> {
+pub fn become_root_in_userns() -> InitResult<()> {
     nix::unistd::setresgid(0.into(), 0.into(), 0.into())
         .step(|| "setgid 0 in the user namespace".into())?;
     nix::unistd::setresuid(0.into(), 0.into(), 0.into())
@@ -356,4 +314,77 @@ fn pass_fds(n: i32) -> InitResult<()> {
         }
     }
     Ok(())
+}
+
+/// The user process, ready for execve.
+pub struct Prepared {
+    pub exe: CString,
+    pub argv: Vec<CString>,
+    pub env: Vec<CString>,
+    /// no_new_privs is set: the seccomp filter is still to be installed, right before execve.
+    pub nnp: bool,
+}
+
+/// The per-process steps shared by the container's init and `exec`, in runc's order: oomScoreAdj, rlimits,
+/// cwd, seccomp (here when no_new_privs is off: it needs CAP_SYS_ADMIN), bounding set, user, capabilities,
+/// no_new_privs, and the executable lookup (so "not found" is an error before anything runs).
+pub fn prepare_process(
+    process: &oci_spec::runtime::Process,
+    seccomp: Option<&SeccompProgram>,
+    peer: BorrowedFd,
+    extra_env: &[String],
+    preserve_fds: i32,
+) -> InitResult<Prepared> {
+    if let Some(adj) = process.oom_score_adj() {
+        std::fs::write("/proc/self/oom_score_adj", adj.to_string())
+            .step(|| format!("write oomScoreAdj {adj}"))?;
+    }
+    rlimits::apply(process.rlimits().as_deref().unwrap_or(&[]))?;
+    // Before capabilities are dropped: RT classes and policies need CAP_SYS_NICE/CAP_SYS_ADMIN.
+    ioprio::apply(process)?;
+    scheduler::apply(process)?;
+    lsm::apply(process)?;
+    let cwd = process.cwd();
+    nix::unistd::chdir(cwd).step(|| format!("chdir to process.cwd {}", cwd.display()))?;
+
+    let nnp = process.no_new_privileges().unwrap_or(false);
+    // Without no_new_privs, installing a filter needs CAP_SYS_ADMIN: do it while we still have it.
+    if !nnp {
+        install_seccomp(seccomp, peer)?;
+    }
+    if let Some(lc) = process.capabilities() {
+        caps::drop_bounding(lc)?;
+    }
+    // SAFETY: prctl with integer arguments.
+    unsafe { libc::prctl(libc::PR_SET_KEEPCAPS, 1, 0, 0, 0) };
+    process::switch_user(process)?;
+    // SAFETY: as above.
+    unsafe { libc::prctl(libc::PR_SET_KEEPCAPS, 0, 0, 0, 0) };
+    match process.capabilities() {
+        Some(lc) => caps::apply(lc)?,
+        None => caps::apply(&Default::default())?,
+    }
+    if nnp {
+        // SAFETY: prctl with integer arguments.
+        let r = unsafe { libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) };
+        nix::errno::Errno::result(r).step(|| "set no_new_privs".into())?;
+    }
+
+    let mut env = process::env_of(process);
+    env.extend(extra_env.iter().cloned());
+    let argv = process.args().clone().unwrap_or_default();
+    let exe = process::find_executable(&argv[0], &env)?;
+    let exe_c = CString::new(exe.as_os_str().as_encoded_bytes())
+        .map_err(|_| fail("executable path contains NUL"))?;
+    let argv_c = process::cstrings(&argv)?;
+    let env_c = process::cstrings(&env)?;
+    pass_fds(preserve_fds)?;
+    affinity::apply_final(process)?;
+
+    Ok(Prepared {
+        exe: exe_c,
+        argv: argv_c,
+        env: env_c,
+        nnp,
+    })
 }

@@ -12,6 +12,7 @@ mod config;
 mod container;
 mod devices;
 mod error;
+mod exec;
 mod hooks;
 mod idmap;
 mod init;

@@ -741,6 +741,14 @@ impl Applier {
         if !opaque && (target.is_empty() || target == b"." || target == b"..") {
             return Err(cx.escape(Escape::BadWhiteout));
         }
+        // A whiteout hides lower layers only (OCI layer spec); what this layer wrote stays.
+        if !opaque
+            && self
+                .this_layer
+                .contains(&CleanPath(parent.to_vec()).join(target).to_bytes())
+        {
+            return Ok(());
+        }
         self.parent_cache = None;
         match self.opts.whiteouts {
             WhiteoutMode::Apply => {
@@ -1196,5 +1204,17 @@ mod tests {
         };
         assert_eq!(&v[..n as usize], b"y");
         assert!(root.join("a/kept").exists());
+    }
+
+    #[test]
+    fn a_whiteout_does_not_hide_its_own_layer() {
+        let (_t, root) = setup();
+        let l1 = layer(&[E::File("x", "lower")]);
+        let l2 = layer(&[E::File("x", "same layer"), E::File(".wh.x", "")]);
+        apply(&root, &[l1, l2]).unwrap();
+        assert_eq!(
+            std::fs::read_to_string(root.join("x")).unwrap(),
+            "same layer"
+        );
     }
 }

@@ -55,6 +55,8 @@ const CHUNK: usize = 1 << 20;
 /// The uncompressed tar stream of a layer; `finish` drains it and returns the sha256 hex.
 pub struct LayerStream {
     rx: Receiver<io::Result<Vec<u8>>>,
+    /// Spent chunks go back to the decoder for reuse (no allocation or zeroing per chunk).
+    spent: std::sync::mpsc::Sender<Vec<u8>>,
     cur: Vec<u8>,
     pos: usize,
     done: bool,
@@ -76,11 +78,13 @@ impl LayerStream {
             Compression::None => Box::new(buffered),
         };
         let (tx, rx) = sync_channel::<io::Result<Vec<u8>>>(8);
+        let (spent, recycled) = std::sync::mpsc::channel::<Vec<u8>>();
         let worker = std::thread::Builder::new()
             .name("layer-decode".into())
-            .spawn(move || decode_and_hash(decoder, tx))?;
+            .spawn(move || decode_and_hash(decoder, tx, recycled))?;
         Ok(LayerStream {
             rx,
+            spent,
             cur: Vec::new(),
             pos: 0,
             done: false,
@@ -102,10 +106,12 @@ impl LayerStream {
 fn decode_and_hash(
     mut decoder: Box<dyn Read + Send>,
     tx: std::sync::mpsc::SyncSender<io::Result<Vec<u8>>>,
+    recycled: Receiver<Vec<u8>>,
 ) -> String {
     let mut hasher = Sha256::new();
     loop {
-        let mut buf = vec![0u8; CHUNK];
+        let mut buf = recycled.try_recv().unwrap_or_default();
+        buf.resize(CHUNK, 0);
         let mut filled = 0;
         // Fill whole chunks: decoders return small reads and each channel hop has a cost.
         let res = loop {
@@ -146,7 +152,8 @@ impl Read for LayerStream {
             }
             match self.rx.recv() {
                 Ok(Ok(chunk)) => {
-                    self.cur = chunk;
+                    let old = std::mem::replace(&mut self.cur, chunk);
+                    let _ = self.spent.send(old);
                     self.pos = 0;
                 }
                 Ok(Err(e)) => {

@@ -81,6 +81,16 @@ pub fn run(
     Ok(code)
 }
 
+/// Forward the usual signals to `pid` and wait for it (exec's foreground mode).
+pub fn wait_child_forwarding(pid: i32) -> i32 {
+    CHILD.store(pid, Ordering::Relaxed);
+    for s in FORWARDED {
+        // SAFETY: `forward` only calls kill(2), which is async-signal-safe.
+        let _ = unsafe { signal::signal(s, SigHandler::Handler(forward)) };
+    }
+    wait_child(pid)
+}
+
 /// Wait for the init; reap any other orphan that comes to us meanwhile. 128+signal when killed, as a shell.
 fn wait_child(pid: i32) -> i32 {
     loop {

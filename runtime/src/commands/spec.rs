@@ -16,7 +16,9 @@ pub fn default_spec(rootless: bool) -> Spec {
     } else {
         Spec::default()
     };
-    spec.set_version(crate::SPEC_VERSION.to_string());
+    // The default config uses nothing newer than 1.0.2, and runc 1.1 / crun 1.8 refuse newer versions:
+    // declare what it is, as `runc spec` does, so the bundle runs unchanged under them too.
+    spec.set_version("1.0.2-dev".to_string());
     spec.set_hostname(Some("gruntime".into()));
     spec
 }

@@ -17,7 +17,8 @@ pub fn start(c: &mut Container) -> Result<()> {
     c.dir.save(&c.saved)?;
     if let Some(hs) = spec.hooks().as_ref().and_then(|h| h.poststart().as_ref()) {
         // The lifecycle says "running" here, even if a short process has already exited.
-        let state = crate::container::oci_state_json(&c.saved, Status::Running, c.saved.pid).to_string();
+        let state =
+            crate::container::oci_state_json(&c.saved, Status::Running, c.saved.pid).to_string();
         hooks::run_all_warn("poststart", hs, &state);
     }
     Ok(())

@@ -2,11 +2,13 @@
 """make bench: `RUNTIME run` of /bin/true N times (create+start+wait+delete), gruntime vs runc vs crun in one
 run on the same busybox bundle. Prints median/p90 ms, peak RSS of the runtime process tree, and ratios to crun.
 
-The host's cgroups are a v1/v2 hybrid owned by the machine: runc and crun run inside a private mount + cgroup
-namespace (private-cgroupns.sh) so the cgroups they make are children of ours; crun is also measured with
---cgroup-manager=disabled. gruntime makes no cgroup on this host unless asked.
+The host's cgroups are a v1/v2 hybrid owned by the machine: the whole measurement runs inside ONE private mount
++ cgroup namespace (private-cgroupns.sh) whose cgroup mounts are rooted at our own cgroup, so the cgroups runc
+and crun make are children of ours. crun 1.8 refuses hybrid hosts whose v2 side has controllers, so the cgroup2
+mount is hidden there (crun then uses v1). Each run goes through spawn-rss (a tiny C launcher) for wall time
+and peak RSS.
 """
-import json, os, shutil, statistics, subprocess, sys, tempfile, time
+import json, os, shutil, statistics, subprocess, sys, tempfile
 
 N = int(os.environ.get("BENCH_N", "200"))
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -26,43 +28,52 @@ def make_bundle(d):
     json.dump(cfg, open(os.path.join(d, "config.json"), "w"))
 
 
-def measure(name, argv_for):
+def measure(launcher, name, argv_for):
     times, rss = [], 0
     for i in range(N):
         argv = argv_for(f"bench-{os.getpid()}-{i}")
-        t0 = time.perf_counter()
-        p = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-        _, status, ru = os.wait4(p.pid, 0)
-        times.append((time.perf_counter() - t0) * 1000)
-        p.returncode = os.waitstatus_to_exitcode(status)
+        p = subprocess.run([launcher] + argv, capture_output=True, text=True)
         if p.returncode != 0:
-            sys.exit(f"{name}: {' '.join(argv)} failed ({p.returncode}): {p.stderr.read().decode()}")
-        rss = max(rss, ru.ru_maxrss)
+            sys.exit(f"{name}: {' '.join(argv)} failed ({p.returncode}): {p.stderr}")
+        ms, kb = p.stdout.split()
+        times.append(float(ms))
+        rss = max(rss, int(kb))
     times.sort()
     return {"name": name, "median": statistics.median(times), "p90": times[int(len(times) * 0.9)], "rss_kb": rss}
 
 
+def inner(d, root, launcher):
+    cases = [
+        ("gruntime", lambda i: [GRUNTIME, "--root", root + "/g", "run", "-b", d, i]),
+        ("crun --cgroup-manager=disabled", lambda i: ["crun", "--root", root + "/c", "--cgroup-manager=disabled", "run", "-b", d, i]),
+        ("crun (v1 cgroups)", lambda i: ["crun", "--root", root + "/c2", "run", "-b", d, i]),
+    ]
+    if shutil.which("runc"):
+        cases.append(("runc (v1 cgroups)", lambda i: ["runc", "--root", root + "/r", "run", "-b", d, i]))
+    cases.append(("unshare+chroot floor", lambda i: ["unshare", "-fmuipn", "--mount-proc=" + d + "/rootfs/proc", "chroot", d + "/rootfs", "/bin/true"]))
+    print(json.dumps([measure(launcher, n, f) for n, f in cases]))
+
+
 def main():
+    if len(sys.argv) > 1 and sys.argv[1] == "--inner":
+        return inner(*sys.argv[2:5])
     d = tempfile.mkdtemp(prefix="bench-bundle-")
     root = tempfile.mkdtemp(prefix="bench-root-")
     try:
+        launcher = os.path.join(root, "spawn-rss")
+        subprocess.run(["gcc", "-O2", "-o", launcher, os.path.join(HERE, "spawn-rss.c")], check=True)
         make_bundle(d)
-        wrap = [os.path.join(HERE, "private-cgroupns.sh")]
-        cases = [
-            ("gruntime", lambda i: [GRUNTIME, "--root", root + "/g", "run", "-b", d, i]),
-            ("crun (no cgroup)", lambda i: ["crun", "--root", root + "/c", "--cgroup-manager=disabled", "run", "-b", d, i]),
-        ]
-        if shutil.which("runc"):
-            cases.append(("runc (private cgroupns)", lambda i: wrap + ["runc", "--root", root + "/r", "run", "-b", d, i]))
-        cases.append(("crun (private cgroupns)", lambda i: wrap + ["crun", "--root", root + "/c2", "run", "-b", d, i]))
-        # The wrapper's own cost, to read the wrapped rows fairly.
-        cases.append(("(wrapper alone)", lambda i: wrap + ["true"]))
-        results = [measure(n, f) for n, f in cases]
-        base = next(r for r in results if r["name"] == "crun (no cgroup)")
+        env = dict(os.environ, PRIVATE_CGNS_NO_V2="1")
+        out = subprocess.run([os.path.join(HERE, "private-cgroupns.sh"), sys.executable, __file__, "--inner", d, root, launcher],
+                             env=env, capture_output=True, text=True)
+        if out.returncode != 0:
+            sys.exit(out.stderr)
+        results = json.loads(out.stdout.strip().splitlines()[-1])
+        base = next(r for r in results if r["name"].startswith("crun --cgroup"))
         print(f"\nlifecycle: run /bin/true, N={N} (create+start+wait+delete), busybox bundle")
-        print(f"{'runtime':<26} {'median ms':>10} {'p90 ms':>8} {'peak RSS MB':>12} {'time/crun':>10} {'RSS/crun':>9}")
+        print(f"{'runtime':<32} {'median ms':>10} {'p90 ms':>8} {'peak RSS MB':>12} {'time/crun':>10} {'RSS/crun':>9}")
         for r in results:
-            print(f"{r['name']:<26} {r['median']:>10.2f} {r['p90']:>8.2f} {r['rss_kb']/1024:>12.2f} "
+            print(f"{r['name']:<32} {r['median']:>10.2f} {r['p90']:>8.2f} {r['rss_kb']/1024:>12.2f} "
                   f"{r['median']/base['median']:>10.2f} {r['rss_kb']/base['rss_kb']:>9.2f}")
     finally:
         shutil.rmtree(d, ignore_errors=True)

@@ -6,9 +6,10 @@
 #   tests/integration/bench/unpack.sh            # uses target/release/imgtool (built if missing)
 #   IMGTOOL_BIN=... RUNS=5 tests/integration/bench/unpack.sh
 #
-# Cold = empty store / destination; warm = the image already in imgtool's store (or, for umoci,
-# already copied by skopeo). Each figure is the median of $RUNS runs. Needs root (tmpfs, overlay),
-# skopeo, umoci, gzip, zstd, python3.
+# The images are served by a local docker-registry (plain HTTP on 127.0.0.1) for the pull cases,
+# and read as oci: layouts for the import cases. Cold = empty store / destination; warm = the image
+# already in imgtool's store (or, for umoci, already copied by skopeo). Each figure is the median
+# of $RUNS runs. Needs root (tmpfs, overlay), docker-registry, skopeo, umoci, gzip, zstd, python3.
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "$0")/../../.." && pwd)
@@ -17,12 +18,14 @@ IMGTOOL=${IMGTOOL_BIN:-$ROOT/target/release/imgtool}
 if [ ! -x "$IMGTOOL" ]; then
     (cd "$ROOT" && cargo build --release -p imgtool >&2)
 fi
-for t in skopeo umoci gzip zstd python3; do
+for t in docker-registry skopeo umoci gzip zstd python3; do
     command -v "$t" >/dev/null || { echo "unpack.sh: $t is needed" >&2; exit 1; }
 done
 
 W=$(mktemp -d /tmp/imgtool-bench.XXXXXX)
+REGISTRY_PID=
 cleanup() {
+    if [ -n "$REGISTRY_PID" ]; then kill "$REGISTRY_PID" 2>/dev/null || true; wait "$REGISTRY_PID" 2>/dev/null || true; fi
     for m in $(awk -v w="$W" '$5 ~ "^"w {print $5}' /proc/self/mountinfo | sort -r); do
         umount -l "$m" 2>/dev/null || true
     done
@@ -109,20 +112,41 @@ rm -f "$W"/layer*.tar "$W"/layer*.list
 gz_mb=$(du -cm "$W"/img-gz/blobs/sha256/* | tail -1 | cut -f1)
 zst_mb=$(du -cm "$W"/img-zst/blobs/sha256/* | tail -1 | cut -f1)
 
-now() { date +%s.%N; }
-# median of the timings printed (one per line) on stdin
-median() { sort -n | awk '{a[NR]=$1} END {printf "%.3f", a[int((NR+1)/2)]}'; }
+# --- a local registry serving both images ------------------------------------------------
+PORT=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+REG=127.0.0.1:$PORT
+printf 'version: 0.1\nlog:\n  level: error\n  accesslog:\n    disabled: true\nstorage:\n  filesystem:\n    rootdirectory: %s\nhttp:\n  addr: %s\n' \
+    "$W/registry" "$REG" >"$W/registry.yml"
+docker-registry serve "$W/registry.yml" >/dev/null 2>"$W/registry.log" &
+REGISTRY_PID=$!
+for _ in $(seq 100); do
+    (exec 3<>"/dev/tcp/127.0.0.1/$PORT") 2>/dev/null && break
+    sleep 0.1
+done
+for c in gz zst; do
+    skopeo copy -q --dest-tls-verify=false "oci:$W/img-$c:t" "docker://$REG/bench:$c"
+done
 
-# time_cmd SETUP CMD: runs SETUP (untimed) then CMD (timed), $RUNS times; prints the median.
-time_cmd() {
-    local setup=$1 cmd=$2 i t0 t1
-    for ((i = 0; i < RUNS; i++)); do
+now() { date +%s.%N; }
+# The run with the median wall time, printed as "WALL CPU" (CPU = user + system seconds of the
+# command and its children: the machine may be shared, and CPU time shows the work done).
+median() { sort -n | awk '{w[NR]=$1; c[NR]=$2} END {m=int((NR+1)/2); printf "%.3f %.3f", w[m], c[m]}'; }
+
+# measure KEY SETUP CMD: runs SETUP (untimed) then CMD (timed), $RUNS times; sets R[KEY] (wall
+# seconds, median run) and C[KEY] (CPU seconds of that run).
+measure() {
+    local key=$1 setup=$2 cmd=$3 i t0 t1 out
+    out=$(for ((i = 0; i < RUNS; i++)); do
         eval "$setup" >/dev/null 2>&1
         t0=$(now)
-        eval "$cmd" >/dev/null 2>"$W/err" || { echo "FAILED: $cmd" >&2; cat "$W/err" >&2; exit 1; }
+        /usr/bin/time -f "%U %S" -o "$W/cpu" bash -c "$cmd" >/dev/null 2>"$W/err" ||
+            { echo "FAILED: $cmd" >&2; cat "$W/err" >&2; exit 1; }
         t1=$(now)
-        awk -v a="$t0" -v b="$t1" 'BEGIN {printf "%.4f\n", b - a}'
-    done | median
+        awk -v a="$t0" -v b="$t1" -v cpu="$(tail -1 "$W/cpu")" \
+            'BEGIN {split(cpu, c, " "); printf "%.4f %.4f\n", b - a, c[1] + c[2]}'
+    done | median) || exit 1
+    R[$key]=${out% *}
+    C[$key]=${out#* }
 }
 
 S=$W/store
@@ -130,40 +154,46 @@ floor_gz="rm -rf $W/f; mkdir $W/f; for l in $W/layer{0..5}.tar.gz; do gzip -dc \
 floor_zst="rm -rf $W/f; mkdir $W/f; for l in $W/layer{0..5}.tar.zst; do zstd -dcq \$l | tar -x -C $W/f; done"
 rm_bundles="rm -rf $W/b $W/u $W/dst"
 
-declare -A R
-R[floor_gz]=$(time_cmd "rm -rf $W/f" "$floor_gz")
-R[floor_zst]=$(time_cmd "rm -rf $W/f" "$floor_zst")
-R[umoci_cold]=$(time_cmd "$rm_bundles" "skopeo copy -q oci:$W/img-gz:t oci:$W/dst:t && umoci unpack --image $W/dst:t $W/u")
+declare -A R C
+measure floor_gz "rm -rf $W/f" "$floor_gz"
+measure floor_zst "rm -rf $W/f" "$floor_zst"
+measure umoci_cold "$rm_bundles" "skopeo copy -q --src-tls-verify=false docker://$REG/bench:gz oci:$W/dst:t && umoci unpack --image $W/dst:t $W/u"
+measure umoci_oci_cold "$rm_bundles" "skopeo copy -q oci:$W/img-gz:t oci:$W/dst:t && umoci unpack --image $W/dst:t $W/u"
 skopeo copy -q "oci:$W/img-gz:t" "oci:$W/dst:t"
-R[umoci_warm]=$(time_cmd "rm -rf $W/u" "umoci unpack --image $W/dst:t $W/u")
+measure umoci_warm "rm -rf $W/u" "umoci unpack --image $W/dst:t $W/u"
 # Warm: the image is in the store and named by its ID, as `imgtool unpack NAME` of a pulled image.
 image_id() { python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["imageId"])' "$W/b/imgtool-bundle.json"; }
 for c in gz zst; do
-    R[imgtool_${c}_cold]=$(time_cmd "rm -rf $W/b $S" "$IMGTOOL --store $S unpack oci:$W/img-$c:t $W/b")
+    measure imgtool_${c}_pull "rm -rf $W/b $S" "$IMGTOOL --store $S --plain-http unpack $REG/bench:$c $W/b"
+    measure imgtool_${c}_cold "rm -rf $W/b $S" "$IMGTOOL --store $S unpack oci:$W/img-$c:t $W/b"
     id=$(image_id)
-    R[imgtool_${c}_warm]=$(time_cmd "rm -rf $W/b" "$IMGTOOL --store $S unpack $id $W/b")
+    measure imgtool_${c}_warm "rm -rf $W/b" "$IMGTOOL --store $S unpack $id $W/b"
 done
 # Overlay: cold extracts the layer cache; warm finds it and only mounts.
 ov_rm="$IMGTOOL --store $S bundle rm $W/b 2>/dev/null; rm -rf $W/b"
-R[imgtool_ov_cold]=$(time_cmd "$ov_rm; rm -rf $S" "$IMGTOOL --store $S unpack --snapshot overlay oci:$W/img-gz:t $W/b")
+measure imgtool_ov_cold "$ov_rm; rm -rf $S" "$IMGTOOL --store $S unpack --snapshot overlay oci:$W/img-gz:t $W/b"
 id=$(image_id)
-R[imgtool_ov_warm]=$(time_cmd "$ov_rm" "$IMGTOOL --store $S unpack --snapshot overlay $id $W/b")
+measure imgtool_ov_warm "$ov_rm" "$IMGTOOL --store $S unpack --snapshot overlay $id $W/b"
 eval "$ov_rm"
 
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN {printf "%.2fx", a / b}'; }
 echo
 echo "imgtool unpack benchmark: 6 layers (5 x ~42 MB + a whiteout), gzip ${gz_mb} MB / zstd ${zst_mb} MB, tmpfs, median of $RUNS"
-printf "%-44s %9s %12s %12s\n" "case" "seconds" "vs umoci" "vs floor"
-row() { printf "%-44s %9s %12s %12s\n" "$1" "$2" "${3:--}" "${4:--}"; }
-row "floor gzip -dc | tar -x" "${R[floor_gz]}"
-row "floor zstd -dc | tar -x" "${R[floor_zst]}"
-row "skopeo copy + umoci unpack (cold)" "${R[umoci_cold]}"
-row "umoci unpack (warm)" "${R[umoci_warm]}"
-row "imgtool unpack gzip (cold)" "${R[imgtool_gz_cold]}" "$(ratio "${R[imgtool_gz_cold]}" "${R[umoci_cold]}")" "$(ratio "${R[imgtool_gz_cold]}" "${R[floor_gz]}")"
-row "imgtool unpack gzip (warm)" "${R[imgtool_gz_warm]}" "$(ratio "${R[imgtool_gz_warm]}" "${R[umoci_warm]}")" "$(ratio "${R[imgtool_gz_warm]}" "${R[floor_gz]}")"
-row "imgtool unpack zstd (cold; umoci: no zstd)" "${R[imgtool_zst_cold]}" "-" "$(ratio "${R[imgtool_zst_cold]}" "${R[floor_zst]}")"
-row "imgtool unpack zstd (warm)" "${R[imgtool_zst_warm]}" "-" "$(ratio "${R[imgtool_zst_warm]}" "${R[floor_zst]}")"
-row "imgtool unpack --snapshot overlay (cold)" "${R[imgtool_ov_cold]}" "$(ratio "${R[imgtool_ov_cold]}" "${R[umoci_cold]}")" "-"
-row "imgtool unpack --snapshot overlay (warm)" "${R[imgtool_ov_warm]}" "$(ratio "${R[imgtool_ov_warm]}" "${R[umoci_warm]}")" "-"
+printf "%-46s %9s %9s %10s %10s\n" "case" "wall s" "CPU s" "vs umoci" "vs floor"
+# row LABEL KEY [vs-umoci] [vs-floor]
+row() { printf "%-46s %9s %9s %10s %10s\n" "$1" "${R[$2]}" "${C[$2]}" "${3:--}" "${4:--}"; }
+row "floor gzip -dc | tar -x (layer files)" floor_gz
+row "floor zstd -dc | tar -x (layer files)" floor_zst
+row "skopeo copy registry + umoci unpack (cold)" umoci_cold
+row "skopeo copy oci: + umoci unpack (cold)" umoci_oci_cold
+row "umoci unpack (warm)" umoci_warm
+row "imgtool unpack registry gzip (cold pull)" imgtool_gz_pull "$(ratio "${R[imgtool_gz_pull]}" "${R[umoci_cold]}")" "$(ratio "${R[imgtool_gz_pull]}" "${R[floor_gz]}")"
+row "imgtool unpack registry zstd (cold pull)" imgtool_zst_pull "-" "$(ratio "${R[imgtool_zst_pull]}" "${R[floor_zst]}")"
+row "imgtool unpack oci: gzip (cold import)" imgtool_gz_cold "$(ratio "${R[imgtool_gz_cold]}" "${R[umoci_oci_cold]}")" "$(ratio "${R[imgtool_gz_cold]}" "${R[floor_gz]}")"
+row "imgtool unpack oci: zstd (cold import)" imgtool_zst_cold "-" "$(ratio "${R[imgtool_zst_cold]}" "${R[floor_zst]}")"
+row "imgtool unpack gzip (warm, in store)" imgtool_gz_warm "$(ratio "${R[imgtool_gz_warm]}" "${R[umoci_warm]}")" "$(ratio "${R[imgtool_gz_warm]}" "${R[floor_gz]}")"
+row "imgtool unpack zstd (warm, in store)" imgtool_zst_warm "-" "$(ratio "${R[imgtool_zst_warm]}" "${R[floor_zst]}")"
+row "imgtool unpack --snapshot overlay (cold)" imgtool_ov_cold "$(ratio "${R[imgtool_ov_cold]}" "${R[umoci_oci_cold]}")" "-"
+row "imgtool unpack --snapshot overlay (warm)" imgtool_ov_warm "$(ratio "${R[imgtool_ov_warm]}" "${R[umoci_warm]}")" "-"
 echo "load average during the run: $(cut -d' ' -f1-3 /proc/loadavg) on $(nproc) CPUs"
 echo "targets: cold <= 1.5 s, warm copy <= 1.0 s, warm overlay <= 0.05 s, zstd cold <= 0.6 s"

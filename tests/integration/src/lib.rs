@@ -3,6 +3,8 @@
 //! The tests drive the built binaries (`target/debug/gruntime`, `target/debug/imgtool` unless
 //! `GRUNTIME_BIN` / `IMGTOOL_BIN` say otherwise) as root against the real kernel.
 
+pub mod seccomp;
+
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 

@@ -168,6 +168,9 @@ fn rich_layers() -> Vec<Vec<u8>> {
         file("usr/bin/tool", "#!/bin/sh\necho tool v2\n").mode(0o700),
         file("usr/lib/libz.so", "lib"),
         file("l2-only", "temporary"),
+        // A whiteout hides lower layers only (OCI layer spec), never its own layer's entries.
+        file("l2-self", "kept"),
+        whiteout("", "l2-self"),
         dir("data").xattr("user.dirattr", b"d"),
     ]);
     let l3 = layer_tar(&[
@@ -193,7 +196,9 @@ fn busybox_rootfs_matches_umoci() {
     let f = Fixture::new();
     let img = OciImage::new(&["/bin/sh"]).layer(busybox_layer(), Compression::Gzip);
     let src = f.layout("bb", &img);
-    f.unpack(&src, &f.path("ours"), &[]);
+    let o = f.imgtool(&["unpack", "-q", &src, f.path("ours").to_str().unwrap()]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert_eq!(stderr(&o), "", "-q: no progress output");
     f.umoci_unpack(&f.path("bb").to_string_lossy(), &f.path("theirs"));
     assert_same_tree(&f.path("ours/rootfs"), &f.path("theirs/rootfs"));
 }
@@ -286,6 +291,7 @@ fn multilayer_whiteouts_links_devices_xattrs_match_umoci() {
     assert!(!t.contains_key("opq/old") && !t.contains_key("opq/sub") && t.contains_key("opq/new"));
     assert_eq!(t["usr/bin/su"].mode, 0o4755);
     assert_eq!(t["usr/bin/su"].nlink, 2);
+    assert!(t.contains_key("l2-self"));
     assert_eq!(
         t["usr/bin/ping"].xattrs["security.capability"],
         file_cap(13)
@@ -502,26 +508,39 @@ fn generated_config_runs_under_runc_as_the_image_user() {
 fn generated_config_runs_under_gruntime_as_the_image_user() {
     let f = Fixture::new();
     let src = f.layout("id", &identity_image());
-    let b = f.path("bundle");
-    f.unpack(&src, &b, &[]);
-    let root = f.path("gruntime-root");
-    let id = unique_id("imgtool-unpack-gr");
-    let o = run(Command::new(integration::gruntime_bin())
-        .arg("--root")
-        .arg(&root)
-        .args(["run", "-b"])
-        .arg(&b)
-        .arg(&id)
-        .stdin(std::process::Stdio::null()));
-    let _ = run(Command::new(integration::gruntime_bin())
-        .arg("--root")
-        .arg(&root)
-        .args(["delete", "--force", &id]));
-    assert!(o.status.success(), "gruntime run failed: {}", stderr(&o));
-    assert_eq!(
-        stdout(&o).trim(),
-        "uid=1000 gid=1000 groups=1000 10 cwd=/home/app/work home=/home/app greeting=hello"
-    );
+    // A copy bundle and an overlay bundle of the same image.
+    for (name, mode) in [
+        ("bundle", &[][..]),
+        ("overlay", &["--snapshot", "overlay"][..]),
+    ] {
+        let b = f.path(name);
+        f.unpack(&src, &b, mode);
+        let root = f.path("gruntime-root");
+        let id = unique_id("imgtool-unpack-gr");
+        let o = run(Command::new(integration::gruntime_bin())
+            .arg("--root")
+            .arg(&root)
+            .args(["run", "-b"])
+            .arg(&b)
+            .arg(&id)
+            .stdin(std::process::Stdio::null()));
+        let _ = run(Command::new(integration::gruntime_bin())
+            .arg("--root")
+            .arg(&root)
+            .args(["delete", "--force", &id]));
+        assert!(
+            o.status.success(),
+            "{name}: gruntime run failed: {}",
+            stderr(&o)
+        );
+        assert_eq!(
+            stdout(&o).trim(),
+            "uid=1000 gid=1000 groups=1000 10 cwd=/home/app/work home=/home/app greeting=hello",
+            "{name}"
+        );
+        let o = f.imgtool(&["bundle", "rm", b.to_str().unwrap()]);
+        assert!(o.status.success(), "{name}: {}", stderr(&o));
+    }
 }
 
 #[test]
@@ -604,58 +623,79 @@ fn generated_config_follows_the_image_config() {
 
 /// Unpack a hostile image: it must fail naming the layer and entry, leave no bundle, and leave
 /// the canary beside the bundle exactly as it was.
-fn assert_refused(layers: Vec<Vec<u8>>, want_in_error: &[&str]) {
-    let f = Fixture::new();
-    let canary = f.path("canary");
-    std::fs::create_dir(&canary).unwrap();
-    std::fs::write(canary.join("keep"), "untouched").unwrap();
-    let mut img = OciImage::new(&["/bin/sh"]);
-    for l in layers {
-        img = img.layer(l, Compression::Gzip);
+fn assert_refused(layers: impl Fn(&Path) -> Vec<Vec<u8>>, want_in_error: &[&str]) {
+    for mode in [&[][..], &["--snapshot", "overlay"][..]] {
+        let f = Fixture::new();
+        let canary = f.path("canary");
+        std::fs::create_dir(&canary).unwrap();
+        std::fs::write(canary.join("keep"), "untouched").unwrap();
+        let mut img = OciImage::new(&["/bin/sh"]);
+        for l in layers(&canary) {
+            img = img.layer(l, Compression::Gzip);
+        }
+        let src = f.layout("evil", &img);
+        let bundle = f.path("bundle");
+        let mut args = vec!["unpack", &src, bundle.to_str().unwrap()];
+        args.extend_from_slice(mode);
+        let o = f.imgtool(&args);
+        let err = stderr(&o);
+        assert!(
+            !o.status.success(),
+            "{mode:?}: hostile image was unpacked: {err}"
+        );
+        for w in want_in_error {
+            assert!(
+                err.contains(w),
+                "{mode:?}: error should mention {w:?}: {err}"
+            );
+        }
+        assert_one_line_error(&err);
+        assert!(!bundle.exists(), "{mode:?}: partial bundle left behind");
+        let names: Vec<_> = std::fs::read_dir(&canary)
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
+        assert_eq!(names, ["keep"], "{mode:?}: canary dir changed");
+        assert_eq!(
+            std::fs::read_to_string(canary.join("keep")).unwrap(),
+            "untouched"
+        );
+        // Nothing new beside the bundle either (the canary is at bundle/../canary).
+        let mut top: Vec<_> = std::fs::read_dir(f.tmp.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name().into_string().unwrap())
+            .collect();
+        top.sort();
+        assert_eq!(top, ["canary", "evil", "store"], "{mode:?}");
+        // Overlay mode: no half-extracted layer is left in the cache either.
+        if let Ok(rd) = std::fs::read_dir(f.store().join("snapshots/layers")) {
+            let left: Vec<_> = rd.map(|e| e.unwrap().file_name()).collect();
+            assert!(
+                left.iter()
+                    .all(|n| !n.to_string_lossy().starts_with(".tmp")),
+                "{left:?}"
+            );
+        }
     }
-    let src = f.layout("evil", &img);
-    let bundle = f.path("bundle");
-    let o = f.imgtool(&["unpack", &src, bundle.to_str().unwrap()]);
-    let err = stderr(&o);
-    assert!(!o.status.success(), "hostile image was unpacked: {err}");
-    for w in want_in_error {
-        assert!(err.contains(w), "error should mention {w:?}: {err}");
-    }
-    assert_one_line_error(&err);
-    assert!(!bundle.exists(), "partial bundle left behind");
-    let names: Vec<_> = std::fs::read_dir(&canary)
-        .unwrap()
-        .map(|e| e.unwrap().file_name())
-        .collect();
-    assert_eq!(names, ["keep"], "canary dir changed");
-    assert_eq!(
-        std::fs::read_to_string(canary.join("keep")).unwrap(),
-        "untouched"
-    );
-    // Nothing new beside the bundle either (the canary is at bundle/../canary = rootfs/../../canary).
-    let mut top: Vec<_> = std::fs::read_dir(f.tmp.path())
-        .unwrap()
-        .map(|e| e.unwrap().file_name().into_string().unwrap())
-        .collect();
-    top.sort();
-    assert_eq!(top, ["canary", "evil", "store"]);
 }
 
 #[test]
 fn hostile_dotdot_path_is_refused() {
     assert_refused(
-        vec![layer_tar(&[dir("etc"), file("../../canary/pwned", "x")])],
+        |_| vec![layer_tar(&[dir("etc"), file("../../canary/pwned", "x")])],
         &["layer 1", "\"../../canary/pwned\"", ".."],
     );
 }
 
 #[test]
 fn hostile_absolute_path_is_refused() {
-    let f = Fixture::new();
-    let abs = format!("{}/pwned", f.path("canary").display());
-    drop(f);
     assert_refused(
-        vec![layer_tar(&[file(&abs, "x")])],
+        |canary| {
+            vec![layer_tar(&[file(
+                &format!("{}/pwned", canary.display()),
+                "x",
+            )])]
+        },
         &["layer 1", "absolute path"],
     );
 }
@@ -663,10 +703,12 @@ fn hostile_absolute_path_is_refused() {
 #[test]
 fn hostile_write_through_symlink_in_same_layer_is_refused() {
     assert_refused(
-        vec![layer_tar(&[
-            symlink("evil", "../../canary"),
-            file("evil/pwned", "x"),
-        ])],
+        |_| {
+            vec![layer_tar(&[
+                symlink("evil", "../../canary"),
+                file("evil/pwned", "x"),
+            ])]
+        },
         &["layer 1", "\"evil/pwned\"", "symlink"],
     );
 }
@@ -674,10 +716,12 @@ fn hostile_write_through_symlink_in_same_layer_is_refused() {
 #[test]
 fn hostile_write_through_symlink_from_earlier_layer_is_refused() {
     assert_refused(
-        vec![
-            layer_tar(&[dir("etc"), symlink("etc/evil", "../../../canary")]),
-            layer_tar(&[file("etc/evil/pwned", "x")]),
-        ],
+        |_| {
+            vec![
+                layer_tar(&[dir("etc"), symlink("etc/evil", "../../../canary")]),
+                layer_tar(&[file("etc/evil/pwned", "x")]),
+            ]
+        },
         &["layer 2", "\"etc/evil/pwned\"", "symlink"],
     );
 }
@@ -685,10 +729,12 @@ fn hostile_write_through_symlink_from_earlier_layer_is_refused() {
 #[test]
 fn hostile_write_through_absolute_symlink_is_refused() {
     assert_refused(
-        vec![
-            layer_tar(&[symlink("evil", "/tmp")]),
-            layer_tar(&[file("evil/pwned", "x")]),
-        ],
+        |canary| {
+            vec![
+                layer_tar(&[symlink("evil", canary.to_str().unwrap())]),
+                layer_tar(&[file("evil/pwned", "x")]),
+            ]
+        },
         &["layer 2", "\"evil/pwned\"", "symlink"],
     );
 }
@@ -696,7 +742,7 @@ fn hostile_write_through_absolute_symlink_is_refused() {
 #[test]
 fn hostile_hardlink_outside_is_refused() {
     assert_refused(
-        vec![layer_tar(&[hardlink("h", "../../canary/keep")])],
+        |_| vec![layer_tar(&[hardlink("h", "../../canary/keep")])],
         &["layer 1", "\"h\"", "hardlink target"],
     );
 }
@@ -704,10 +750,12 @@ fn hostile_hardlink_outside_is_refused() {
 #[test]
 fn hostile_hardlink_through_symlink_is_refused() {
     assert_refused(
-        vec![layer_tar(&[
-            symlink("up", "../.."),
-            hardlink("h", "up/canary/keep"),
-        ])],
+        |_| {
+            vec![layer_tar(&[
+                symlink("up", "../.."),
+                hardlink("h", "up/canary/keep"),
+            ])]
+        },
         &["layer 1", "\"h\"", "hardlink target"],
     );
 }
@@ -715,10 +763,12 @@ fn hostile_hardlink_through_symlink_is_refused() {
 #[test]
 fn hostile_whiteout_outside_is_refused() {
     assert_refused(
-        vec![
-            layer_tar(&[dir("a")]),
-            layer_tar(&[file("../../.wh.canary", "")]),
-        ],
+        |_| {
+            vec![
+                layer_tar(&[dir("a")]),
+                layer_tar(&[file("../../.wh.canary", "")]),
+            ]
+        },
         &["layer 2", ".."],
     );
 }
@@ -726,10 +776,12 @@ fn hostile_whiteout_outside_is_refused() {
 #[test]
 fn hostile_whiteout_through_symlink_is_refused() {
     assert_refused(
-        vec![
-            layer_tar(&[symlink("up", "../..")]),
-            layer_tar(&[whiteout("up", "canary")]),
-        ],
+        |_| {
+            vec![
+                layer_tar(&[symlink("up", "../..")]),
+                layer_tar(&[whiteout("up", "canary")]),
+            ]
+        },
         &["layer 2", "\"up/.wh.canary\"", "symlink"],
     );
 }
@@ -972,4 +1024,51 @@ fn interrupted_unpack_removes_its_partial_bundle() {
     assert!(!out.status.success(), "interrupted unpack reported success");
     assert!(stderr(&out).contains("interrupted"), "{}", stderr(&out));
     assert!(!b.exists(), "partial bundle left behind");
+}
+
+/// `imgtool unpack REF DIR` pulls first when the image is not in the store: from a real
+/// docker-registry, as an OCI manifest and as a Docker schema 2 one (gzip layers either way).
+#[test]
+fn unpack_pulls_from_a_registry_first() {
+    let f = Fixture::new();
+    f.layout("rich", &rich_image(Compression::Gzip));
+    f.umoci_unpack(&f.path("rich").to_string_lossy(), &f.path("theirs"));
+    let reg = integration::registry::TestRegistry::plain();
+    reg.push(&f.path("rich"), "t", "unpack/rich", "oci");
+    reg.push_schema2(&f.path("rich"), "t", "unpack/rich", "v2s2");
+    for tag in ["oci", "v2s2"] {
+        let b = f.path(&format!("b-{tag}"));
+        let reference = format!("{}/unpack/rich:{tag}", reg.addr);
+        f.unpack(&reference, &b, &["--plain-http"]);
+        assert_same_tree(&b.join("rootfs"), &f.path("theirs/rootfs"));
+        let rec: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(b.join("imgtool-bundle.json")).unwrap()).unwrap();
+        assert_eq!(rec["image"], reference);
+    }
+}
+
+/// docker-archive (uncompressed layers, Docker media types) and oci-archive sources, written by
+/// skopeo from the same image, give the same tree as umoci.
+#[test]
+fn archive_sources_match_umoci() {
+    let f = Fixture::new();
+    f.layout("rich", &rich_image(Compression::Gzip));
+    f.umoci_unpack(&f.path("rich").to_string_lossy(), &f.path("theirs"));
+    let oci = format!("oci:{}:t", f.path("rich").display());
+    for (kind, file) in [
+        ("docker-archive", "rich-docker.tar"),
+        ("oci-archive", "rich-oci.tar"),
+    ] {
+        let dest = format!("{kind}:{}", f.path(file).display());
+        let dest = if kind == "docker-archive" {
+            format!("{dest}:rich:t")
+        } else {
+            dest
+        };
+        let o = run(Command::new("skopeo").args(["copy", "-q", &oci, &dest]));
+        assert!(o.status.success(), "skopeo copy to {kind}: {}", stderr(&o));
+        let b = f.path(&format!("b-{kind}"));
+        f.unpack(&format!("{kind}:{}", f.path(file).display()), &b, &[]);
+        assert_same_tree(&b.join("rootfs"), &f.path("theirs/rootfs"));
+    }
 }
