@@ -50,6 +50,29 @@ pub fn parse(config_path: &Path, raw: &[u8]) -> Result<Spec> {
     })
 }
 
+/// Parse an `exec --process` file with the same field paths and the same checks as config.json's process.
+pub fn parse_process(path: &Path, raw: &[u8]) -> Result<oci_spec::runtime::Process> {
+    let mut value: serde_json::Value = serde_json::from_slice(raw)
+        .map_err(|e| Error::config(path, format!("invalid process: {e}")))?;
+    let mut wrapped = serde_json::json!({ "process": value.take() });
+    crate::scheduler::normalize_flag_names(&mut wrapped);
+    let process: oci_spec::runtime::Process =
+        serde_path_to_error::deserialize(wrapped["process"].take()).map_err(|e| {
+            Error::config(
+                path,
+                format!("invalid process: {}: {}", e.path(), e.inner()),
+            )
+        })?;
+    for check in [
+        crate::ioprio::check,
+        crate::scheduler::check,
+        crate::affinity::check,
+    ] {
+        check(&process).map_err(|r| Error::config(path, r))?;
+    }
+    Ok(process)
+}
+
 fn ns_types(spec: &Spec) -> Vec<LinuxNamespaceType> {
     spec.linux()
         .as_ref()

@@ -41,6 +41,8 @@ fn proc_ns_name(t: LinuxNamespaceType) -> &'static str {
     match t {
         LinuxNamespaceType::Mount => "mnt",
         LinuxNamespaceType::Network => "net",
+        // Until `start` the init itself is still outside the container's time namespace (timens.rs).
+        LinuxNamespaceType::Time => "time_for_children",
         other => namespaces::name(other),
     }
 }
@@ -189,6 +191,7 @@ fn child(
 ) -> InitResult<Never> {
     // SAFETY: prctl with integer arguments; keeps /proc/<pid>/exe (the host binary) out of reach until exec.
     unsafe { libc::prctl(libc::PR_SET_DUMPABLE, 0, 0, 0, 0) };
+    crate::affinity::apply_initial(&opts.process)?;
     for (t, fd) in join {
         nix::sched::setns(fd, namespaces::clone_flag(*t))
             .step(|| format!("join the container's {} namespace", namespaces::name(*t)))?;
