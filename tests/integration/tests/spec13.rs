@@ -866,3 +866,110 @@ fn net_devices_without_a_network_namespace_or_with_bad_names_are_refused() {
         "linux.netDevices.no-such-dev0: find the host device: No such device",
     );
 }
+
+// ---------------------------------------------------------------- the same fields for `exec`
+
+/// `create` (and `start` unless `created_only`) a `sleep` container; returns its id.
+fn sleeping(b: &TestBundle, created_only: bool) -> String {
+    let id = unique_id("s13-exec");
+    let bundle = b.path().to_str().unwrap().to_string();
+    let out = b.gruntime(&["create", "--bundle", &bundle, &id]);
+    assert!(out.status.success(), "create: {}", stderr(&out));
+    if !created_only {
+        let out = b.gruntime(&["start", &id]);
+        assert!(out.status.success(), "start: {}", stderr(&out));
+    }
+    id
+}
+
+#[test]
+fn exec_joins_the_time_namespace_even_before_start_and_inherits_the_container_settings() {
+    let b = TestBundle::new(&["sleep", "60"]);
+    b.edit(|c| {
+        add_namespace(c, json!({"type": "time"}));
+        c["linux"]["timeOffsets"] = json!({"boottime": {"secs": 5000}});
+        c["process"]["scheduler"] = json!({"policy": "SCHED_BATCH", "nice": 4});
+        c["process"]["ioPriority"] = json!({"class": "IOPRIO_CLASS_BE", "priority": 6});
+        c["process"]["execCPUAffinity"] = json!({"final": "0"});
+    });
+    for created_only in [true, false] {
+        let id = sleeping(&b, created_only);
+        let out = b.gruntime(&[
+            "exec",
+            &id,
+            "sh",
+            "-c",
+            "cat /proc/self/timens_offsets; ionice -p $$; grep Cpus_allowed_list /proc/self/status; cat /proc/$$/stat; true",
+        ]);
+        assert!(out.status.success(), "exec: {}", stderr(&out));
+        let o = stdout(&out);
+        let lines: Vec<&str> = o.lines().collect();
+        assert!(
+            o.lines()
+                .any(|l| l.split_whitespace().collect::<Vec<_>>() == ["boottime", "5000", "0"]),
+            "created_only={created_only}: {o}"
+        );
+        assert!(lines.contains(&"best-effort: prio 6"), "{o}");
+        assert!(
+            lines
+                .iter()
+                .any(|l| l.starts_with("Cpus_allowed_list:") && l.ends_with("\t0")),
+            "{o}"
+        );
+        let (_, nice, _, policy) = sched_fields(lines.last().unwrap());
+        assert_eq!((nice, policy), (4, 3), "{o}");
+        assert!(b.gruntime(&["delete", "--force", &id]).status.success());
+    }
+}
+
+#[test]
+fn exec_process_file_sets_its_own_io_priority_scheduler_and_affinity_or_is_refused() {
+    let b = TestBundle::new(&["sleep", "60"]);
+    let id = sleeping(&b, false);
+    let cpus = std::thread::available_parallelism().unwrap().get();
+    let last = cpus - 1;
+    let mut process = b.config()["process"].clone();
+    process["args"] = json!([
+        "sh",
+        "-c",
+        "ionice -p $$; grep Cpus_allowed_list /proc/self/status; cat /proc/$$/stat; true"
+    ]);
+    process["ioPriority"] = json!({"class": "IOPRIO_CLASS_RT", "priority": 1});
+    process["scheduler"] =
+        json!({"policy": "SCHED_RR", "priority": 3, "flags": ["SCHED_FLAG_RESET_ON_FORK"]});
+    process["execCPUAffinity"] = json!({"initial": "0", "final": format!("{last}")});
+    let pfile = b.path().join("process.json");
+    std::fs::write(&pfile, serde_json::to_vec(&process).unwrap()).unwrap();
+    let out = b.gruntime(&["exec", "--process", pfile.to_str().unwrap(), &id]);
+    assert!(out.status.success(), "exec: {}", stderr(&out));
+    let o = stdout(&out);
+    let lines: Vec<&str> = o.lines().collect();
+    assert_eq!(lines[0], "realtime: prio 1", "{o}");
+    assert_eq!(
+        lines[1].split_whitespace().last(),
+        Some(last.to_string().as_str()),
+        "{o}"
+    );
+    let (_, _, rt, policy) = sched_fields(lines[2]);
+    assert_eq!((rt, policy), (3, 2), "{o}");
+
+    process["scheduler"] = json!({"policy": "SCHED_RR"});
+    std::fs::write(&pfile, serde_json::to_vec(&process).unwrap()).unwrap();
+    let out = b.gruntime(&["exec", "--process", pfile.to_str().unwrap(), &id]);
+    assert!(!out.status.success());
+    let err = stderr(&out).replace("\\\"", "\"");
+    assert!(
+        err.contains("process.json: process.scheduler.priority: required for SCHED_RR"),
+        "{err}"
+    );
+    process["scheduler"] = json!({"policy": "SCHED_OTHER"});
+    process["ioPriority"] = json!({"class": "IOPRIO_CLASS_NOPE", "priority": 1});
+    std::fs::write(&pfile, serde_json::to_vec(&process).unwrap()).unwrap();
+    let out = b.gruntime(&["exec", "--process", pfile.to_str().unwrap(), &id]);
+    let err = stderr(&out).replace("\\\"", "\"");
+    assert!(
+        err.contains("invalid process: ioPriority.class: unknown variant `IOPRIO_CLASS_NOPE`"),
+        "{err}"
+    );
+    assert!(b.gruntime(&["delete", "--force", &id]).status.success());
+}
