@@ -450,6 +450,36 @@ fn idmapped_bind_mount_shows_files_under_the_mapped_ids() {
 }
 
 #[test]
+fn idmapped_mount_in_a_user_namespace_makes_host_root_files_the_containers_root_files() {
+    let src = tempfile::Builder::new()
+        .prefix("gruntime-idmap-")
+        .tempdir()
+        .unwrap();
+    std::fs::write(src.path().join("f"), "hi\n").unwrap();
+    // /root exists in the rootfs: the user namespace's root may not create mount points in a host-owned rootfs.
+    let maps = json!([{"containerID": 0, "hostID": 100000, "size": 65536}]);
+    let b = sh("stat -c '%u:%g' /root/f; cat /root/f; touch /root/g");
+    b.edit(|c| {
+        add_namespace(c, json!({"type": "user"}));
+        c["linux"]["uidMappings"] = maps.clone();
+        c["linux"]["gidMappings"] = maps.clone();
+        c["mounts"].as_array_mut().unwrap().push(json!({
+            "destination": "/root", "type": "bind", "source": src.path(), "options": ["bind"],
+            "uidMappings": maps, "gidMappings": maps,
+        }));
+    });
+    let out = ok_run(&b);
+    assert_eq!(out, "0:0\nhi\n");
+    use std::os::unix::fs::MetadataExt;
+    let md = std::fs::metadata(src.path().join("g")).unwrap();
+    assert_eq!(
+        (md.uid(), md.gid()),
+        (0, 0),
+        "container root writes as host root through the mount"
+    );
+}
+
+#[test]
 fn idmapped_mounts_that_cannot_be_made_are_refused() {
     let b = TestBundle::new(&["true"]);
     let maps = json!([{"containerID": 0, "hostID": 1000, "size": 1}]);
