@@ -75,3 +75,24 @@ pub fn apply_initial(process: &Process) -> InitResult<()> {
 pub fn apply_final(process: &Process) -> InitResult<()> {
     apply_one(process, 1)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cpu_lists_parse_as_the_spec_writes_them() {
+        let s = parse_list("0-3,7").unwrap();
+        let set: Vec<usize> = (0..16).filter(|c| s.is_set(*c).unwrap()).collect();
+        assert_eq!(set, vec![0, 1, 2, 3, 7]);
+        assert_eq!(
+            parse_list("3-1").unwrap_err(),
+            "\"3-1\": range goes backwards"
+        );
+        assert!(parse_list("a").unwrap_err().contains("not a CPU number"));
+        assert!(parse_list("1,,2").is_err());
+        assert!(parse_list("99999")
+            .unwrap_err()
+            .contains("above the largest CPU number"));
+    }
+}

@@ -194,3 +194,18 @@ pub fn apply(process: &Process) -> InitResult<()> {
         .step(|| format!("process.scheduler: sched_setattr policy {}", s.policy()))?;
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn spec_flag_names_become_oci_spec_names_and_parse() {
+        let mut v = serde_json::json!({"process": {"scheduler": {"policy": "SCHED_OTHER",
+            "flags": ["SCHED_FLAG_RESET_ON_FORK", "SCHED_FLAG_DL_OVERRUN", "SCHED_FLAG_UTIL_CLAMP_MAX"]}}});
+        normalize_flag_names(&mut v);
+        let s: Scheduler = serde_json::from_value(v["process"]["scheduler"].take()).unwrap();
+        let bits: u64 = s.flags().iter().flatten().map(|f| flag_value(*f)).sum();
+        assert_eq!(bits, 0x01 | 0x04 | 0x40);
+    }
+}

@@ -76,3 +76,31 @@ pub fn check(spec: &Spec) -> Result<(), String> {
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sysctls_map_to_their_namespaces() {
+        assert_eq!(namespace_of("kernel.shmmax"), Some(LinuxNamespaceType::Ipc));
+        assert_eq!(
+            namespace_of("fs.mqueue.msg_max"),
+            Some(LinuxNamespaceType::Ipc)
+        );
+        assert_eq!(
+            namespace_of("net.ipv4.ip_forward"),
+            Some(LinuxNamespaceType::Network)
+        );
+        assert_eq!(
+            namespace_of("kernel.domainname"),
+            Some(LinuxNamespaceType::Uts)
+        );
+        assert_eq!(
+            namespace_of("user.max_user_namespaces"),
+            Some(LinuxNamespaceType::User)
+        );
+        assert_eq!(namespace_of("vm.swappiness"), None);
+        assert_eq!(namespace_of("kernel.pid_max"), None);
+    }
+}
