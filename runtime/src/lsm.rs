@@ -13,12 +13,12 @@ use oci_spec::runtime::{Process, Spec};
 
 use crate::init_error::{InitResult, Step};
 
-fn apparmor_enabled() -> bool {
+pub fn apparmor_enabled() -> bool {
     std::fs::read_to_string("/sys/module/apparmor/parameters/enabled")
         .is_ok_and(|s| s.starts_with('Y'))
 }
 
-fn selinux_enabled() -> bool {
+pub fn selinux_enabled() -> bool {
     Path::new("/sys/fs/selinux/enforce").exists()
 }
 
