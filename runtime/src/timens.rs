@@ -24,8 +24,31 @@ fn wants_new(spec: &Spec) -> bool {
         })
 }
 
+/// Linux 5.18 is the first to move a process into its time_for_children namespace on execve.
+fn kernel_enters_on_exec() -> bool {
+    // SAFETY: utsname is plain data, all-zero is a valid value.
+    let mut u: libc::utsname = unsafe { std::mem::zeroed() };
+    // SAFETY: uname fills the struct it is given and keeps no reference to it.
+    if unsafe { libc::uname(&mut u) } != 0 {
+        return false;
+    }
+    // SAFETY: the kernel NUL-terminates release.
+    let release = unsafe { std::ffi::CStr::from_ptr(u.release.as_ptr()) }
+        .to_string_lossy()
+        .into_owned();
+    let mut parts = release.split(|c: char| !c.is_ascii_digit());
+    let major: u32 = parts.next().and_then(|p| p.parse().ok()).unwrap_or(0);
+    let minor: u32 = parts.next().and_then(|p| p.parse().ok()).unwrap_or(0);
+    (major, minor) >= (5, 18)
+}
+
 /// `linux.timeOffsets` needs a new time namespace and only knows the clocks the kernel can shift.
 pub fn check(spec: &Spec) -> Result<(), String> {
+    if wants_new(spec) && !kernel_enters_on_exec() {
+        return Err(
+            "linux.namespaces: a new time namespace needs Linux 5.18 or later (execve must enter it)".into(),
+        );
+    }
     let Some(offsets) = spec
         .linux()
         .as_ref()
