@@ -1,8 +1,6 @@
 //! The five capability sets. The bounding set is dropped first (it needs CAP_SETPCAP), the others are set
 //! in one capset(2) after the uid switch, then the ambient set is raised.
 
-use std::collections::HashSet;
-
 use oci_spec::runtime::{Capabilities, Capability, LinuxCapabilities};
 
 use crate::init_error::{InitResult, Step};
@@ -142,10 +140,4 @@ pub fn apply(lc: &LinuxCapabilities) -> InitResult<()> {
         }
     }
     Ok(())
-}
-
-pub fn names(set: &HashSet<Capability>) -> Vec<String> {
-    set.iter()
-        .filter_map(|c| serde_json::to_value(c).ok()?.as_str().map(String::from))
-        .collect()
 }

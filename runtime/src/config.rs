@@ -26,6 +26,11 @@ pub fn load(bundle: &Path) -> Result<Bundle> {
         path: config_path.clone(),
         source: e,
     })?;
+    // The seccomp section is checked on the raw JSON first, so a bad value is named by its path
+    // ("linux.seccomp.syscalls[1].action: ...") rather than by serde's line and column.
+    if let Ok(v) = serde_json::from_slice::<serde_json::Value>(&raw) {
+        crate::seccomp::validate_raw(&v).map_err(|e| Error::config(&config_path, e.to_string()))?;
+    }
     let spec = parse(&config_path, &raw)?;
     let rootfs = validate(&config_path, &dir, &spec)?;
     Ok(Bundle {

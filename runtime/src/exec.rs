@@ -89,6 +89,18 @@ pub fn spawn(c: &Container, spec: &Spec, opts: ExecOpts) -> Result<Spawned> {
     let mut join = namespaces_to_join(spec, c.saved.pid)?;
     if let Some(i) = join.iter().position(|(t, _)| *t == LinuxNamespaceType::Pid) {
         let (_, fd) = join.remove(i);
+        // The pid namespace belongs to the container's user namespace: an unprivileged caller may only
+        // enter it from inside that user namespace, so this (short-lived) parent joins it first.
+        if !nix::unistd::geteuid().is_root() {
+            if let Some(u) = join
+                .iter()
+                .position(|(t, _)| *t == LinuxNamespaceType::User)
+            {
+                let (_, ufd) = join.remove(u);
+                nix::sched::setns(&ufd, CloneFlags::CLONE_NEWUSER)
+                    .map_err(|e| Error::sys("join the container's user namespace", e))?;
+            }
+        }
         nix::sched::setns(&fd, CloneFlags::CLONE_NEWPID)
             .map_err(|e| Error::sys("join the container's pid namespace", e))?;
     }

@@ -78,12 +78,13 @@ fn setup(a: &InitArgs) -> InitResult<Never> {
         .process()
         .as_ref()
         .ok_or_else(|| fail("process: missing"))?;
+    affinity::apply_initial(process)?;
+    // The parent writes our id maps first: an unprivileged parent can only do that while we are dumpable.
+    // Nothing of the container runs or sees us before Go.
+    wait_for(sync, Msg::Go)?;
     // Until exec, nothing in the container may open /proc/<init>/exe (the host binary) or ptrace us.
     // SAFETY: prctl with integer arguments.
     unsafe { libc::prctl(libc::PR_SET_DUMPABLE, 0, 0, 0, 0) };
-
-    affinity::apply_initial(process)?;
-    wait_for(sync, Msg::Go)?;
     if a.new_userns {
         become_root_in_userns()?;
     }
@@ -154,25 +155,21 @@ fn setup(a: &InitArgs) -> InitResult<Never> {
     mempolicy::apply(spec)?;
     personality::apply(spec)?;
     let ready = prepare_process(process, a.seccomp, sync, &a.extra_env, a.preserve_fds)?;
-    let nnp = ready.nnp;
-    let (exe_c, argv_c, env_c) = (ready.exe, ready.argv, ready.env);
 
     sync::send(sync, &Msg::Ready, None).step(|| "tell the runtime we are ready".into())?;
     let conn = wait_for_start(a.start_listener.as_raw_fd())?;
     // From here on, errors go to `start` over its connection.
-    start_and_exec(a, spec, nnp, &hook_state, &conn, &exe_c, &argv_c, &env_c)
+    start_and_exec(a, spec, &hook_state, &conn, &ready)
 }
 
 fn start_and_exec(
     a: &InitArgs,
     spec: &Spec,
-    nnp: bool,
     hook_state: &str,
     conn: &OwnedFd,
-    exe: &CString,
-    argv: &[CString],
-    env: &[CString],
+    ready: &Prepared,
 ) -> InitResult<Never> {
+    let (nnp, exe, argv, env) = (ready.nnp, &ready.exe, &ready.argv, &ready.env);
     let report = |e: InitError| -> InitError {
         let _ = sync::send(
             conn.as_fd(),

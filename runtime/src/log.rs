@@ -9,7 +9,6 @@ use std::sync::OnceLock;
 #[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Debug)]
 pub enum Level {
     Debug,
-    Info,
     Warn,
     Error,
 }
@@ -18,7 +17,6 @@ impl Level {
     fn name(self) -> &'static str {
         match self {
             Level::Debug => "debug",
-            Level::Info => "info",
             Level::Warn => "warning",
             Level::Error => "error",
         }

@@ -37,6 +37,7 @@ mod sysctl;
 mod terminal;
 mod timens;
 mod tty;
+mod userns;
 
 use clap::Parser;
 

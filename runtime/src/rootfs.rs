@@ -12,7 +12,7 @@ use nix::sys::stat::Mode;
 use nix::unistd::{chdir, chroot, fchdir, pivot_root};
 use oci_spec::runtime::{Mount, Spec};
 
-use crate::init_error::{fail, InitError, InitResult, Step};
+use crate::init_error::{fail, InitResult, Step};
 use crate::mounts::{self, parse_options};
 
 const RESOLVE_NO_MAGICLINKS: u64 = 0x02;
@@ -60,10 +60,8 @@ fn inside(dest: &Path) -> PathBuf {
     for c in dest.components() {
         match c {
             Component::Normal(n) => out.push(n),
-            Component::ParentDir => {
-                if out != Path::new(".") {
-                    out.pop();
-                }
+            Component::ParentDir if out != Path::new(".") => {
+                out.pop();
             }
             _ => {}
         }
@@ -221,7 +219,9 @@ fn mount_one(
         // The bind itself ignores other flags: a remount applies them, keeping what the kernel locked.
         let extra = opts.flags & !(MsFlags::MS_BIND | MsFlags::MS_REC | MsFlags::MS_REMOUNT);
         if !extra.is_empty() || !opts.cleared.is_empty() {
-            let target = fd_path(&openat_in_root(root, &inside(dest), OFlag::O_PATH).step(what)?);
+            let mounted = openat_in_root(root, &inside(dest), OFlag::O_PATH).step(what)?;
+            // The fd must outlive the mount call: the path below is only valid while it is open.
+            let target = fd_path(&mounted);
             let keep = if in_userns {
                 mounts::locked_flags(&target) & !opts.cleared
             } else {
@@ -264,8 +264,9 @@ fn mount_one(
                     None,
                 )
                 .step(what)?;
-                let target =
-                    fd_path(&openat_in_root(root, &inside(dest), OFlag::O_PATH).step(what)?);
+                let mounted = openat_in_root(root, &inside(dest), OFlag::O_PATH).step(what)?;
+                // The fd must outlive the mount call: the path below is only valid while it is open.
+                let target = fd_path(&mounted);
                 let keep = mounts::locked_flags(&target);
                 let _ = sys_mount(
                     None,
@@ -279,12 +280,16 @@ fn mount_one(
         }
     }
     if opts.attr_set != 0 || opts.attr_clr != 0 {
-        let target = fd_path(&openat_in_root(root, &inside(dest), OFlag::O_PATH).step(what)?);
+        let mounted = openat_in_root(root, &inside(dest), OFlag::O_PATH).step(what)?;
+        // The fd must outlive the mount call: the path below is only valid while it is open.
+        let target = fd_path(&mounted);
         mounts::set_recursive_attrs(&target, opts.attr_set, opts.attr_clr)
             .step(|| format!("{} (recursive attributes)", what()))?;
     }
     for p in &opts.propagation {
-        let target = fd_path(&openat_in_root(root, &inside(dest), OFlag::O_PATH).step(what)?);
+        let mounted = openat_in_root(root, &inside(dest), OFlag::O_PATH).step(what)?;
+        // The fd must outlive the mount call: the path below is only valid while it is open.
+        let target = fd_path(&mounted);
         sys_mount(None, &target, None, *p, None).step(|| format!("{} (propagation)", what()))?;
     }
     let _ = rootfs;
@@ -459,8 +464,4 @@ pub fn readonly_root() -> InitResult<()> {
         None,
     )
     .step(|| "remount root read-only".into())
-}
-
-pub fn err_to_string(e: &InitError) -> String {
-    e.step.clone()
 }

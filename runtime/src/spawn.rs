@@ -10,7 +10,7 @@ use nix::sched::CloneFlags;
 use nix::sys::signal::{kill, Signal};
 use nix::sys::wait::waitpid;
 use nix::unistd::Pid;
-use oci_spec::runtime::{LinuxIdMapping, LinuxNamespaceType, Spec};
+use oci_spec::runtime::{LinuxNamespaceType, Spec};
 
 use crate::cgroups::{self, Cgroup};
 use crate::config::{self, Bundle};
@@ -45,7 +45,6 @@ pub struct Created {
     pub container: Container,
     /// Our end of the `Receive` console socket: the pty master arrives on it.
     pub console_master: Option<OwnedFd>,
-    pub seccomp_listener: Option<(PathBuf, Option<String>)>,
 }
 
 pub fn create(opts: CreateOpts) -> Result<Created> {
@@ -108,7 +107,6 @@ pub fn create(opts: CreateOpts) -> Result<Created> {
             Ok(Created {
                 container: Container { dir, saved },
                 console_master,
-                seccomp_listener: listener,
             })
         }
         Err(e) => Err(e), // `made` is dropped here and undoes everything
@@ -242,16 +240,7 @@ fn create_in(
 
     if new_userns {
         if let Some(linux) = spec.linux() {
-            write_id_map(
-                pid,
-                "uid_map",
-                linux.uid_mappings().as_deref().unwrap_or(&[]),
-            )?;
-            write_id_map(
-                pid,
-                "gid_map",
-                linux.gid_mappings().as_deref().unwrap_or(&[]),
-            )?;
+            crate::userns::write_maps(pid, linux)?;
         }
     }
     let net_devices = crate::netdev::move_all(spec, pid.as_raw())?;
@@ -334,12 +323,8 @@ pub fn forward_notify_fd(
     let state: oci_spec::runtime::State =
         serde_json::from_value(oci_state_json(saved, Status::Creating, pid))
             .expect("state converts");
-    seccomp::send_to_listener(path, meta.as_deref(), &state, pid, fd).map_err(|e| {
-        Error::InvalidArgument(format!(
-            "linux.seccomp.listenerPath {}: {e}",
-            path.display()
-        ))
-    })
+    seccomp::send_to_listener(path, meta.as_deref(), &state, pid, fd)
+        .map_err(|e| Error::InvalidArgument(e.to_string()))
 }
 
 pub fn write_pid_file(path: &Path, pid: i32) -> Result<()> {
@@ -349,28 +334,6 @@ pub fn write_pid_file(path: &Path, pid: i32) -> Result<()> {
         std::env::current_dir().unwrap_or_default().join(path)
     };
     write_atomic(&abs, pid.to_string().as_bytes(), 0o644)
-}
-
-fn write_id_map(pid: Pid, file: &str, maps: &[LinuxIdMapping]) -> Result<()> {
-    let body: String = maps
-        .iter()
-        .map(|m| format!("{} {} {}\n", m.container_id(), m.host_id(), m.size()))
-        .collect();
-    let path = PathBuf::from(format!("/proc/{pid}/{file}"));
-    std::fs::write(&path, body).map_err(|e| {
-        Error::io(
-            format!(
-                "linux.{}: write",
-                if file == "uid_map" {
-                    "uidMappings"
-                } else {
-                    "gidMappings"
-                }
-            ),
-            &path,
-            e,
-        )
-    })
 }
 
 /// systemd socket activation: LISTEN_FDS fds after stdio pass through, as runc does.
