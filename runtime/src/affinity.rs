@@ -71,8 +71,20 @@ pub fn apply_initial(process: &Process) -> InitResult<()> {
     apply_one(process, 0)
 }
 
-/// Last thing before the user process is exec'd.
+/// Last thing before the user process is exec'd. Without `final`, the affinity is what the kernel gives a
+/// process moved into the container's cgroup (its cpuset), not `initial`: our processes are born in the cgroup,
+/// so the kernel never resets it, and asking for every CPU gets exactly the cpuset's.
 pub fn apply_final(process: &Process) -> InitResult<()> {
+    let [(_, initial), (_, fin)] = lists(process);
+    let unset = |l: Option<&str>| l.is_none_or(str::is_empty);
+    if unset(fin) && !unset(initial) {
+        let mut all = CpuSet::new();
+        for cpu in 0..CpuSet::count() {
+            let _ = all.set(cpu);
+        }
+        return sched_setaffinity(Pid::from_raw(0), &all)
+            .step(|| "process.execCPUAffinity: reset the affinity after initial".into());
+    }
     apply_one(process, 1)
 }
 

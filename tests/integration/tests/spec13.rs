@@ -325,6 +325,14 @@ fn exec_cpu_affinity_initial_while_setting_up_and_final_for_the_process() {
     );
 
     if cpus >= 2 {
+        // Without `final` the process is not left on `initial`: it gets every CPU of its cgroup.
+        b.edit(|c| c["process"]["execCPUAffinity"] = json!({"initial": "0"}));
+        let out = ok_run(&b);
+        assert_eq!(
+            out.split_whitespace().last(),
+            Some(format!("0-{last}").as_str()),
+            "{out}"
+        );
         b.edit(|c| c["process"]["execCPUAffinity"] = json!({"final": format!("0-{last}")}));
         let out = ok_run(&b);
         assert_eq!(
