@@ -137,6 +137,7 @@ pub fn spawn(c: &Container, spec: &Spec, opts: ExecOpts) -> Result<Spawned> {
             drop(parent_sock);
             drop(console_ours);
             let err = match child(
+                spec,
                 &opts,
                 &join,
                 joins_user,
@@ -194,6 +195,7 @@ pub fn spawn(c: &Container, spec: &Spec, opts: ExecOpts) -> Result<Spawned> {
 enum Never {}
 
 fn child(
+    spec: &Spec,
     opts: &ExecOpts,
     join: &[(LinuxNamespaceType, OwnedFd)],
     joins_user: bool,
@@ -218,6 +220,9 @@ fn child(
             .ok_or_else(|| fail("process.terminal is true but there is no console socket"))?;
         tty::setup_console(process, sock.as_fd())?;
     }
+    // The container's memory policy and personality hold for every process in it.
+    crate::mempolicy::apply(spec)?;
+    crate::personality::apply(spec)?;
     let ready = init::prepare_process(process, seccomp, sync_sock.as_fd(), &[], opts.preserve_fds)?;
     if ready.nnp {
         init::install_seccomp(seccomp, sync_sock.as_fd())?;

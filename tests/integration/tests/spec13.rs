@@ -929,6 +929,8 @@ fn exec_joins_the_time_namespace_even_before_start_and_inherits_the_container_se
         c["process"]["scheduler"] = json!({"policy": "SCHED_BATCH", "nice": 4});
         c["process"]["ioPriority"] = json!({"class": "IOPRIO_CLASS_BE", "priority": 6});
         c["process"]["execCPUAffinity"] = json!({"final": "0"});
+        c["linux"]["personality"] = json!({"domain": "LINUX32"});
+        c["linux"]["memoryPolicy"] = json!({"mode": "MPOL_INTERLEAVE", "nodes": "0"});
     });
     for created_only in [true, false] {
         let id = sleeping(&b, created_only);
@@ -937,7 +939,7 @@ fn exec_joins_the_time_namespace_even_before_start_and_inherits_the_container_se
             &id,
             "sh",
             "-c",
-            "cat /proc/self/timens_offsets; ionice -p $$; grep Cpus_allowed_list /proc/self/status; cat /proc/$$/stat; true",
+            "cat /proc/self/timens_offsets; cat /proc/$$/personality; head -1 /proc/$$/numa_maps; ionice -p $$; grep Cpus_allowed_list /proc/self/status; cat /proc/$$/stat; true",
         ]);
         assert!(out.status.success(), "exec: {}", stderr(&out));
         let o = stdout(&out);
@@ -948,6 +950,13 @@ fn exec_joins_the_time_namespace_even_before_start_and_inherits_the_container_se
             "created_only={created_only}: {o}"
         );
         assert!(lines.contains(&"best-effort: prio 6"), "{o}");
+        assert!(lines.contains(&"00000008"), "personality LINUX32: {o}");
+        assert!(
+            lines
+                .iter()
+                .any(|l| l.split_whitespace().nth(1) == Some("interleave:0")),
+            "{o}"
+        );
         assert!(
             lines
                 .iter()
