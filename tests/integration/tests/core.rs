@@ -572,3 +572,65 @@ fn version_and_spec_and_go_style_flags() {
         .unwrap()
         .contains(&json!("pid")));
 }
+
+#[test]
+fn no_pivot_runs_the_container_with_move_and_chroot() {
+    let b = sh("echo pid=$$; ls /");
+    let id = unique_id("nopivot");
+    let out = integration::run_via_files(&mut b.cmd(&[
+        "run",
+        "--no-pivot",
+        "-b",
+        b.path().to_str().unwrap(),
+        &id,
+    ]));
+    assert!(out.status.success(), "{}", stderr(&out));
+    let o = stdout(&out);
+    assert!(
+        o.starts_with("pid=1\n") && o.contains("bin") && o.contains("proc"),
+        "{o}"
+    );
+    assert!(b.listed().is_empty());
+}
+
+#[test]
+fn preserve_fds_passes_extra_fds_and_nothing_else() {
+    use std::os::unix::process::CommandExt;
+    let b = sh("ls /proc/self/fd | sort -n | tr '\\n' ' '; cat <&3");
+    let payload = b.path().join("payload");
+    std::fs::write(&payload, "through-fd-3").unwrap();
+    let f = std::fs::File::open(&payload).unwrap();
+    let raw = f.as_raw_fd();
+    let id = unique_id("fds");
+    let mut cmd = b.cmd(&[
+        "run",
+        "--preserve-fds",
+        "1",
+        "-b",
+        b.path().to_str().unwrap(),
+        &id,
+    ]);
+    // SAFETY (test): dup2 in the child before exec puts the payload file at fd 3.
+    unsafe {
+        cmd.pre_exec(move || {
+            if libc::dup2(raw, 3) < 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+    let out = integration::run_via_files(&mut cmd);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let o = stdout(&out);
+    // 0 1 2 3, plus the fd `ls` itself opens for /proc/self/fd: nothing of gruntime's leaks in.
+    let fds: Vec<u32> = o
+        .split("through")
+        .next()
+        .unwrap()
+        .split_whitespace()
+        .map(|s| s.parse().unwrap())
+        .collect();
+    assert_eq!(&fds[..4], &[0, 1, 2, 3], "{o}");
+    assert!(fds.len() <= 5, "leaked fds: {o}");
+    assert!(o.contains("through-fd-3"), "{o}");
+}
