@@ -634,3 +634,61 @@ fn preserve_fds_passes_extra_fds_and_nothing_else() {
     assert!(fds.len() <= 5, "leaked fds: {o}");
     assert!(o.contains("through-fd-3"), "{o}");
 }
+
+#[test]
+fn linux_devices_are_created_with_type_numbers_mode_and_owner() {
+    let b = sh("stat -c '%F %t:%T %a %u:%g' /dev/mynull /dev/null /dev/zero; (echo x > /dev/mynull) 2>/dev/null && echo writable || echo denied; ls -l /dev/ptmx /dev/fd | cut -c1");
+    b.edit(|c| {
+        c["linux"]["devices"] = json!([{ "path": "/dev/mynull", "type": "c", "major": 1, "minor": 3, "fileMode": 432, "uid": 7, "gid": 8 }]);
+    });
+    let out = ok_run(&b);
+    let lines: Vec<&str> = out.lines().collect();
+    assert_eq!(lines[0], "character special file 1:3 660 7:8", "{out}");
+    assert_eq!(lines[1], "character special file 1:3 666 0:0", "{out}");
+    assert_eq!(lines[2], "character special file 1:5 666 0:0", "{out}");
+    // 0660 owned by 7:8, and the default capabilities have no CAP_DAC_OVERRIDE: root is refused.
+    assert_eq!(lines[3], "denied");
+    assert_eq!(&lines[4..6], &["l", "l"], "ptmx and fd are symlinks: {out}");
+}
+
+#[test]
+fn recursive_mount_attributes_and_bind_options_apply() {
+    let b = sh("touch /data/x 2>&1; touch /data/sub/y 2>&1; grep -E ' /data(/sub)? ' /proc/self/mountinfo | cut -d' ' -f5,6");
+    let data = b.path().join("data");
+    std::fs::create_dir_all(data.join("sub")).unwrap();
+    // A submount under the bind source: rro must make it read-only too, plain ro would not.
+    let sub = b.path().join("data/sub");
+    let st = std::process::Command::new("mount")
+        .args(["-t", "tmpfs", "tmpfs"])
+        .arg(&sub)
+        .status()
+        .unwrap();
+    assert!(st.success());
+    b.edit(|c| {
+        c["mounts"].as_array_mut().unwrap().push(json!({ "destination": "/data", "type": "bind", "source": data, "options": ["rbind", "rro", "nosuid"] }));
+    });
+    let out = b.run_container(&unique_id("rro"));
+    let _ = std::process::Command::new("umount").arg(&sub).status();
+    assert!(out.status.success(), "{}", stderr(&out));
+    let o = stdout(&out);
+    assert_eq!(o.matches("Read-only file system").count(), 2, "{o}");
+    // rro reaches the submount; nosuid (not recursive) only the top of the bind, as in runc.
+    let opts = |m: &str| {
+        o.lines()
+            .find(|l| l.split(' ').next() == Some(m))
+            .map(|l| {
+                l.split(' ')
+                    .nth(1)
+                    .unwrap()
+                    .split(',')
+                    .map(String::from)
+                    .collect::<Vec<_>>()
+            })
+            .unwrap()
+    };
+    assert!(
+        opts("/data").contains(&"ro".into()) && opts("/data").contains(&"nosuid".into()),
+        "{o}"
+    );
+    assert!(opts("/data/sub").contains(&"ro".into()), "{o}");
+}
