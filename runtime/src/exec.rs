@@ -41,6 +41,8 @@ fn proc_ns_name(t: LinuxNamespaceType) -> &'static str {
     match t {
         LinuxNamespaceType::Mount => "mnt",
         LinuxNamespaceType::Network => "net",
+        // Until `start` the init itself is still outside the container's time namespace (timens.rs).
+        LinuxNamespaceType::Time => "time_for_children",
         other => namespaces::name(other),
     }
 }
@@ -135,6 +137,7 @@ pub fn spawn(c: &Container, spec: &Spec, opts: ExecOpts) -> Result<Spawned> {
             drop(parent_sock);
             drop(console_ours);
             let err = match child(
+                spec,
                 &opts,
                 &join,
                 joins_user,
@@ -192,6 +195,7 @@ pub fn spawn(c: &Container, spec: &Spec, opts: ExecOpts) -> Result<Spawned> {
 enum Never {}
 
 fn child(
+    spec: &Spec,
     opts: &ExecOpts,
     join: &[(LinuxNamespaceType, OwnedFd)],
     joins_user: bool,
@@ -201,6 +205,7 @@ fn child(
 ) -> InitResult<Never> {
     // SAFETY: prctl with integer arguments; keeps /proc/<pid>/exe (the host binary) out of reach until exec.
     unsafe { libc::prctl(libc::PR_SET_DUMPABLE, 0, 0, 0, 0) };
+    crate::affinity::apply_initial(&opts.process)?;
     for (t, fd) in join {
         nix::sched::setns(fd, namespaces::clone_flag(*t))
             .step(|| format!("join the container's {} namespace", namespaces::name(*t)))?;
@@ -215,6 +220,9 @@ fn child(
             .ok_or_else(|| fail("process.terminal is true but there is no console socket"))?;
         tty::setup_console(process, sock.as_fd())?;
     }
+    // The container's memory policy and personality hold for every process in it.
+    crate::mempolicy::apply(spec)?;
+    crate::personality::apply(spec)?;
     let ready = init::prepare_process(process, seccomp, sync_sock.as_fd(), &[], opts.preserve_fds)?;
     if ready.nnp {
         init::install_seccomp(seccomp, sync_sock.as_fd())?;

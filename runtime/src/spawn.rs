@@ -158,6 +158,7 @@ fn create_in(
             .map_err(|e| Error::sys("join pid namespace", e))?;
     }
     made.cgroup = cgroups::prepare(spec, opts.id)?;
+    let idmapped = crate::idmap::prepare_all(spec)?;
 
     let (console_ours, console_child) = match &opts.console {
         Console::None => (None, None),
@@ -225,6 +226,7 @@ fn create_in(
                 preserve_fds,
                 extra_env,
                 hook_state,
+                idmapped,
             })
         }
         Ok(pid) => Pid::from_raw(pid),
@@ -233,6 +235,7 @@ fn create_in(
     drop(child_sock);
     drop(console_child);
     drop(start_listener);
+    drop(idmapped);
     let sock = parent_sock.as_fd();
 
     if new_userns {
@@ -240,6 +243,7 @@ fn create_in(
             crate::userns::write_maps(pid, linux)?;
         }
     }
+    let net_devices = crate::netdev::move_all(spec, pid.as_raw())?;
     if let (Some(cg), None) = (&made.cgroup, &cgroup_fd) {
         cg.add(pid.as_raw())?;
     }
@@ -283,6 +287,7 @@ fn create_in(
             }
         }
     }
+    net_devices.keep();
     saved.start_time = proc_start_time(pid.as_raw()).map(|(t, _)| t).unwrap_or(0);
     let dir = made.dir.as_ref().expect("state dir");
     dir.save_config(&bundle.raw)?;

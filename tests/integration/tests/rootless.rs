@@ -141,6 +141,16 @@ impl Env {
     }
 }
 
+impl Drop for Env {
+    /// A failed assertion must not leave the user's containers running: force-delete what is listed.
+    fn drop(&mut self) {
+        let root = self.dir.path().join("xdg/gruntime");
+        for e in std::fs::read_dir(&root).into_iter().flatten().flatten() {
+            let _ = Command::new(&self.bin).arg("--root").arg(&root).args(["delete", "--force"]).arg(e.file_name()).output();
+        }
+    }
+}
+
 fn chown_r(p: &Path, uid: u32, gid: u32) {
     let out = Command::new("chown")
         .args(["-R", "-h", &format!("{uid}:{gid}")])
