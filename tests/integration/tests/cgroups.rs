@@ -258,7 +258,7 @@ fn memory_limit_is_enforced_and_the_oom_kill_is_an_event() {
         "oom events: 1",
         "stats: stats mem 33554432 pids True",
     ] {
-        assert!(has(&s, &want), "missing `{want}`:\n{out}");
+        assert!(has(&s, want), "missing `{want}`:\n{out}");
     }
     let stats_events: usize = s
         .lines()
