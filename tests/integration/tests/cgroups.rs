@@ -32,9 +32,12 @@ has_npids() { test "$(npids "$1")" = "$2"; }
 has_status() { test "$(status_of "$1")" = "$2"; }
 
 section memory_oom
+mkdir -p /tmp/mem-go
 $G $S run -d --bundle $B/mem mem >/tmp/mem.out 2>&1; echo "run: $?"
 $G $S events --interval 1s mem >/tmp/mem-events 2>&1 &
 EV=$!
+# The first stats event means the stream has read its OOM baseline: only then may dd start.
+wait_until 60 test -s /tmp/mem-events; touch /tmp/mem-go/go
 echo "memory.max $(cat $CG/mem/memory.max)"
 echo "memory.swap.max $(cat $CG/mem/memory.swap.max)"
 wait_until 60 grep -q 'dd-status' /tmp/mem.out; echo "dd finished: $?"
@@ -138,9 +141,13 @@ fn bundles(dir: &Path) {
         &[
             "sh",
             "-c",
-            "sleep 4; dd if=/dev/zero of=/dev/null bs=64M count=1; echo dd-status=$?; sleep 1000",
+            "until [ -e /go/go ]; do sleep 0.1; done; \
+             dd if=/dev/zero of=/dev/null bs=64M count=1; echo dd-status=$?; sleep 1000",
         ],
-        &|c| set_resources(c, json!({"memory": {"limit": mb(32), "swap": mb(32)}})),
+        &|c| {
+            add_bind(c, "/tmp/mem-go", "/go");
+            set_resources(c, json!({"memory": {"limit": mb(32), "swap": mb(32)}}))
+        },
     );
     b(
         "pids",
