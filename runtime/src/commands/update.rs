@@ -166,12 +166,54 @@ pub fn run(g: &Globals, a: &UpdateArgs) -> Result<()> {
         .ok()
         .and_then(|s| s.linux().as_ref().and_then(|l| l.devices().clone()))
         .unwrap_or_default();
-    Cgroup { path }.update(&r, &nodes)
+    Cgroup { path }.update(&r, &nodes)?;
+    remember(&c, &r)
+}
+
+/// Objects merge key by key, anything else replaces: `{"memory":{"limit":1}}` over a config keeps the
+/// other memory fields.
+fn merge(base: &mut serde_json::Value, over: serde_json::Value) {
+    match (base, over) {
+        (serde_json::Value::Object(b), serde_json::Value::Object(o)) => {
+            for (k, v) in o {
+                merge(b.entry(k).or_insert(serde_json::Value::Null), v);
+            }
+        }
+        (b, o) => *b = o,
+    }
+}
+
+/// Record the new limits in the container's saved config, as runc does, so later commands (another
+/// `update`, `exec`) see what the container now runs with.
+fn remember(c: &Container, r: &LinuxResources) -> Result<()> {
+    let p = c.dir.path.join(crate::state::CONFIG_FILE);
+    let Ok(raw) = std::fs::read(&p) else {
+        return Ok(());
+    };
+    let mut config: serde_json::Value = serde_json::from_slice(&raw)
+        .map_err(|e| Error::config(&p, format!("corrupt saved config: {e}")))?;
+    let over = serde_json::to_value(r).expect("resources serialise");
+    merge(&mut config["linux"]["resources"], over);
+    c.dir
+        .save_config(&serde_json::to_vec(&config).expect("config serialises"))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn updates_merge_into_the_saved_resources() {
+        let mut c = serde_json::json!({"linux": {"resources": {"memory": {"limit": 1, "swap": 2}, "pids": {"limit": 3}}}});
+        merge(
+            &mut c["linux"]["resources"],
+            serde_json::json!({"memory": {"limit": 5}, "cpu": {"shares": 9}}),
+        );
+        assert_eq!(
+            c,
+            serde_json::json!({"linux": {"resources": {"memory": {"limit": 5, "swap": 2}, "pids": {"limit": 3}, "cpu": {"shares": 9}}}})
+        );
+    }
 
     #[test]
     fn memory_sizes_parse_like_runc() {

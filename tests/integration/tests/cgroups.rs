@@ -107,6 +107,7 @@ $G $S update --resources /tmp/upd.json --pids-limit 25 --cpu-shares 1024 upd; ec
 echo "memory.max $(cat $CG/upd/memory.max)"
 echo "pids.max $(cat $CG/upd/pids.max)"
 echo "cpu.weight $(cat $CG/upd/cpu.weight)"
+python3 -c 'import json,sys; r=json.load(open(sys.argv[1]))["linux"]["resources"]; print("saved", r["memory"]["limit"], r["pids"]["limit"], r["cpu"]["quota"])' /run/gt/upd/config.json
 $G $S update --memory -5 upd 2>&1 | grep -o 'linux.resources.memory.limit: [^"]*'
 echo "after bad update $(cat $CG/upd/memory.max)"
 
@@ -381,6 +382,7 @@ fn update_changes_the_limits_of_a_running_container() {
         "memory.max 41943040",
         "pids.max 25",
         "cpu.weight 39",
+        "saved 41943040 25 30000",
         "linux.resources.memory.limit: -5 is negative (use -1 for no limit)",
         "after bad update 41943040",
     ] {
