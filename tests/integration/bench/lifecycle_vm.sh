@@ -10,8 +10,9 @@
 # The bundle: a busybox rootfs on the guest's tmpfs, `runc spec` + /bin/true + memory (256 MiB, no
 # swap), pids (128), cpu (shares 512, quota 50 ms / 100 ms, cpuset 0) and the default deny-all device
 # list (each runtime adds its default allow list: a BPF device filter in all three). One warm-up run
-# per runtime is not counted. The VM is TCG (no KVM here): absolute times are several times a
-# native host's, the ratios are what compares. Needs qemu-system-x86, linux-image-amd64,
+# per runtime is not counted; the runs are interleaved (gruntime, runc, crun, gruntime, …). The VM
+# is TCG (no KVM here): absolute times are several times a native host's and move with the host's
+# load, the ratios are what compares. Needs qemu-system-x86, linux-image-amd64,
 # busybox-static, runc, crun, python3.
 set -euo pipefail
 
@@ -52,17 +53,24 @@ c["linux"]["resources"].update({
 json.dump(c, open("config.json", "w"), indent=1)
 PY
 now_ns() { date +%s%N; }
+bin_of() { if [ "$1" = gruntime ]; then echo "$GRUNTIME"; else echo "$1"; fi; }
 for rt in gruntime runc crun; do
-    bin=$rt; [ $rt = gruntime ] && bin=$GRUNTIME
-    echo "lifecycle_vm: $rt: warm-up, then $N runs" >&2
-    "$bin" --root /run/bench-$rt run --bundle $W/bundle warmup-$rt >/dev/null
+    "$(bin_of $rt)" --root /run/bench-$rt run --bundle $W/bundle warmup-$rt >/dev/null
     : > $W/times/$rt
-    for i in $(seq 1 "$N"); do
+done
+# Interleaved, one run of each per round: a change of load on the host (TCG shares its CPUs with
+# everything else) then weighs on the three alike instead of on whichever ran during it.
+echo "lifecycle_vm: $N rounds of gruntime, runc, crun" >&2
+for i in $(seq 1 "$N"); do
+    for rt in gruntime runc crun; do
+        bin=$(bin_of $rt)
         t0=$(now_ns)
         "$bin" --root /run/bench-$rt run --bundle $W/bundle c-$rt-$i >/dev/null
         t1=$(now_ns)
         echo $(( (t1 - t0) / 1000 )) >> $W/times/$rt
     done
+done
+for rt in gruntime runc crun; do
     left=$(ls /run/bench-$rt | wc -l)
     [ "$left" = 0 ] || { echo "$rt left $left containers behind" >&2; exit 1; }
 done
