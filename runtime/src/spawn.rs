@@ -31,6 +31,24 @@ pub enum Console {
     Receive,
 }
 
+impl Console {
+    /// (our end, the end the new process gets): where its pty master will be sent.
+    pub fn open(&self) -> Result<(Option<OwnedFd>, Option<OwnedFd>)> {
+        match self {
+            Console::None => Ok((None, None)),
+            Console::Socket(p) => {
+                let s = UnixStream::connect(p)
+                    .map_err(|e| Error::io("connect to console socket", p, e))?;
+                Ok((None, Some(OwnedFd::from(s))))
+            }
+            Console::Receive => {
+                let (a, b) = sync::pair().map_err(|e| Error::sys("make console socketpair", e))?;
+                Ok((Some(a), Some(b)))
+            }
+        }
+    }
+}
+
 pub struct CreateOpts<'a> {
     pub root: &'a Path,
     pub id: &'a str,
@@ -160,18 +178,7 @@ fn create_in(
     made.cgroup = cgroups::prepare(spec, opts.id)?;
     let idmapped = crate::idmap::prepare_all(spec)?;
 
-    let (console_ours, console_child) = match &opts.console {
-        Console::None => (None, None),
-        Console::Socket(p) => {
-            let s =
-                UnixStream::connect(p).map_err(|e| Error::io("connect to console socket", p, e))?;
-            (None, Some(OwnedFd::from(s)))
-        }
-        Console::Receive => {
-            let (a, b) = sync::pair().map_err(|e| Error::sys("make console socketpair", e))?;
-            (Some(a), Some(b))
-        }
-    };
+    let (console_ours, console_child) = opts.console.open()?;
     let start_path = dir_path.join(crate::state::START_SOCKET);
     let start_listener = sync::listen(&start_path)
         .map_err(|e| Error::sys(format!("bind start socket {}", start_path.display()), e))?;
