@@ -343,6 +343,22 @@ pub fn write_pid_file(path: &Path, pid: i32) -> Result<()> {
     write_atomic(&abs, pid.to_string().as_bytes(), 0o644)
 }
 
+/// The fds to pass (3..3+N, with LISTEN_FDS) must be open when gruntime starts. If one were not, the first
+/// fd gruntime opens itself (the state lock, the rootfs) would take its number and be handed to the container.
+/// Call before anything keeps an fd open.
+pub fn check_passed_fds(preserve: i32) -> Result<()> {
+    let (total, _) = listen_fds(preserve);
+    for fd in 3..3 + total {
+        // SAFETY: F_GETFD only queries the descriptor table.
+        if unsafe { libc::fcntl(fd, libc::F_GETFD) } < 0 {
+            return Err(Error::InvalidArgument(format!(
+                "--preserve-fds {preserve}: fd {fd} is not open"
+            )));
+        }
+    }
+    Ok(())
+}
+
 /// systemd socket activation: LISTEN_FDS fds after stdio pass through, as runc does.
 fn listen_fds(preserve: i32) -> (i32, Vec<String>) {
     match std::env::var("LISTEN_FDS")
