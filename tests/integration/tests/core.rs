@@ -710,3 +710,24 @@ fn recursive_mount_attributes_and_bind_options_apply() {
     );
     assert!(opts("/data/sub").contains(&"ro".into()), "{o}");
 }
+
+#[test]
+fn ambient_capabilities_without_inheritable_ones_are_skipped_as_runc_does() {
+    // What Debian's `runc spec` writes: an ambient set, no inheritable set.
+    let b = sh("grep -E '^Cap(Amb|Eff)' /proc/self/status");
+    b.edit(|c| {
+        let set = json!(["CAP_AUDIT_WRITE", "CAP_KILL", "CAP_NET_BIND_SERVICE"]);
+        c["process"]["capabilities"] =
+            json!({ "bounding": set, "effective": set, "permitted": set, "ambient": set });
+    });
+    let out = ok_run(&b);
+    assert!(out.contains("CapAmb:\t0000000000000000"), "{out}");
+    assert!(out.contains("CapEff:\t0000000020000420"), "{out}");
+    // With the inheritable set too, they are raised.
+    b.edit(|c| {
+        c["process"]["capabilities"]["inheritable"] =
+            c["process"]["capabilities"]["ambient"].clone()
+    });
+    let out = ok_run(&b);
+    assert!(out.contains("CapAmb:\t0000000020000420"), "{out}");
+}
