@@ -230,7 +230,11 @@ fn long_names() -> Vec<String> {
 pub fn normalize_args(args: Vec<String>) -> Vec<String> {
     // Building clap's command tree just to list names costs time and memory on every call: only do it when
     // some argument could be a Go-style flag.
-    if !args.iter().skip(1).any(|a| a.len() > 2 && a.starts_with('-') && !a.starts_with("--")) {
+    if !args
+        .iter()
+        .skip(1)
+        .any(|a| a.len() > 2 && a.starts_with('-') && !a.starts_with("--"))
+    {
         return args;
     }
     let names = long_names();
