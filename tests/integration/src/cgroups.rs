@@ -47,8 +47,7 @@ pub fn add_capability(c: &mut Value, cap: &str) {
     }
 }
 
-/// Bind-mount a directory of the host (or guest) into the container (plain `rbind`: the core's
-/// bind-then-remount path for extra options such as `rw` fails with ENOENT at the time of writing).
+/// Bind-mount a directory of the host (or guest) into the container, read-write.
 pub fn add_bind(c: &mut Value, source: &str, dest: &str) {
     c["mounts"]
         .as_array_mut()
