@@ -122,6 +122,8 @@ pub fn create(opts: CreateOpts) -> Result<Created> {
         Ok((saved, console_master)) => {
             let dir = made.dir.take().expect("state dir");
             made.child = None;
+            // The container owns its cgroup now: the undo list must not remove it.
+            made.cgroup = None;
             Ok(Created {
                 container: Container { dir, saved },
                 console_master,
