@@ -378,3 +378,56 @@ fn rootless_imgtool_unpack_then_gruntime_run() {
         "store not under $XDG_DATA_HOME"
     );
 }
+
+/// In the cgroup-v2 VM: a cgroup subtree delegated to a user (chown, as systemd's Delegate=yes does), and a
+/// rootless container whose limits land inside it; without delegation the same config is refused (see
+/// rootless_resource_limits_without_delegation_are_refused_and_nothing_is_left on the host).
+#[test]
+fn rootless_limits_apply_inside_a_delegated_cgroup_in_the_vm() {
+    let gruntime = integration::gruntime_bin();
+    let script = format!(
+        r#"
+set -e
+G={g}
+useradd -m deleg
+mkdir -p /sys/fs/cgroup/deleg/shell
+chown -R deleg:deleg /sys/fs/cgroup/deleg
+echo "+memory +pids" > /sys/fs/cgroup/deleg/cgroup.subtree_control
+B=/tmp/b; mkdir -p $B/rootfs/bin $B/rootfs/proc $B/rootfs/sys $B/rootfs/dev $B/rootfs/tmp /tmp/xdg
+cp /bin/busybox $B/rootfs/bin/; for a in sh cat; do ln -s busybox $B/rootfs/bin/$a; done
+chown -R deleg:deleg $B /tmp/xdg
+cat > /tmp/user.sh <<'U'
+set -e
+cd /tmp/b
+$G spec --rootless
+python3 - <<'P'
+import json
+c = json.load(open("config.json"))
+c["process"]["terminal"] = False
+c["process"]["args"] = ["sh", "-c", "echo == inside; id -u; cat /sys/fs/cgroup/deleg/ctr/memory.max /sys/fs/cgroup/deleg/ctr/pids.max"]
+c["linux"]["resources"] = {{"memory": {{"limit": 67108864}}, "pids": {{"limit": 50}}}}
+c["linux"]["cgroupsPath"] = "/deleg/ctr"
+json.dump(c, open("config.json", "w"))
+P
+$G run c1
+U
+sh -c 'echo $$ > /sys/fs/cgroup/deleg/shell/cgroup.procs; exec setpriv --reuid=deleg --regid=deleg --init-groups env G='$G' XDG_RUNTIME_DIR=/tmp/xdg PATH=/usr/bin:/bin sh /tmp/user.sh'
+echo "== after"
+ls -d /sys/fs/cgroup/deleg/*/ | xargs -n1 basename
+"#,
+        g = gruntime.display()
+    );
+    let out = integration::vm::run_batch(&script);
+    assert_eq!(out.status, 0, "{out}");
+    let inside: Vec<String> = out
+        .section("inside")
+        .lines()
+        .map(|l| l.trim().to_string())
+        .collect();
+    assert_eq!(&inside[..3], &["0", "67108864", "50"], "{out}");
+    assert_eq!(
+        out.section("after").trim(),
+        "shell",
+        "the container's cgroup must be gone after run: {out}"
+    );
+}
