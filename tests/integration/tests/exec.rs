@@ -172,3 +172,75 @@ fn run_with_a_terminal_relays_an_interactive_shell() {
     assert_eq!(out.status.code(), Some(5), "{text} {}", stderr(&out));
     assert!(b.listed().is_empty());
 }
+
+/// `exec -t` without a console socket: gruntime relays its own terminal (script(1) provides it), and the
+/// exit status of the interactive shell comes back.
+#[test]
+fn exec_with_a_terminal_relays_an_interactive_shell() {
+    let b = TestBundle::new(&["sleep", "1000"]);
+    let id = running(&b);
+    let cmdline = format!(
+        "{} --root {} exec -t {} sh",
+        integration::gruntime_bin().display(),
+        b.root.path().display(),
+        id
+    );
+    let out = std::process::Command::new("sh")
+        .arg("-c")
+        .arg(format!("(sleep 0.5; printf 'tty; echo answer-$((6*7))\\n'; sleep 0.5; printf 'exit 4\\n') | script -qfec '{cmdline}' /dev/null"))
+        .output()
+        .unwrap();
+    let text = stdout(&out);
+    assert!(text.contains("/dev/pts/"), "{text}");
+    assert!(text.contains("answer-42"), "{text}");
+    assert_eq!(out.status.code(), Some(4), "{text} {}", stderr(&out));
+    assert!(b.gruntime(&["delete", "--force", &id]).status.success());
+}
+
+#[test]
+fn exec_into_a_paused_container_is_refused_unless_ignore_paused() {
+    let b = TestBundle::new(&["sleep", "1000"]);
+    let id = running(&b);
+    let out = b.gruntime(&["pause", &id]);
+    assert!(out.status.success(), "pause: {}", stderr(&out));
+    let out = b.gruntime(&["exec", &id, "true"]);
+    assert!(!out.status.success());
+    assert!(stderr(&out).contains("paused"), "{}", stderr(&out));
+    assert!(b.gruntime(&["resume", &id]).status.success());
+    let out = b.gruntime(&["exec", &id, "true"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(b.gruntime(&["delete", "--force", &id]).status.success());
+}
+
+/// Ctrl-C typed at gruntime's terminal reaches the process in the container (raw mode relay), and the
+/// shell goes on.
+#[test]
+fn ctrl_c_reaches_the_container_through_the_relayed_terminal() {
+    let b = TestBundle::new(&["sh"]);
+    b.edit(|c| c["process"]["terminal"] = true.into());
+    let id = unique_id("ctrlc");
+    let cmdline = format!(
+        "{} --root {} run -b {} {}",
+        integration::gruntime_bin().display(),
+        b.root.path().display(),
+        b.path().display(),
+        id
+    );
+    let started = std::time::Instant::now();
+    let out = std::process::Command::new("sh")
+        .arg("-c")
+        .arg(format!("(sleep 0.5; printf 'sleep 30; echo not-interrupted\\n'; sleep 0.7; printf '\\003'; sleep 0.5; printf 'exit 6\\n') | timeout 25 script -qfec '{cmdline}' /dev/null"))
+        .output()
+        .unwrap();
+    let text = stdout(&out);
+    // SIGINT ends the `sleep 30` line at once (ash drops the rest of an interrupted line) and the shell
+    // goes on to `exit 6`: well under the 30 s the sleep would take.
+    assert!(
+        started.elapsed() < Duration::from_secs(15),
+        "Ctrl-C did not interrupt: {text}"
+    );
+    // Once, in the echo of the typed line: the `echo` itself never ran.
+    assert_eq!(text.matches("not-interrupted").count(), 1, "{text}");
+    assert!(text.contains("^C"), "{text}");
+    assert_eq!(out.status.code(), Some(6), "{text} {}", stderr(&out));
+}
