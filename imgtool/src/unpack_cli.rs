@@ -193,6 +193,39 @@ fn claim_dir(dir: &Path) -> Result<bool, Error> {
     }
 }
 
+/// Extract (or reuse) every layer's cache dir, take refs on them, and mount the bundle's rootfs
+/// as their overlay with the bundle's own upper and work dirs.
+fn overlay_rootfs(
+    store: &Path,
+    layers: &[LayerInput],
+    dir: &Path,
+    rootfs: &Path,
+    cleanup: &mut Cleanup,
+) -> Result<(), Error> {
+    let diff_ids: Vec<String> = layers.iter().map(|l| l.diff_id.clone()).collect();
+    let ids = snapshot::chain_ids(&diff_ids);
+    let mut lowers = Vec::with_capacity(layers.len());
+    for (i, (l, chain)) in layers.iter().zip(&ids).enumerate() {
+        let fs_dir = snapshot::ensure_layer(store, i, l, chain, &lowers)?;
+        lowers.push(fs_dir);
+    }
+    snapshot::add_refs(store, &ids, dir)?;
+    cleanup.refs = Some((store.to_path_buf(), ids));
+    let (upper, work) = (dir.join("overlay/upper"), dir.join("overlay/work"));
+    for d in [&upper, &work] {
+        fs::create_dir_all(d).map_err(Error::io("create overlay dir", d))?;
+    }
+    if lowers.is_empty() {
+        // overlayfs needs at least one lower dir.
+        let empty = dir.join("overlay/empty");
+        fs::create_dir_all(&empty).map_err(Error::io("create overlay dir", &empty))?;
+        lowers.push(empty);
+    }
+    snapshot::mount_overlay(&lowers, &upper, &work, rootfs)?;
+    cleanup.mounted = Some(rootfs.to_path_buf());
+    Ok(())
+}
+
 pub fn run_unpack(ctx: &Context, args: UnpackArgs) -> Result<(), Error> {
     let opts = config_options(&args)?;
     let root = nix::unistd::geteuid().is_root();
@@ -267,27 +300,7 @@ pub fn run_unpack(ctx: &Context, args: UnpackArgs) -> Result<(), Error> {
             unpack::unpack_layers(&rootfs, &layers, opts)?;
         }
         SnapshotMode::Overlay => {
-            let diff_ids: Vec<String> = layers.iter().map(|l| l.diff_id.clone()).collect();
-            let ids = snapshot::chain_ids(&diff_ids);
-            let mut lowers = Vec::with_capacity(layers.len());
-            for (i, (l, chain)) in layers.iter().zip(&ids).enumerate() {
-                let fs_dir = snapshot::ensure_layer(&store, i, l, chain, &lowers)?;
-                lowers.push(fs_dir);
-            }
-            snapshot::add_refs(&store, &ids, &dir)?;
-            cleanup.refs = Some((store.clone(), ids));
-            let (upper, work) = (dir.join("overlay/upper"), dir.join("overlay/work"));
-            for d in [&upper, &work] {
-                fs::create_dir_all(d).map_err(Error::io("create overlay dir", d))?;
-            }
-            if lowers.is_empty() {
-                // overlayfs needs at least one lower dir.
-                let empty = dir.join("overlay/empty");
-                fs::create_dir_all(&empty).map_err(Error::io("create overlay dir", &empty))?;
-                lowers.push(empty);
-            }
-            snapshot::mount_overlay(&lowers, &upper, &work, &rootfs)?;
-            cleanup.mounted = Some(rootfs.clone());
+            overlay_rootfs(&store, &layers, &dir, &rootfs, &mut cleanup)?;
         }
     }
 

@@ -218,6 +218,11 @@ fn long_names() -> Vec<String> {
 /// `-no-subreaper` → `--no-subreaper`, `-bundle=x` → `--bundle=x`, for known long names only, and never
 /// inside `exec`'s trailing process arguments.
 pub fn normalize_args(args: Vec<String>) -> Vec<String> {
+    // Building clap's command tree just to list names costs time and memory on every call: only do it when
+    // some argument could be a Go-style flag.
+    if !args.iter().skip(1).any(|a| a.len() > 2 && a.starts_with('-') && !a.starts_with("--")) {
+        return args;
+    }
     let names = long_names();
     let mut out = Vec::with_capacity(args.len());
     let mut in_exec = false;

@@ -31,8 +31,7 @@ pub fn load(bundle: &Path) -> Result<Bundle> {
     if let Ok(v) = serde_json::from_slice::<serde_json::Value>(&raw) {
         crate::seccomp::validate_raw(&v).map_err(|e| Error::config(&config_path, e.to_string()))?;
     }
-    let spec: Spec = serde_json::from_slice(&raw)
-        .map_err(|e| Error::config(&config_path, format!("invalid config: {e}")))?;
+    let spec = parse(&config_path, &raw)?;
     let rootfs = validate(&config_path, &dir, &spec)?;
     Ok(Bundle {
         dir,
@@ -41,6 +40,42 @@ pub fn load(bundle: &Path) -> Result<Bundle> {
         spec,
         rootfs,
     })
+}
+
+/// Parse config.json; a type error names the field's path (e.g. `process.rlimits[0].type`).
+pub fn parse(config_path: &Path, raw: &[u8]) -> Result<Spec> {
+    let mut value: serde_json::Value = serde_json::from_slice(raw)
+        .map_err(|e| Error::config(config_path, format!("invalid config: {e}")))?;
+    crate::scheduler::normalize_flag_names(&mut value);
+    serde_path_to_error::deserialize(value).map_err(|e| {
+        Error::config(
+            config_path,
+            format!("invalid config: {}: {}", e.path(), e.inner()),
+        )
+    })
+}
+
+/// Parse an `exec --process` file with the same field paths and the same checks as config.json's process.
+pub fn parse_process(path: &Path, raw: &[u8]) -> Result<oci_spec::runtime::Process> {
+    let mut value: serde_json::Value = serde_json::from_slice(raw)
+        .map_err(|e| Error::config(path, format!("invalid process: {e}")))?;
+    let mut wrapped = serde_json::json!({ "process": value.take() });
+    crate::scheduler::normalize_flag_names(&mut wrapped);
+    let process: oci_spec::runtime::Process =
+        serde_path_to_error::deserialize(wrapped["process"].take()).map_err(|e| {
+            Error::config(
+                path,
+                format!("invalid process: {}: {}", e.path(), e.inner()),
+            )
+        })?;
+    for check in [
+        crate::ioprio::check,
+        crate::scheduler::check,
+        crate::affinity::check,
+    ] {
+        check(&process).map_err(|r| Error::config(path, r))?;
+    }
+    Ok(process)
 }
 
 fn ns_types(spec: &Spec) -> Vec<LinuxNamespaceType> {
@@ -158,6 +193,24 @@ fn validate(cfg: &Path, bundle: &Path, spec: &Spec) -> Result<PathBuf> {
                 })?;
             }
         }
+    }
+    for check in [
+        crate::timens::check,
+        crate::personality::check,
+        crate::mempolicy::check,
+        crate::sysctl::check,
+        crate::idmap::check,
+        crate::lsm::check,
+        crate::netdev::check,
+    ] {
+        check(spec).map_err(bad)?;
+    }
+    for check in [
+        crate::ioprio::check,
+        crate::scheduler::check,
+        crate::affinity::check,
+    ] {
+        check(process).map_err(bad)?;
     }
     Ok(rootfs)
 }

@@ -41,6 +41,8 @@ fn proc_ns_name(t: LinuxNamespaceType) -> &'static str {
     match t {
         LinuxNamespaceType::Mount => "mnt",
         LinuxNamespaceType::Network => "net",
+        // Until `start` the init itself is still outside the container's time namespace (timens.rs).
+        LinuxNamespaceType::Time => "time_for_children",
         other => namespaces::name(other),
     }
 }
@@ -87,6 +89,18 @@ pub fn spawn(c: &Container, spec: &Spec, opts: ExecOpts) -> Result<Spawned> {
     let mut join = namespaces_to_join(spec, c.saved.pid)?;
     if let Some(i) = join.iter().position(|(t, _)| *t == LinuxNamespaceType::Pid) {
         let (_, fd) = join.remove(i);
+        // The pid namespace belongs to the container's user namespace: an unprivileged caller may only
+        // enter it from inside that user namespace, so this (short-lived) parent joins it first.
+        if !nix::unistd::geteuid().is_root() {
+            if let Some(u) = join
+                .iter()
+                .position(|(t, _)| *t == LinuxNamespaceType::User)
+            {
+                let (_, ufd) = join.remove(u);
+                nix::sched::setns(&ufd, CloneFlags::CLONE_NEWUSER)
+                    .map_err(|e| Error::sys("join the container's user namespace", e))?;
+            }
+        }
         nix::sched::setns(&fd, CloneFlags::CLONE_NEWPID)
             .map_err(|e| Error::sys("join the container's pid namespace", e))?;
     }
@@ -123,6 +137,7 @@ pub fn spawn(c: &Container, spec: &Spec, opts: ExecOpts) -> Result<Spawned> {
             drop(parent_sock);
             drop(console_ours);
             let err = match child(
+                spec,
                 &opts,
                 &join,
                 joins_user,
@@ -180,6 +195,7 @@ pub fn spawn(c: &Container, spec: &Spec, opts: ExecOpts) -> Result<Spawned> {
 enum Never {}
 
 fn child(
+    spec: &Spec,
     opts: &ExecOpts,
     join: &[(LinuxNamespaceType, OwnedFd)],
     joins_user: bool,
@@ -189,6 +205,7 @@ fn child(
 ) -> InitResult<Never> {
     // SAFETY: prctl with integer arguments; keeps /proc/<pid>/exe (the host binary) out of reach until exec.
     unsafe { libc::prctl(libc::PR_SET_DUMPABLE, 0, 0, 0, 0) };
+    crate::affinity::apply_initial(&opts.process)?;
     for (t, fd) in join {
         nix::sched::setns(fd, namespaces::clone_flag(*t))
             .step(|| format!("join the container's {} namespace", namespaces::name(*t)))?;
@@ -203,6 +220,9 @@ fn child(
             .ok_or_else(|| fail("process.terminal is true but there is no console socket"))?;
         tty::setup_console(process, sock.as_fd())?;
     }
+    // The container's memory policy and personality hold for every process in it.
+    crate::mempolicy::apply(spec)?;
+    crate::personality::apply(spec)?;
     let ready = init::prepare_process(process, seccomp, sync_sock.as_fd(), &[], opts.preserve_fds)?;
     if ready.nnp {
         init::install_seccomp(seccomp, sync_sock.as_fd())?;

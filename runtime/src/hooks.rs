@@ -90,3 +90,12 @@ fn run_one(h: &Hook, state_json: &str) -> Result<(), String> {
         }
     ))
 }
+
+/// poststart and poststop: a failing hook is a warning, and the hooks after it still run (runtime-spec).
+pub fn run_all_warn(kind: &str, hooks: &[Hook], state_json: &str) {
+    for (i, h) in hooks.iter().enumerate() {
+        if let Err(r) = run_one(h, state_json) {
+            crate::log::warn(&format!("{kind} hook #{i} {}: {r}", h.path().display()));
+        }
+    }
+}

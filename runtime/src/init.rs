@@ -12,6 +12,7 @@ use oci_spec::runtime::{LinuxNamespaceType, Spec};
 use crate::init_error::{fail, InitError, InitResult, Step};
 use crate::seccomp::SeccompProgram;
 use crate::sync::{self, Msg};
+use crate::{affinity, ioprio, lsm, mempolicy, personality, scheduler, timens};
 use crate::{caps, devices, hooks, process, rlimits, rootfs, tty};
 
 /// Everything the init needs, prepared by the parent before the clone (so the child allocates little and
@@ -34,6 +35,8 @@ pub struct InitArgs<'a> {
     pub extra_env: Vec<String>,
     /// The state JSON for createContainer/startContainer hooks (pid filled in by the init itself).
     pub hook_state: String,
+    /// Idmapped mounts the parent prepared (detached), attached by `rootfs::mount_all`.
+    pub idmapped: Vec<crate::idmap::Prepared>,
 }
 
 /// Never returns: execs the user process or exits.
@@ -75,15 +78,18 @@ fn setup(a: &InitArgs) -> InitResult<Never> {
         .process()
         .as_ref()
         .ok_or_else(|| fail("process: missing"))?;
+    affinity::apply_initial(process)?;
+    // The parent writes our id maps first: an unprivileged parent can only do that while we are dumpable.
+    // Nothing of the container runs or sees us before Go.
+    wait_for(sync, Msg::Go)?;
     // Until exec, nothing in the container may open /proc/<init>/exe (the host binary) or ptrace us.
     // SAFETY: prctl with integer arguments.
     unsafe { libc::prctl(libc::PR_SET_DUMPABLE, 0, 0, 0, 0) };
-
-    wait_for(sync, Msg::Go)?;
     if a.new_userns {
         become_root_in_userns()?;
     }
     join_namespaces(&a.join)?;
+    timens::enter_new(spec)?;
     set_names(spec)?;
 
     let has_mountns = spec
@@ -93,7 +99,7 @@ fn setup(a: &InitArgs) -> InitResult<Never> {
         .is_some_and(|v| v.iter().any(|n| n.typ() == LinuxNamespaceType::Mount));
     if has_mountns {
         rootfs::prepare_root(spec, a.rootfs)?;
-        rootfs::mount_all(spec, a.rootfs, a.in_userns)?;
+        rootfs::mount_all(spec, a.rootfs, a.in_userns, &a.idmapped)?;
         devices::create_all(spec, a.rootfs, a.in_userns)?;
     }
     make_cwd(a.rootfs, process.cwd())?;
@@ -146,6 +152,8 @@ fn setup(a: &InitArgs) -> InitResult<Never> {
             rootfs::readonly_root()?;
         }
     }
+    mempolicy::apply(spec)?;
+    personality::apply(spec)?;
     let ready = prepare_process(process, a.seccomp, sync, &a.extra_env, a.preserve_fds)?;
 
     sync::send(sync, &Msg::Ready, None).step(|| "tell the runtime we are ready".into())?;
@@ -329,6 +337,10 @@ pub fn prepare_process(
             .step(|| format!("write oomScoreAdj {adj}"))?;
     }
     rlimits::apply(process.rlimits().as_deref().unwrap_or(&[]))?;
+    // Before capabilities are dropped: RT classes and policies need CAP_SYS_NICE/CAP_SYS_ADMIN.
+    ioprio::apply(process)?;
+    scheduler::apply(process)?;
+    lsm::apply(process)?;
     let cwd = process.cwd();
     nix::unistd::chdir(cwd).step(|| format!("chdir to process.cwd {}", cwd.display()))?;
 
@@ -364,6 +376,7 @@ pub fn prepare_process(
     let argv_c = process::cstrings(&argv)?;
     let env_c = process::cstrings(&env)?;
     pass_fds(preserve_fds)?;
+    affinity::apply_final(process)?;
 
     Ok(Prepared {
         exe: exe_c,

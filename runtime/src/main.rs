@@ -3,6 +3,7 @@
 //! `create` clones the init with all its namespaces at once (spawn.rs ↔ init.rs over sync.rs), the init sets
 //! up the container and waits on its start socket; `start` makes it exec. See ARCHITECTURE.md.
 
+mod affinity;
 mod caps;
 mod cgroups;
 mod cli;
@@ -13,20 +14,30 @@ mod devices;
 mod error;
 mod exec;
 mod hooks;
+mod idmap;
 mod init;
 mod init_error;
+mod ioprio;
 mod log;
+mod lsm;
+mod mempolicy;
 mod mounts;
 mod namespaces;
+mod netdev;
+mod personality;
 mod process;
 mod rlimits;
 mod rootfs;
+mod scheduler;
 mod seccomp;
 mod spawn;
 mod state;
 mod sync;
+mod sysctl;
 mod terminal;
+mod timens;
 mod tty;
+mod userns;
 
 use clap::Parser;
 

@@ -153,7 +153,12 @@ pub fn prepare_root(spec: &Spec, rootfs: &Path) -> InitResult<()> {
 }
 
 /// Mount every `mounts[]` entry inside the rootfs, in order.
-pub fn mount_all(spec: &Spec, rootfs: &Path, in_userns: bool) -> InitResult<()> {
+pub fn mount_all(
+    spec: &Spec,
+    rootfs: &Path,
+    in_userns: bool,
+    idmapped: &[crate::idmap::Prepared],
+) -> InitResult<()> {
     let root = open(
         rootfs,
         OFlag::O_PATH | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC,
@@ -161,7 +166,8 @@ pub fn mount_all(spec: &Spec, rootfs: &Path, in_userns: bool) -> InitResult<()> 
     )
     .step(|| format!("open rootfs {}", rootfs.display()))?;
     for (i, m) in spec.mounts().iter().flatten().enumerate() {
-        mount_one(root.as_raw_fd(), rootfs, i, m, in_userns)?;
+        let idm = crate::idmap::find(idmapped, i);
+        mount_one(root.as_raw_fd(), rootfs, i, m, in_userns, idm)?;
     }
     Ok(())
 }
@@ -172,6 +178,7 @@ fn mount_one(
     index: usize,
     m: &Mount,
     in_userns: bool,
+    idmapped: Option<&crate::idmap::Prepared>,
 ) -> InitResult<()> {
     let dest = m.destination();
     let typ = m.typ().as_deref().unwrap_or("");
@@ -183,22 +190,6 @@ fn mount_one(
             dest.display()
         )
     };
-    if !m
-        .uid_mappings()
-        .as_ref()
-        .map(|v| v.is_empty())
-        .unwrap_or(true)
-        || !m
-            .gid_mappings()
-            .as_ref()
-            .map(|v| v.is_empty())
-            .unwrap_or(true)
-    {
-        return Err(fail(format!(
-            "{}: idmapped mounts (uidMappings/gidMappings) are not supported",
-            what()
-        )));
-    }
     let is_bind = opts.bind || typ == "bind";
     let source = m.source().clone().unwrap_or_default();
     let file_target = is_bind
@@ -220,12 +211,17 @@ fn mount_one(
             } else {
                 MsFlags::empty()
             };
-        sys_mount(Some(&source), &target, None, flags, None)
-            .step(|| format!("{} (source {})", what(), source.display()))?;
+        match idmapped {
+            Some(p) => crate::idmap::attach(p, &target_fd, what)?,
+            None => sys_mount(Some(&source), &target, None, flags, None)
+                .step(|| format!("{} (source {})", what(), source.display()))?,
+        }
         // The bind itself ignores other flags: a remount applies them, keeping what the kernel locked.
         let extra = opts.flags & !(MsFlags::MS_BIND | MsFlags::MS_REC | MsFlags::MS_REMOUNT);
         if !extra.is_empty() || !opts.cleared.is_empty() {
-            let target = fd_path(&openat_in_root(root, &inside(dest), OFlag::O_PATH).step(what)?);
+            let mounted = openat_in_root(root, &inside(dest), OFlag::O_PATH).step(what)?;
+            // The fd must outlive the mount call: the path below is only valid while it is open.
+            let target = fd_path(&mounted);
             let keep = if in_userns {
                 mounts::locked_flags(&target) & !opts.cleared
             } else {
@@ -268,8 +264,9 @@ fn mount_one(
                     None,
                 )
                 .step(what)?;
-                let target =
-                    fd_path(&openat_in_root(root, &inside(dest), OFlag::O_PATH).step(what)?);
+                let mounted = openat_in_root(root, &inside(dest), OFlag::O_PATH).step(what)?;
+                // The fd must outlive the mount call: the path below is only valid while it is open.
+                let target = fd_path(&mounted);
                 let keep = mounts::locked_flags(&target);
                 let _ = sys_mount(
                     None,
@@ -283,12 +280,16 @@ fn mount_one(
         }
     }
     if opts.attr_set != 0 || opts.attr_clr != 0 {
-        let target = fd_path(&openat_in_root(root, &inside(dest), OFlag::O_PATH).step(what)?);
+        let mounted = openat_in_root(root, &inside(dest), OFlag::O_PATH).step(what)?;
+        // The fd must outlive the mount call: the path below is only valid while it is open.
+        let target = fd_path(&mounted);
         mounts::set_recursive_attrs(&target, opts.attr_set, opts.attr_clr)
             .step(|| format!("{} (recursive attributes)", what()))?;
     }
     for p in &opts.propagation {
-        let target = fd_path(&openat_in_root(root, &inside(dest), OFlag::O_PATH).step(what)?);
+        let mounted = openat_in_root(root, &inside(dest), OFlag::O_PATH).step(what)?;
+        // The fd must outlive the mount call: the path below is only valid while it is open.
+        let target = fd_path(&mounted);
         sys_mount(None, &target, None, *p, None).step(|| format!("{} (propagation)", what()))?;
     }
     let _ = rootfs;

@@ -10,7 +10,7 @@ use nix::sched::CloneFlags;
 use nix::sys::signal::{kill, Signal};
 use nix::sys::wait::waitpid;
 use nix::unistd::Pid;
-use oci_spec::runtime::{LinuxIdMapping, LinuxNamespaceType, Spec};
+use oci_spec::runtime::{LinuxNamespaceType, Spec};
 
 use crate::cgroups::{self, Cgroup};
 use crate::config::{self, Bundle};
@@ -158,6 +158,7 @@ fn create_in(
             .map_err(|e| Error::sys("join pid namespace", e))?;
     }
     made.cgroup = cgroups::prepare(spec, opts.id)?;
+    let idmapped = crate::idmap::prepare_all(spec)?;
 
     let (console_ours, console_child) = match &opts.console {
         Console::None => (None, None),
@@ -225,6 +226,7 @@ fn create_in(
                 preserve_fds,
                 extra_env,
                 hook_state,
+                idmapped,
             })
         }
         Ok(pid) => Pid::from_raw(pid),
@@ -233,22 +235,15 @@ fn create_in(
     drop(child_sock);
     drop(console_child);
     drop(start_listener);
+    drop(idmapped);
     let sock = parent_sock.as_fd();
 
     if new_userns {
         if let Some(linux) = spec.linux() {
-            write_id_map(
-                pid,
-                "uid_map",
-                linux.uid_mappings().as_deref().unwrap_or(&[]),
-            )?;
-            write_id_map(
-                pid,
-                "gid_map",
-                linux.gid_mappings().as_deref().unwrap_or(&[]),
-            )?;
+            crate::userns::write_maps(pid, linux)?;
         }
     }
+    let net_devices = crate::netdev::move_all(spec, pid.as_raw())?;
     if let (Some(cg), None) = (&made.cgroup, &cgroup_fd) {
         cg.add(pid.as_raw())?;
     }
@@ -292,6 +287,7 @@ fn create_in(
             }
         }
     }
+    net_devices.keep();
     saved.start_time = proc_start_time(pid.as_raw()).map(|(t, _)| t).unwrap_or(0);
     let dir = made.dir.as_ref().expect("state dir");
     dir.save_config(&bundle.raw)?;
@@ -338,28 +334,6 @@ pub fn write_pid_file(path: &Path, pid: i32) -> Result<()> {
         std::env::current_dir().unwrap_or_default().join(path)
     };
     write_atomic(&abs, pid.to_string().as_bytes(), 0o644)
-}
-
-fn write_id_map(pid: Pid, file: &str, maps: &[LinuxIdMapping]) -> Result<()> {
-    let body: String = maps
-        .iter()
-        .map(|m| format!("{} {} {}\n", m.container_id(), m.host_id(), m.size()))
-        .collect();
-    let path = PathBuf::from(format!("/proc/{pid}/{file}"));
-    std::fs::write(&path, body).map_err(|e| {
-        Error::io(
-            format!(
-                "linux.{}: write",
-                if file == "uid_map" {
-                    "uidMappings"
-                } else {
-                    "gidMappings"
-                }
-            ),
-            &path,
-            e,
-        )
-    })
 }
 
 /// systemd socket activation: LISTEN_FDS fds after stdio pass through, as runc does.

@@ -5,7 +5,7 @@ use nix::sys::signal::Signal;
 use crate::commands::Globals;
 use crate::container::{Container, Status};
 use crate::error::{Error, Result};
-use crate::{cgroups, hooks, log};
+use crate::{cgroups, hooks};
 
 pub fn run(g: &Globals, id: &str, force: bool) -> Result<()> {
     let c = match Container::load(&g.root, id) {
@@ -40,9 +40,7 @@ pub fn destroy(c: Container) -> Result<()> {
     if let Ok(spec) = c.dir.load_config() {
         if let Some(hs) = spec.hooks().as_ref().and_then(|h| h.poststop().as_ref()) {
             let state = crate::container::oci_state_json(&c.saved, Status::Stopped, 0).to_string();
-            if let Err(e) = hooks::run_all("poststop", hs, &state) {
-                log::warn(&e.reason);
-            }
+            hooks::run_all_warn("poststop", hs, &state);
         }
     }
     if let Some(cg) = &c.saved.cgroup {

@@ -95,8 +95,7 @@ fn build_process(a: &ExecArgs, base: Option<&Process>) -> Result<Process> {
             path: path.clone(),
             source: e,
         })?;
-        let p: Process = serde_json::from_slice(&data)
-            .map_err(|e| Error::config(path, format!("invalid process: {e}")))?;
+        let p: Process = crate::config::parse_process(path, &data)?;
         if p.args().as_ref().is_none_or(|v| v.is_empty()) {
             return Err(Error::config(path, "args: must not be empty"));
         }

@@ -56,17 +56,21 @@ pub fn features_json() -> serde_json::Value {
         "rnorelatime",
         "rstrictatime",
         "rnostrictatime",
+        "idmap",
+        "ridmap",
     ];
     let caps: Vec<String> = caps::all().iter().map(|c| c.to_string()).collect();
     let mut linux = serde_json::json!({
-        "namespaces": ["cgroup", "ipc", "mount", "network", "pid", "user", "uts"],
+        "namespaces": ["cgroup", "ipc", "mount", "network", "pid", "user", "uts", "time"],
         "capabilities": caps,
         "cgroup": crate::cgroups::features(),
         "seccomp": crate::seccomp::features_json(),
-        "apparmor": { "enabled": false },
-        "selinux": { "enabled": false },
+        "apparmor": { "enabled": crate::lsm::apparmor_enabled() },
+        "selinux": { "enabled": crate::lsm::selinux_enabled() },
         "intelRdt": { "enabled": false },
-        "mountExtensions": { "idmap": { "enabled": false } },
+        "mountExtensions": { "idmap": { "enabled": true } },
+        "memoryPolicy": { "modes": crate::mempolicy::MODES, "flags": crate::mempolicy::FLAGS },
+        "netDevices": { "enabled": crate::netdev::SUPPORTED },
     });
     if linux["seccomp"].is_null() {
         linux["seccomp"] = serde_json::json!({ "enabled": false });
@@ -80,6 +84,11 @@ pub fn features_json() -> serde_json::Value {
         "annotations": {
             "org.opencontainers.runc.version": "gruntime",
             "io.github.gruntime.version": env!("CARGO_PKG_VERSION"),
+            // runtime-spec's features have no place for these: listed here, as crun does with its own keys.
+            "io.github.gruntime.scheduler.policies": crate::scheduler::POLICIES.join(","),
+            "io.github.gruntime.scheduler.flags": crate::scheduler::FLAGS.join(","),
+            "io.github.gruntime.personality.domains": "LINUX,LINUX32",
+            "io.github.gruntime.personality.flags": crate::personality::flag_names().join(","),
         },
     })
 }

@@ -1,7 +1,7 @@
 use crate::commands::Globals;
 use crate::container::{Container, Status};
 use crate::error::Result;
-use crate::{hooks, log, spawn};
+use crate::{hooks, spawn};
 
 pub fn run(g: &Globals, id: &str) -> Result<()> {
     let mut c = Container::load(&g.root, id)?;
@@ -19,9 +19,7 @@ pub fn start(c: &mut Container) -> Result<()> {
         // The lifecycle says "running" here, even if a short process has already exited.
         let state =
             crate::container::oci_state_json(&c.saved, Status::Running, c.saved.pid).to_string();
-        if let Err(e) = hooks::run_all("poststart", hs, &state) {
-            log::warn(&e.reason);
-        }
+        hooks::run_all_warn("poststart", hs, &state);
     }
     Ok(())
 }

@@ -572,3 +572,123 @@ fn version_and_spec_and_go_style_flags() {
         .unwrap()
         .contains(&json!("pid")));
 }
+
+#[test]
+fn no_pivot_runs_the_container_with_move_and_chroot() {
+    let b = sh("echo pid=$$; ls /");
+    let id = unique_id("nopivot");
+    let out = integration::run_via_files(&mut b.cmd(&[
+        "run",
+        "--no-pivot",
+        "-b",
+        b.path().to_str().unwrap(),
+        &id,
+    ]));
+    assert!(out.status.success(), "{}", stderr(&out));
+    let o = stdout(&out);
+    assert!(
+        o.starts_with("pid=1\n") && o.contains("bin") && o.contains("proc"),
+        "{o}"
+    );
+    assert!(b.listed().is_empty());
+}
+
+#[test]
+fn preserve_fds_passes_extra_fds_and_nothing_else() {
+    use std::os::unix::process::CommandExt;
+    let b = sh("ls /proc/self/fd | sort -n | tr '\\n' ' '; cat <&3");
+    let payload = b.path().join("payload");
+    std::fs::write(&payload, "through-fd-3").unwrap();
+    let f = std::fs::File::open(&payload).unwrap();
+    let raw = f.as_raw_fd();
+    let id = unique_id("fds");
+    let mut cmd = b.cmd(&[
+        "run",
+        "--preserve-fds",
+        "1",
+        "-b",
+        b.path().to_str().unwrap(),
+        &id,
+    ]);
+    // SAFETY (test): dup2 in the child before exec puts the payload file at fd 3.
+    unsafe {
+        cmd.pre_exec(move || {
+            if libc::dup2(raw, 3) < 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+    let out = integration::run_via_files(&mut cmd);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let o = stdout(&out);
+    // 0 1 2 3, plus the fd `ls` itself opens for /proc/self/fd: nothing of gruntime's leaks in.
+    let fds: Vec<u32> = o
+        .split("through")
+        .next()
+        .unwrap()
+        .split_whitespace()
+        .map(|s| s.parse().unwrap())
+        .collect();
+    assert_eq!(&fds[..4], &[0, 1, 2, 3], "{o}");
+    assert!(fds.len() <= 5, "leaked fds: {o}");
+    assert!(o.contains("through-fd-3"), "{o}");
+}
+
+#[test]
+fn linux_devices_are_created_with_type_numbers_mode_and_owner() {
+    let b = sh("stat -c '%F %t:%T %a %u:%g' /dev/mynull /dev/null /dev/zero; (echo x > /dev/mynull) 2>/dev/null && echo writable || echo denied; ls -l /dev/ptmx /dev/fd | cut -c1");
+    b.edit(|c| {
+        c["linux"]["devices"] = json!([{ "path": "/dev/mynull", "type": "c", "major": 1, "minor": 3, "fileMode": 432, "uid": 7, "gid": 8 }]);
+    });
+    let out = ok_run(&b);
+    let lines: Vec<&str> = out.lines().collect();
+    assert_eq!(lines[0], "character special file 1:3 660 7:8", "{out}");
+    assert_eq!(lines[1], "character special file 1:3 666 0:0", "{out}");
+    assert_eq!(lines[2], "character special file 1:5 666 0:0", "{out}");
+    // 0660 owned by 7:8, and the default capabilities have no CAP_DAC_OVERRIDE: root is refused.
+    assert_eq!(lines[3], "denied");
+    assert_eq!(&lines[4..6], &["l", "l"], "ptmx and fd are symlinks: {out}");
+}
+
+#[test]
+fn recursive_mount_attributes_and_bind_options_apply() {
+    let b = sh("touch /data/x 2>&1; touch /data/sub/y 2>&1; grep -E ' /data(/sub)? ' /proc/self/mountinfo | cut -d' ' -f5,6");
+    let data = b.path().join("data");
+    std::fs::create_dir_all(data.join("sub")).unwrap();
+    // A submount under the bind source: rro must make it read-only too, plain ro would not.
+    let sub = b.path().join("data/sub");
+    let st = std::process::Command::new("mount")
+        .args(["-t", "tmpfs", "tmpfs"])
+        .arg(&sub)
+        .status()
+        .unwrap();
+    assert!(st.success());
+    b.edit(|c| {
+        c["mounts"].as_array_mut().unwrap().push(json!({ "destination": "/data", "type": "bind", "source": data, "options": ["rbind", "rro", "nosuid"] }));
+    });
+    let out = b.run_container(&unique_id("rro"));
+    let _ = std::process::Command::new("umount").arg(&sub).status();
+    assert!(out.status.success(), "{}", stderr(&out));
+    let o = stdout(&out);
+    assert_eq!(o.matches("Read-only file system").count(), 2, "{o}");
+    // rro reaches the submount; nosuid (not recursive) only the top of the bind, as in runc.
+    let opts = |m: &str| {
+        o.lines()
+            .find(|l| l.split(' ').next() == Some(m))
+            .map(|l| {
+                l.split(' ')
+                    .nth(1)
+                    .unwrap()
+                    .split(',')
+                    .map(String::from)
+                    .collect::<Vec<_>>()
+            })
+            .unwrap()
+    };
+    assert!(
+        opts("/data").contains(&"ro".into()) && opts("/data").contains(&"nosuid".into()),
+        "{o}"
+    );
+    assert!(opts("/data/sub").contains(&"ro".into()), "{o}");
+}

@@ -1,0 +1,47 @@
+//! `process.ioPriority`: the I/O scheduling class and level via ioprio_set(2), for the init's exec and `exec`.
+
+use oci_spec::runtime::{IOPriorityClass, Process};
+
+use crate::init_error::{InitResult, Step};
+
+const IOPRIO_WHO_PROCESS: libc::c_int = 1;
+const IOPRIO_CLASS_SHIFT: u32 = 13;
+
+fn class_value(c: IOPriorityClass) -> (libc::c_int, &'static str) {
+    match c {
+        IOPriorityClass::IoprioClassRt => (1, "IOPRIO_CLASS_RT"),
+        IOPriorityClass::IoprioClassBe => (2, "IOPRIO_CLASS_BE"),
+        IOPriorityClass::IoprioClassIdle => (3, "IOPRIO_CLASS_IDLE"),
+    }
+}
+
+/// Levels are 0 (highest) to 7 for RT and BE; IDLE has none.
+pub fn check(process: &Process) -> Result<(), String> {
+    let Some(p) = process.io_priority() else {
+        return Ok(());
+    };
+    if !(0..=7).contains(&p.priority()) {
+        return Err(format!(
+            "process.ioPriority.priority {}: out of range 0..7",
+            p.priority()
+        ));
+    }
+    Ok(())
+}
+
+pub fn apply(process: &Process) -> InitResult<()> {
+    let Some(p) = process.io_priority() else {
+        return Ok(());
+    };
+    let (class, name) = class_value(p.class());
+    let value = (class << IOPRIO_CLASS_SHIFT) | p.priority() as libc::c_int;
+    // SAFETY: ioprio_set takes three integers and changes only this process's I/O priority.
+    let r = unsafe { libc::syscall(libc::SYS_ioprio_set, IOPRIO_WHO_PROCESS, 0, value) };
+    nix::errno::Errno::result(r).step(|| {
+        format!(
+            "process.ioPriority: ioprio_set {name} priority {}",
+            p.priority()
+        )
+    })?;
+    Ok(())
+}

@@ -1,0 +1,304 @@
+//! gruntime as an unprivileged user: a test user made by the test (useradd, with /etc/subuid ranges),
+//! removed afterwards. Runs on the host; cgroup delegation is for the VM tests.
+
+use std::os::unix::fs::{MetadataExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use integration::{make_busybox_rootfs, run_via_files, stderr, stdout, unique_id};
+use serde_json::json;
+
+static USERADD: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+struct TestUser {
+    name: String,
+    uid: u32,
+    gid: u32,
+    /// First id of its /etc/subuid range (and /etc/subgid, same start on Debian's useradd).
+    sub_start: u32,
+}
+
+impl Drop for TestUser {
+    fn drop(&mut self) {
+        // Also takes its /etc/subuid and /etc/subgid lines.
+        let _ = Command::new("userdel").arg("-r").arg(&self.name).output();
+    }
+}
+
+fn make_user(name: &str) -> TestUser {
+    let _guard = USERADD.lock().unwrap_or_else(|e| e.into_inner());
+    let _ = Command::new("userdel").arg("-r").arg(name).output();
+    let out = Command::new("useradd")
+        .args(["-m", "-s", "/bin/sh", name])
+        .output()
+        .expect("useradd");
+    assert!(
+        out.status.success(),
+        "useradd: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let id = |flag: &str| -> u32 {
+        String::from_utf8_lossy(
+            &Command::new("id")
+                .args([flag, name])
+                .output()
+                .unwrap()
+                .stdout,
+        )
+        .trim()
+        .parse()
+        .unwrap()
+    };
+    let subuid = std::fs::read_to_string("/etc/subuid").unwrap();
+    let sub_start = subuid
+        .lines()
+        .find_map(|l| {
+            l.strip_prefix(&format!("{name}:"))
+                .and_then(|r| r.split(':').next())
+                .and_then(|s| s.parse().ok())
+        })
+        .unwrap_or_else(|| panic!("useradd gave {name} no /etc/subuid range"));
+    TestUser {
+        name: name.into(),
+        uid: id("-u"),
+        gid: id("-g"),
+        sub_start,
+    }
+}
+
+/// Two fresh users for one test (useradd serialises on /etc/passwd's lock, so names are per test).
+fn users(tag: &str) -> (TestUser, TestUser) {
+    (
+        make_user(&format!("grt-{tag}-a")),
+        make_user(&format!("grt-{tag}-b")),
+    )
+}
+
+struct Env {
+    dir: tempfile::TempDir,
+    bin: PathBuf,
+}
+
+impl Env {
+    /// A bundle owned by `u`, plus a copy of gruntime the user can execute, in a world-traversable temp dir.
+    fn new(u: &TestUser, args: &[&str]) -> Env {
+        let dir = tempfile::Builder::new()
+            .prefix("gruntime-rootless-")
+            .tempdir()
+            .unwrap();
+        std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+        let bin = dir.path().join("gruntime");
+        std::fs::copy(integration::gruntime_bin(), &bin).unwrap();
+        let bundle = dir.path().join("bundle");
+        make_busybox_rootfs(&bundle.join("rootfs"));
+        std::fs::create_dir_all(dir.path().join("xdg")).unwrap();
+        chown_r(dir.path(), u.uid, u.gid);
+        let e = Env { dir, bin };
+        let out = e.as_user(
+            u,
+            &["spec", "--rootless", "--bundle", bundle.to_str().unwrap()],
+        );
+        assert!(out.status.success(), "spec --rootless: {}", stderr(&out));
+        e.edit(|c| {
+            c["process"]["terminal"] = false.into();
+            c["process"]["args"] = args.iter().map(|a| json!(a)).collect();
+        });
+        e
+    }
+
+    fn bundle(&self) -> PathBuf {
+        self.dir.path().join("bundle")
+    }
+
+    fn edit(&self, f: impl FnOnce(&mut serde_json::Value)) {
+        let p = self.bundle().join("config.json");
+        let mut c: serde_json::Value = serde_json::from_slice(&std::fs::read(&p).unwrap()).unwrap();
+        f(&mut c);
+        std::fs::write(&p, serde_json::to_vec_pretty(&c).unwrap()).unwrap();
+    }
+
+    /// gruntime ARGS as the user, with only XDG_RUNTIME_DIR set (as podman does), no --root.
+    fn as_user(&self, u: &TestUser, args: &[&str]) -> Output {
+        run_via_files(
+            Command::new("setpriv")
+                .args([
+                    "--reuid",
+                    &u.uid.to_string(),
+                    "--regid",
+                    &u.gid.to_string(),
+                    "--init-groups",
+                    "--reset-env",
+                    "env",
+                ])
+                .arg(format!(
+                    "XDG_RUNTIME_DIR={}",
+                    self.dir.path().join("xdg").display()
+                ))
+                .arg(&self.bin)
+                .args(args)
+                .current_dir(self.bundle()),
+        )
+    }
+}
+
+impl Drop for Env {
+    /// A failed assertion must not leave the user's containers running: force-delete what is listed.
+    fn drop(&mut self) {
+        let root = self.dir.path().join("xdg/gruntime");
+        for e in std::fs::read_dir(&root).into_iter().flatten().flatten() {
+            let _ = Command::new(&self.bin).arg("--root").arg(&root).args(["delete", "--force"]).arg(e.file_name()).output();
+        }
+    }
+}
+
+fn chown_r(p: &Path, uid: u32, gid: u32) {
+    let out = Command::new("chown")
+        .args(["-R", "-h", &format!("{uid}:{gid}")])
+        .arg(p)
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+}
+
+#[test]
+fn rootless_container_with_a_single_mapping_and_a_subordinate_range() {
+    let (a, _b) = users("single");
+    let a = &a;
+    let e = Env::new(a, &["sh", "-c", "id -u; cat /proc/self/uid_map"]);
+    let out = e.as_user(a, &["run", &unique_id("rl")]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let o = stdout(&out);
+    let lines: Vec<Vec<&str>> = o.lines().map(|l| l.split_whitespace().collect()).collect();
+    assert_eq!(lines[0], vec!["0"]);
+    assert_eq!(lines[1], vec!["0", &a.uid.to_string(), "1"], "{o}");
+
+    let maps = json!([{ "containerID": 0, "hostID": a.uid, "size": 1 }, { "containerID": 1, "hostID": a.sub_start, "size": 65536 }]);
+    let gmaps = json!([{ "containerID": 0, "hostID": a.gid, "size": 1 }, { "containerID": 1, "hostID": a.sub_start, "size": 65536 }]);
+    e.edit(|c| {
+        c["linux"]["uidMappings"] = maps;
+        c["linux"]["gidMappings"] = gmaps;
+    });
+    let out = e.as_user(a, &["run", &unique_id("rl")]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let words: Vec<String> = stdout(&out).split_whitespace().map(String::from).collect();
+    let want = [
+        "1".to_string(),
+        a.sub_start.to_string(),
+        "65536".to_string(),
+    ];
+    assert!(words.windows(3).any(|w| w == want), "{}", stdout(&out));
+
+    // A range the user does not own is refused, naming it.
+    e.edit(|c| c["linux"]["uidMappings"][1]["hostID"] = json!(1));
+    let out = e.as_user(a, &["run", &unique_id("rl")]);
+    assert!(!out.status.success());
+    assert!(
+        stderr(&out).contains("linux.uidMappings") && stderr(&out).contains("not allowed"),
+        "{}",
+        stderr(&out)
+    );
+}
+
+#[test]
+fn rootless_lifecycle_exec_kill_delete_and_state_dir_is_private() {
+    let (a, b) = users("life");
+    let (a, b) = (&a, &b);
+    let e = Env::new(a, &["sleep", "1000"]);
+    let id = unique_id("rl-life");
+    assert!(e.as_user(a, &["create", &id]).status.success());
+    assert!(e.as_user(a, &["start", &id]).status.success());
+    let st: serde_json::Value =
+        serde_json::from_str(&stdout(&e.as_user(a, &["state", &id]))).unwrap();
+    assert_eq!(st["status"], "running");
+    let out = e.as_user(a, &["exec", &id, "id", "-u"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(stdout(&out).trim(), "0");
+    let root = e.dir.path().join("xdg/gruntime");
+    assert_eq!(
+        std::fs::metadata(&root).unwrap().permissions().mode() & 0o777,
+        0o700
+    );
+    assert_eq!(std::fs::metadata(&root).unwrap().uid(), a.uid);
+    // Another user can neither list nor kill it.
+    let other = run_via_files(
+        Command::new("setpriv")
+            .args([
+                "--reuid",
+                &b.uid.to_string(),
+                "--regid",
+                &b.gid.to_string(),
+                "--init-groups",
+                "--reset-env",
+            ])
+            .arg(&e.bin)
+            .args(["--root", root.to_str().unwrap(), "kill", &id, "KILL"]),
+    );
+    assert!(!other.status.success());
+    let st: serde_json::Value =
+        serde_json::from_str(&stdout(&e.as_user(a, &["state", &id]))).unwrap();
+    assert_eq!(st["status"], "running", "another user killed it");
+    assert!(e.as_user(a, &["kill", &id, "KILL"]).status.success());
+    assert!(e.as_user(a, &["delete", "--force", &id]).status.success());
+    assert!(std::fs::read_dir(&root).unwrap().next().is_none());
+}
+
+#[test]
+fn rootless_bind_mounts_keep_host_ownership_and_root_only_files_stay_unreadable() {
+    let (a, _b) = users("bind");
+    let a = &a;
+    let e = Env::new(
+        a,
+        &[
+            "sh",
+            "-c",
+            "echo hi > /data/made-inside; cat /secret/root-only 2>&1; id -u",
+        ],
+    );
+    let data = e.dir.path().join("data");
+    std::fs::create_dir(&data).unwrap();
+    chown_r(&data, a.uid, a.gid);
+    let secret = e.dir.path().join("secret");
+    std::fs::create_dir(&secret).unwrap();
+    std::fs::set_permissions(&secret, std::fs::Permissions::from_mode(0o755)).unwrap();
+    std::fs::write(secret.join("root-only"), "top secret").unwrap();
+    std::fs::set_permissions(
+        secret.join("root-only"),
+        std::fs::Permissions::from_mode(0o600),
+    )
+    .unwrap();
+    e.edit(|c| {
+        c["root"]["readonly"] = false.into();
+        let m = c["mounts"].as_array_mut().unwrap();
+        m.push(json!({ "destination": "/data", "type": "bind", "source": data, "options": ["rbind", "rw"] }));
+        m.push(json!({ "destination": "/secret", "type": "bind", "source": secret, "options": ["rbind", "ro"] }));
+    });
+    let out = e.as_user(a, &["run", &unique_id("rl-bind")]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(
+        stdout(&out).contains("Permission denied"),
+        "root-only file was readable: {}",
+        stdout(&out)
+    );
+    assert!(!stdout(&out).contains("top secret"));
+    let made = std::fs::metadata(data.join("made-inside")).unwrap();
+    assert_eq!(
+        made.uid(),
+        a.uid,
+        "file made by container root must belong to the caller on the host"
+    );
+}
+
+#[test]
+fn rootless_resource_limits_without_delegation_are_refused_and_nothing_is_left() {
+    let (a, _b) = users("res");
+    let a = &a;
+    let e = Env::new(a, &["true"]);
+    e.edit(|c| c["linux"]["resources"] = json!({ "memory": { "limit": 67108864 } }));
+    let out = e.as_user(a, &["run", &unique_id("rl-res")]);
+    assert!(!out.status.success());
+    assert!(stderr(&out).contains("linux.resources"), "{}", stderr(&out));
+    let root = e.dir.path().join("xdg/gruntime");
+    assert!(std::fs::read_dir(&root)
+        .map(|mut d| d.next().is_none())
+        .unwrap_or(true));
+}
