@@ -259,6 +259,8 @@ both_runtimes!(
         let s = podman(rt, "run-detached");
         s.assert_ok();
         assert_value(&s, "status", "running");
+        // `podman ps --sync` asks the runtime's `state`.
+        assert_value(&s, "synced", "Up");
     }
 );
 
@@ -341,9 +343,14 @@ both_runtimes!(
 );
 
 both_runtimes!(
-    /// A command that does not exist: the runtime's error text reaches the podman user.
+    /// A command that does not exist: the runtime's error text reaches the podman user, and
+    /// podman recognises it as "command not found" (exit 127, as `docker run` does).
     podman_error_reaches_user,
-    |rt| assert_error_reaches_user(&podman(rt, "error"))
+    |rt| {
+        let s = podman(rt, "error");
+        assert_error_reaches_user(&s);
+        assert_eq!(s.rc, 127, "{s}");
+    }
 );
 
 both_runtimes!(
@@ -359,6 +366,7 @@ both_runtimes!(
         assert!(!states.is_empty(), "no `state ID` call in {calls:?}");
         for (argv, env) in &states {
             assert_eq!(argv.len(), 2, "state with more than an id: {argv:?}");
+            // PWD is the logging wrapper's own shell's doing.
             let env: Vec<_> = env.iter().filter(|e| *e != "PWD").collect();
             assert_eq!(env, ["XDG_RUNTIME_DIR"], "state's environment: {argv:?}");
         }
