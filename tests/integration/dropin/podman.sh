@@ -52,8 +52,6 @@ for name in ${DROPIN_RUNTIMES:-gruntime runc}; do
 	r=$?
 	cat "$T/err"
 	echo "status=$(p inspect -f '{{.State.Status}}' "$d" 2>&1)"
-	# --sync asks the runtime itself (`state ID`), not podman's database.
-	echo "synced=$(p ps --sync --format '{{.Names}} {{.Status}}' 2>&1 | grep "^$d " | cut -d' ' -f2)"
 	rc $r
 
 	section "podman/$name/exec"

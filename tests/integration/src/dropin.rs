@@ -154,6 +154,9 @@ fn tar_dir(dir: &Path, archive: &Path) {
     );
 }
 
+/// Directories that are fresh tmpfs in the guest rather than the host's (see vm/README.md).
+const GUEST_TMPFS: &[&str] = &["/tmp", "/var/tmp", "/run", "/dev/shm"];
+
 /// Bound on one client's batch: containerd or podman, every scenario, both runtimes, under TCG.
 const BATCH_TIMEOUT: Duration = Duration::from_secs(900);
 
@@ -174,9 +177,13 @@ fn run_client(client: Client) -> VmOutput {
     let script = workspace_root()
         .join("tests/integration/dropin")
         .join(client.script());
-    Vm::new()
-        .share(image.path())
-        .env("GRUNTIME", gruntime_bin().to_str().unwrap())
+    let gruntime = gruntime_bin();
+    let mut vm = Vm::new().share(image.path());
+    // The guest has its own tmpfs on these: a GRUNTIME_BIN there is only visible when shared.
+    if GUEST_TMPFS.iter().any(|d| gruntime.starts_with(d)) {
+        vm = vm.share(gruntime.parent().unwrap());
+    }
+    vm.env("GRUNTIME", gruntime_bin().to_str().unwrap())
         .env("DROPIN_WORK", image.path().to_str().unwrap())
         .timeout(BATCH_TIMEOUT)
         .run(&format!("bash {}", script.display()))
