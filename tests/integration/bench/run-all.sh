@@ -5,6 +5,7 @@ here=$(cd "$(dirname "$0")" && pwd)
 status=0
 run() { echo; echo "=== $*"; "$@" || { echo "!!! $1 failed"; status=1; }; }
 run python3 "$here/lifecycle.py"
+run python3 "$here/rootless.py"
 for b in seccomp.sh pull.sh unpack.sh lifecycle_vm.sh; do
 	[ -x "$here/$b" ] || [ -f "$here/$b" ] && run bash "$here/$b"
 done

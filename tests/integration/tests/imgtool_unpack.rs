@@ -237,7 +237,13 @@ fn debian_system_tree_matches_umoci() {
         }
     }
     let o = run(&mut tar);
-    assert!(o.status.success(), "tar: {}", stderr(&o));
+    // Exit status 1 is GNU tar's "a file changed as we read it" (the host is live); the archive
+    // is still whole, and both unpackers read the same bytes.
+    assert!(
+        matches!(o.status.code(), Some(0) | Some(1)),
+        "tar: {}",
+        stderr(&o)
+    );
     assert!(o.stdout.len() > 10 << 20, "a real tree is expected");
     let deletions = || {
         layer_tar(&[

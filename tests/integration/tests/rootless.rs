@@ -146,7 +146,12 @@ impl Drop for Env {
     fn drop(&mut self) {
         let root = self.dir.path().join("xdg/gruntime");
         for e in std::fs::read_dir(&root).into_iter().flatten().flatten() {
-            let _ = Command::new(&self.bin).arg("--root").arg(&root).args(["delete", "--force"]).arg(e.file_name()).output();
+            let _ = Command::new(&self.bin)
+                .arg("--root")
+                .arg(&root)
+                .args(["delete", "--force"])
+                .arg(e.file_name())
+                .output();
         }
     }
 }
@@ -301,4 +306,75 @@ fn rootless_resource_limits_without_delegation_are_refused_and_nothing_is_left()
     assert!(std::fs::read_dir(&root)
         .map(|mut d| d.next().is_none())
         .unwrap_or(true));
+}
+
+/// The README's rootless example: `imgtool unpack --rootless oci:… b && gruntime run -b b id`, as a normal user
+/// with the store under $XDG_DATA_HOME.
+#[test]
+fn rootless_imgtool_unpack_then_gruntime_run() {
+    use integration::unpack::{tar_of_dir, Compression, OciImage};
+    let (a, _b) = users("img");
+    let a = &a;
+    let e = Env::new(a, &["true"]);
+    let src = e.dir.path().join("src-rootfs");
+    make_busybox_rootfs(&src);
+    let img = e.dir.path().join("img");
+    OciImage::new(&["sh", "-c", "id -u; cat /proc/self/uid_map"])
+        .layer(tar_of_dir(&src), Compression::Gzip)
+        .write(&img, "latest");
+    let imgtool = e.dir.path().join("imgtool");
+    std::fs::copy(integration::imgtool_bin(), &imgtool).unwrap();
+    chown_r(e.dir.path(), a.uid, a.gid);
+    let as_user = |args: &[&str]| {
+        run_via_files(
+            Command::new("setpriv")
+                .args([
+                    "--reuid",
+                    &a.uid.to_string(),
+                    "--regid",
+                    &a.gid.to_string(),
+                    "--init-groups",
+                    "--reset-env",
+                    "env",
+                ])
+                .arg(format!(
+                    "XDG_RUNTIME_DIR={}",
+                    e.dir.path().join("xdg").display()
+                ))
+                .arg(format!(
+                    "XDG_DATA_HOME={}",
+                    e.dir.path().join("data").display()
+                ))
+                .args(args)
+                .current_dir(e.dir.path()),
+        )
+    };
+    let out = as_user(&[
+        imgtool.to_str().unwrap(),
+        "unpack",
+        "--rootless",
+        &format!("oci:{}:latest", img.display()),
+        "b",
+    ]);
+    assert!(
+        out.status.success(),
+        "imgtool unpack --rootless: {}",
+        stderr(&out)
+    );
+    let out = as_user(&[
+        e.bin.to_str().unwrap(),
+        "run",
+        "-b",
+        "b",
+        &unique_id("rl-img"),
+    ]);
+    assert!(out.status.success(), "gruntime run: {}", stderr(&out));
+    let o = stdout(&out);
+    let words: Vec<&str> = o.split_whitespace().collect();
+    assert_eq!(words[0], "0", "{o}");
+    assert_eq!(&words[1..4], &["0", &a.uid.to_string(), "1"], "{o}");
+    assert!(
+        e.dir.path().join("data/imgtool").exists(),
+        "store not under $XDG_DATA_HOME"
+    );
 }
