@@ -10,7 +10,8 @@ GRUNTIME_RELEASE := target/$(HOST)/release/gruntime
 # Everything the tests, the demo and the benchmarks use, all from Debian's archive.
 APT_PACKAGES := busybox-static runc crun skopeo umoci docker-registry golang-github-containers-common \
 	qemu-system-x86 linux-image-amd64 cpio xz-utils util-linux uidmap iproute2 hyperfine gcc \
-	openssl apache2-utils tmux zstd pigz libc6-dev kmod bsdutils containerd podman conmon
+	openssl apache2-utils tmux zstd pigz libc6-dev kmod bsdutils containerd podman conmon \
+	time python3 tar gzip
 
 .PHONY: all build release deps demo test test-unit test-integration bench lint clean
 

@@ -123,7 +123,10 @@ pub fn apply(lc: &LinuxCapabilities) -> InitResult<()> {
         )
     };
     nix::errno::Errno::result(r).step(|| "clear ambient capabilities".into())?;
-    let amb = mask(lc.ambient());
+    // The kernel only raises an ambient capability that is also permitted and inheritable. `runc spec`
+    // writes ambient sets without inheritable ones and runc/crun skip what cannot be raised: do the same,
+    // so such configs run unchanged.
+    let amb = mask(lc.ambient()) & p & i;
     for n in 0..64u64 {
         if amb & (1 << n) != 0 {
             // SAFETY: as above.

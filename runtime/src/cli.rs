@@ -137,23 +137,33 @@ pub struct UpdateArgs {
     /// A linux.resources JSON file, or - for stdin.
     #[arg(short = 'r', long)]
     pub resources: Option<String>,
-    #[arg(long)]
+    /// Memory limit in bytes (units k, m, g accepted; -1 for none).
+    #[arg(long, allow_hyphen_values = true)]
     pub memory: Option<String>,
-    #[arg(long = "memory-reservation")]
+    #[arg(long = "memory-reservation", allow_hyphen_values = true)]
     pub memory_reservation: Option<String>,
-    #[arg(long = "memory-swap")]
+    /// Memory plus swap limit (-1 for unlimited swap).
+    #[arg(long = "memory-swap", allow_hyphen_values = true)]
     pub memory_swap: Option<String>,
-    #[arg(long = "cpu-quota")]
+    #[arg(long = "cpu-quota", allow_hyphen_values = true)]
     pub cpu_quota: Option<i64>,
     #[arg(long = "cpu-period")]
     pub cpu_period: Option<u64>,
-    #[arg(long = "cpu-shares")]
+    #[arg(long = "cpu-shares", alias = "cpu-share")]
     pub cpu_shares: Option<u64>,
+    #[arg(long = "cpu-burst")]
+    pub cpu_burst: Option<u64>,
+    #[arg(long = "cpu-idle")]
+    pub cpu_idle: Option<i64>,
+    #[arg(long = "cpu-rt-period")]
+    pub cpu_rt_period: Option<u64>,
+    #[arg(long = "cpu-rt-runtime", allow_hyphen_values = true)]
+    pub cpu_rt_runtime: Option<i64>,
     #[arg(long = "cpuset-cpus")]
     pub cpuset_cpus: Option<String>,
     #[arg(long = "cpuset-mems")]
     pub cpuset_mems: Option<String>,
-    #[arg(long = "pids-limit")]
+    #[arg(long = "pids-limit", allow_hyphen_values = true)]
     pub pids_limit: Option<i64>,
     #[arg(long = "blkio-weight")]
     pub blkio_weight: Option<u16>,
@@ -220,7 +230,11 @@ fn long_names() -> Vec<String> {
 pub fn normalize_args(args: Vec<String>) -> Vec<String> {
     // Building clap's command tree just to list names costs time and memory on every call: only do it when
     // some argument could be a Go-style flag.
-    if !args.iter().skip(1).any(|a| a.len() > 2 && a.starts_with('-') && !a.starts_with("--")) {
+    if !args
+        .iter()
+        .skip(1)
+        .any(|a| a.len() > 2 && a.starts_with('-') && !a.starts_with("--"))
+    {
         return args;
     }
     let names = long_names();

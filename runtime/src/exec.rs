@@ -6,7 +6,6 @@
 use std::ffi::CString;
 use std::os::fd::{AsFd, AsRawFd, OwnedFd};
 use std::os::unix::fs::MetadataExt;
-use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
 
 use nix::fcntl::{open, OFlag};
@@ -105,18 +104,7 @@ pub fn spawn(c: &Container, spec: &Spec, opts: ExecOpts) -> Result<Spawned> {
             .map_err(|e| Error::sys("join the container's pid namespace", e))?;
     }
     let joins_user = join.iter().any(|(t, _)| *t == LinuxNamespaceType::User);
-    let (console_ours, console_child) = match &opts.console {
-        Console::None => (None, None),
-        Console::Socket(p) => {
-            let s =
-                UnixStream::connect(p).map_err(|e| Error::io("connect to console socket", p, e))?;
-            (None, Some(OwnedFd::from(s)))
-        }
-        Console::Receive => {
-            let (a, b) = sync::pair().map_err(|e| Error::sys("make console socketpair", e))?;
-            (Some(a), Some(b))
-        }
-    };
+    let (console_ours, console_child) = opts.console.open()?;
     let (parent_sock, child_sock) =
         sync::pair().map_err(|e| Error::sys("make sync socketpair", e))?;
     let cgroup_fd = c.saved.cgroup.as_ref().and_then(|p| {

@@ -91,6 +91,11 @@ fn dispatch(cli: Cli) -> Result<i32> {
     };
     let g = commands::Globals { root };
     use commands::*;
+    match &cmd {
+        Cmd::Create(a) | Cmd::Run { create: a, .. } => spawn::check_passed_fds(a.preserve_fds)?,
+        Cmd::Exec(a) => spawn::check_passed_fds(a.preserve_fds)?,
+        _ => {}
+    }
     match cmd {
         Cmd::Create(a) => create::run(&g, &a).map(|_| 0),
         Cmd::Start { id } => start::run(&g, &id).map(|_| 0),

@@ -364,25 +364,30 @@ pub fn finish_propagation(spec: &Spec) -> InitResult<()> {
     Ok(())
 }
 
-/// maskedPaths: a file gets /dev/null bound over it, a directory an empty read-only tmpfs.
-pub fn mask_paths(spec: &Spec) -> InitResult<()> {
+/// Each listed path that exists in the container's root (after pivot_root), as an O_PATH fd; missing
+/// paths are skipped, as runc does.
+fn existing_paths(list: Option<Vec<String>>, field: &str) -> InitResult<Vec<(String, OwnedFd)>> {
     let root = open(
         "/",
         OFlag::O_PATH | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC,
         Mode::empty(),
     )
     .step(|| "open /".into())?;
-    for p in spec
-        .linux()
-        .as_ref()
-        .and_then(|l| l.masked_paths().clone())
-        .unwrap_or_default()
-    {
-        let fd = match openat_in_root(root.as_raw_fd(), &inside(Path::new(&p)), OFlag::O_PATH) {
-            Ok(fd) => fd,
-            Err(nix::errno::Errno::ENOENT) => continue,
-            Err(e) => return Err(e).step(|| format!("maskedPaths {p}")),
-        };
+    let mut out = Vec::new();
+    for p in list.unwrap_or_default() {
+        match openat_in_root(root.as_raw_fd(), &inside(Path::new(&p)), OFlag::O_PATH) {
+            Ok(fd) => out.push((p, fd)),
+            Err(nix::errno::Errno::ENOENT) => {}
+            Err(e) => return Err(e).step(|| format!("{field} {p}")),
+        }
+    }
+    Ok(out)
+}
+
+/// maskedPaths: a file gets /dev/null bound over it, a directory an empty read-only tmpfs.
+pub fn mask_paths(spec: &Spec) -> InitResult<()> {
+    let list = spec.linux().as_ref().and_then(|l| l.masked_paths().clone());
+    for (p, fd) in existing_paths(list, "maskedPaths")? {
         let target = fd_path(&fd);
         let is_dir = std::fs::metadata(&target)
             .map(|m| m.is_dir())
@@ -411,23 +416,11 @@ pub fn mask_paths(spec: &Spec) -> InitResult<()> {
 
 /// readonlyPaths: bind the path onto itself and remount it read-only.
 pub fn readonly_paths(spec: &Spec) -> InitResult<()> {
-    let root = open(
-        "/",
-        OFlag::O_PATH | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC,
-        Mode::empty(),
-    )
-    .step(|| "open /".into())?;
-    for p in spec
+    let list = spec
         .linux()
         .as_ref()
-        .and_then(|l| l.readonly_paths().clone())
-        .unwrap_or_default()
-    {
-        let fd = match openat_in_root(root.as_raw_fd(), &inside(Path::new(&p)), OFlag::O_PATH) {
-            Ok(fd) => fd,
-            Err(nix::errno::Errno::ENOENT) => continue,
-            Err(e) => return Err(e).step(|| format!("readonlyPaths {p}")),
-        };
+        .and_then(|l| l.readonly_paths().clone());
+    for (p, fd) in existing_paths(list, "readonlyPaths")? {
         let target = fd_path(&fd);
         sys_mount(
             Some(&target),
@@ -437,6 +430,13 @@ pub fn readonly_paths(spec: &Spec) -> InitResult<()> {
             None,
         )
         .step(|| format!("bind readonly path {p}"))?;
+        // Reopen: the fd above still names the directory under the new bind mount.
+        let root = open(
+            "/",
+            OFlag::O_PATH | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC,
+            Mode::empty(),
+        )
+        .step(|| "open /".into())?;
         let fd = openat_in_root(root.as_raw_fd(), &inside(Path::new(&p)), OFlag::O_PATH)
             .step(|| format!("readonlyPaths {p}"))?;
         let target = fd_path(&fd);

@@ -31,6 +31,24 @@ pub enum Console {
     Receive,
 }
 
+impl Console {
+    /// (our end, the end the new process gets): where its pty master will be sent.
+    pub fn open(&self) -> Result<(Option<OwnedFd>, Option<OwnedFd>)> {
+        match self {
+            Console::None => Ok((None, None)),
+            Console::Socket(p) => {
+                let s = UnixStream::connect(p)
+                    .map_err(|e| Error::io("connect to console socket", p, e))?;
+                Ok((None, Some(OwnedFd::from(s))))
+            }
+            Console::Receive => {
+                let (a, b) = sync::pair().map_err(|e| Error::sys("make console socketpair", e))?;
+                Ok((Some(a), Some(b)))
+            }
+        }
+    }
+}
+
 pub struct CreateOpts<'a> {
     pub root: &'a Path,
     pub id: &'a str,
@@ -104,6 +122,8 @@ pub fn create(opts: CreateOpts) -> Result<Created> {
         Ok((saved, console_master)) => {
             let dir = made.dir.take().expect("state dir");
             made.child = None;
+            // The container owns its cgroup now: the undo list must not remove it.
+            made.cgroup = None;
             Ok(Created {
                 container: Container { dir, saved },
                 console_master,
@@ -160,18 +180,7 @@ fn create_in(
     made.cgroup = cgroups::prepare(spec, opts.id)?;
     let idmapped = crate::idmap::prepare_all(spec)?;
 
-    let (console_ours, console_child) = match &opts.console {
-        Console::None => (None, None),
-        Console::Socket(p) => {
-            let s =
-                UnixStream::connect(p).map_err(|e| Error::io("connect to console socket", p, e))?;
-            (None, Some(OwnedFd::from(s)))
-        }
-        Console::Receive => {
-            let (a, b) = sync::pair().map_err(|e| Error::sys("make console socketpair", e))?;
-            (Some(a), Some(b))
-        }
-    };
+    let (console_ours, console_child) = opts.console.open()?;
     let start_path = dir_path.join(crate::state::START_SOCKET);
     let start_listener = sync::listen(&start_path)
         .map_err(|e| Error::sys(format!("bind start socket {}", start_path.display()), e))?;
@@ -334,6 +343,22 @@ pub fn write_pid_file(path: &Path, pid: i32) -> Result<()> {
         std::env::current_dir().unwrap_or_default().join(path)
     };
     write_atomic(&abs, pid.to_string().as_bytes(), 0o644)
+}
+
+/// The fds to pass (3..3+N, with LISTEN_FDS) must be open when gruntime starts. If one were not, the first
+/// fd gruntime opens itself (the state lock, the rootfs) would take its number and be handed to the container.
+/// Call before anything keeps an fd open.
+pub fn check_passed_fds(preserve: i32) -> Result<()> {
+    let (total, _) = listen_fds(preserve);
+    for fd in 3..3 + total {
+        // SAFETY: F_GETFD only queries the descriptor table.
+        if unsafe { libc::fcntl(fd, libc::F_GETFD) } < 0 {
+            return Err(Error::InvalidArgument(format!(
+                "--preserve-fds {preserve}: fd {fd} is not open"
+            )));
+        }
+    }
+    Ok(())
 }
 
 /// systemd socket activation: LISTEN_FDS fds after stdio pass through, as runc does.

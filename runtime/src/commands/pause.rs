@@ -1,12 +1,26 @@
+//! `pause` / `resume`: freeze or thaw every process of the container through its cgroup.freeze, and wait
+//! until the kernel reports the whole cgroup frozen (or thawed).
+
+use crate::cgroups;
 use crate::commands::Globals;
+use crate::container::{Container, Status};
 use crate::error::{Error, Result};
 
-pub fn pause(_g: &Globals, _id: &str) -> Result<()> {
-    Err(Error::Unsupported("pause: needs the cgroup manager".into()))
+fn cgroup_of(c: &Container, what: &str) -> Result<std::path::PathBuf> {
+    c.saved.cgroup.clone().ok_or_else(|| Error::BadState {
+        id: c.id().into(),
+        reason: format!("cannot {what}: the container has no cgroup (no cgroup v2 hierarchy when it was created)"),
+    })
 }
 
-pub fn resume(_g: &Globals, _id: &str) -> Result<()> {
-    Err(Error::Unsupported(
-        "resume: needs the cgroup manager".into(),
-    ))
+pub fn pause(g: &Globals, id: &str) -> Result<()> {
+    let c = Container::load(&g.root, id)?;
+    c.require_status(&[Status::Running, Status::Created], "pause")?;
+    cgroups::freeze(&cgroup_of(&c, "pause")?)
+}
+
+pub fn resume(g: &Globals, id: &str) -> Result<()> {
+    let c = Container::load(&g.root, id)?;
+    c.require_status(&[Status::Paused], "resume")?;
+    cgroups::thaw(&cgroup_of(&c, "resume")?)
 }

@@ -20,6 +20,17 @@ pub fn default_spec(rootless: bool) -> Spec {
     // declare what it is, as `runc spec` does, so the bundle runs unchanged under them too.
     spec.set_version("1.0.2-dev".to_string());
     spec.set_hostname(Some("gruntime".into()));
+    if !rootless {
+        // runc's default: deny every device, the runtime adds the default ones it creates.
+        let deny_all: oci_spec::runtime::LinuxDeviceCgroup =
+            serde_json::from_value(serde_json::json!({ "allow": false, "access": "rwm" }))
+                .expect("device rule");
+        if let Some(linux) = spec.linux_mut() {
+            let mut res = linux.resources().clone().unwrap_or_default();
+            res.set_devices(Some(vec![deny_all]));
+            linux.set_resources(Some(res));
+        }
+    }
     spec
 }
 

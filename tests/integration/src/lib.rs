@@ -8,6 +8,7 @@ pub mod seccomp;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
+pub mod cgroups;
 pub mod dropin;
 pub mod registry;
 pub mod unpack;

@@ -613,7 +613,8 @@ fn preserve_fds_passes_extra_fds_and_nothing_else() {
     // SAFETY (test): dup2 in the child before exec puts the payload file at fd 3.
     unsafe {
         cmd.pre_exec(move || {
-            if libc::dup2(raw, 3) < 0 {
+            // dup2(3, 3) would keep O_CLOEXEC when the file already is fd 3: clear it explicitly.
+            if libc::dup2(raw, 3) < 0 || libc::fcntl(3, libc::F_SETFD, 0) < 0 {
                 return Err(std::io::Error::last_os_error());
             }
             Ok(())
@@ -633,6 +634,23 @@ fn preserve_fds_passes_extra_fds_and_nothing_else() {
     assert_eq!(&fds[..4], &[0, 1, 2, 3], "{o}");
     assert!(fds.len() <= 5, "leaked fds: {o}");
     assert!(o.contains("through-fd-3"), "{o}");
+
+    // Asking for an fd that is not open is refused: gruntime's own fds must never take its place.
+    let out = b.gruntime(&[
+        "run",
+        "--preserve-fds",
+        "5",
+        "-b",
+        b.path().to_str().unwrap(),
+        &unique_id("fds"),
+    ]);
+    assert!(!out.status.success());
+    assert!(
+        stderr(&out).contains("--preserve-fds 5: fd"),
+        "{}",
+        stderr(&out)
+    );
+    assert!(b.listed().is_empty());
 }
 
 #[test]
@@ -691,4 +709,25 @@ fn recursive_mount_attributes_and_bind_options_apply() {
         "{o}"
     );
     assert!(opts("/data/sub").contains(&"ro".into()), "{o}");
+}
+
+#[test]
+fn ambient_capabilities_without_inheritable_ones_are_skipped_as_runc_does() {
+    // What Debian's `runc spec` writes: an ambient set, no inheritable set.
+    let b = sh("grep -E '^Cap(Amb|Eff)' /proc/self/status");
+    b.edit(|c| {
+        let set = json!(["CAP_AUDIT_WRITE", "CAP_KILL", "CAP_NET_BIND_SERVICE"]);
+        c["process"]["capabilities"] =
+            json!({ "bounding": set, "effective": set, "permitted": set, "ambient": set });
+    });
+    let out = ok_run(&b);
+    assert!(out.contains("CapAmb:\t0000000000000000"), "{out}");
+    assert!(out.contains("CapEff:\t0000000020000420"), "{out}");
+    // With the inheritable set too, they are raised.
+    b.edit(|c| {
+        c["process"]["capabilities"]["inheritable"] =
+            c["process"]["capabilities"]["ambient"].clone()
+    });
+    let out = ok_run(&b);
+    assert!(out.contains("CapAmb:\t0000000020000420"), "{out}");
 }
