@@ -28,6 +28,7 @@ mod personality;
 mod process;
 mod rlimits;
 mod rootfs;
+mod rootless;
 mod scheduler;
 mod seccomp;
 mod spawn;
@@ -79,6 +80,7 @@ fn dispatch(cli: Cli) -> Result<i32> {
         return Ok(0);
     };
     let cli_rootless = cli.rootless.clone();
+    rootless::decide(cli_rootless.as_deref());
     if cli.systemd_cgroup {
         return Err(Error::Unsupported(
             "--systemd-cgroup: gruntime manages cgroupfs directly; drop the flag".into(),

@@ -255,9 +255,18 @@ fn mount_one(
         match r {
             Ok(()) => {}
             // A user namespace that does not own the network namespace may not mount sysfs: bind the host's, as runc does.
-            Err(nix::errno::Errno::EPERM) if fstype == "sysfs" && in_userns => {
+            // Likewise cgroup2 without a cgroup namespace of our own (EPERM), or where the rbound /sys
+            // already has it at that very place (EBUSY): bind the host's hierarchy read-only, as runc does.
+            Err(nix::errno::Errno::EPERM | nix::errno::Errno::EBUSY)
+                if (fstype == "sysfs" || fstype == "cgroup2") && in_userns =>
+            {
+                let host = if fstype == "sysfs" {
+                    "/sys"
+                } else {
+                    "/sys/fs/cgroup"
+                };
                 sys_mount(
-                    Some(Path::new("/sys")),
+                    Some(Path::new(host)),
                     &target,
                     None,
                     MsFlags::MS_BIND | MsFlags::MS_REC,

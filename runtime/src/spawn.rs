@@ -192,7 +192,10 @@ fn create_in(
         || plan
             .join
             .iter()
-            .any(|(t, _)| *t == LinuxNamespaceType::User);
+            .any(|(t, _)| *t == LinuxNamespaceType::User)
+        // Already inside a user namespace that is not the host's (podman rootless): mknod and sysfs are
+        // refused there too.
+        || crate::rootless::is_rootless();
     let has_create_hooks = spec.hooks().as_ref().is_some_and(|h| {
         h.prestart().as_ref().is_some_and(|v| !v.is_empty())
             || h.create_runtime().as_ref().is_some_and(|v| !v.is_empty())

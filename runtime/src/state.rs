@@ -37,9 +37,9 @@ pub struct Saved {
     pub cgroup: Option<PathBuf>,
 }
 
-/// Default state root: `/run/gruntime` for root, `$XDG_RUNTIME_DIR/gruntime` otherwise.
+/// Default state root: `/run/gruntime` for root, `$XDG_RUNTIME_DIR/gruntime` when rootless (rootless.rs).
 pub fn default_root() -> Result<PathBuf> {
-    if nix::unistd::geteuid().is_root() {
+    if !crate::rootless::is_rootless() {
         return Ok(PathBuf::from("/run/gruntime"));
     }
     match std::env::var_os("XDG_RUNTIME_DIR") {

@@ -169,6 +169,32 @@ fn read_meta<R: Read>(entry: &mut tar::Entry<'_, R>) -> io::Result<Meta> {
     Ok(m)
 }
 
+/// Rootless, every file belongs to the caller: keep the owner the layer gave it in the
+/// `user.rootlesscontainers` xattr, as umoci does (a protobuf `Resource { uint32 uid = 1; uint32 gid = 2; }`).
+/// The caller is root in the container, so an id of 0 is "no change" (NoopID, 2^32-1) and root:root needs
+/// no xattr at all.
+fn record_rootless_owner(meta: &mut Meta) {
+    if meta.uid == 0 && meta.gid == 0 {
+        return;
+    }
+    fn varint(out: &mut Vec<u8>, mut v: u64) {
+        while v >= 0x80 {
+            out.push((v as u8) | 0x80);
+            v >>= 7;
+        }
+        out.push(v as u8);
+    }
+    let mut pb = Vec::new();
+    const NOOP_ID: u64 = 0xffff_ffff;
+    for (tag, v) in [(0x08u8, meta.uid), (0x10u8, meta.gid)] {
+        pb.push(tag);
+        varint(&mut pb, if v == 0 { NOOP_ID } else { v & 0xffff_ffff });
+    }
+    let name = CString::new("user.rootlesscontainers").expect("no NUL");
+    meta.xattrs.retain(|(k, _)| *k != name);
+    meta.xattrs.push((name, pb));
+}
+
 fn proc_fd_path(dir: BorrowedFd<'_>, name: &[u8]) -> CString {
     let mut p = format!("/proc/self/fd/{}/", dir.as_raw_fd()).into_bytes();
     p.extend_from_slice(name);
@@ -286,10 +312,13 @@ impl Applier {
         if name.starts_with(b".wh.") {
             return self.apply_whiteout(&cx, &parent, &name);
         }
-        let meta = read_meta(entry).map_err(|source| UnpackError::ReadLayer {
+        let mut meta = read_meta(entry).map_err(|source| UnpackError::ReadLayer {
             layer: layer.to_string(),
             source,
         })?;
+        if self.opts.rootless && !matches!(kind, EntryType::Symlink | EntryType::Link) {
+            record_rootless_owner(&mut meta);
+        }
         let dir = self.parent_dir(&cx, &parent)?;
         let is_dir = kind == EntryType::Directory;
         self.clear_destination(&cx, dir.as_fd(), &name, is_dir)?;
@@ -1216,5 +1245,40 @@ mod tests {
             std::fs::read_to_string(root.join("x")).unwrap(),
             "same layer"
         );
+    }
+}
+
+#[cfg(test)]
+mod rootless_owner_tests {
+    use super::*;
+
+    fn meta(uid: u64, gid: u64) -> Meta {
+        Meta {
+            mode: 0o644,
+            uid,
+            gid,
+            mtime: TimeSpec::new(0, 0),
+            atime: None,
+            xattrs: Vec::new(),
+        }
+    }
+
+    #[test]
+    fn owner_is_recorded_as_umocis_protobuf() {
+        let mut m = meta(1000, 300);
+        record_rootless_owner(&mut m);
+        assert_eq!(m.xattrs.len(), 1);
+        assert_eq!(m.xattrs[0].0.to_str().unwrap(), "user.rootlesscontainers");
+        // field 1 varint 1000 = e8 07, field 2 varint 300 = ac 02
+        assert_eq!(m.xattrs[0].1, vec![0x08, 0xe8, 0x07, 0x10, 0xac, 0x02]);
+        let mut g = meta(0, 5);
+        record_rootless_owner(&mut g);
+        assert_eq!(
+            g.xattrs[0].1,
+            vec![0x08, 0xff, 0xff, 0xff, 0xff, 0x0f, 0x10, 0x05]
+        );
+        let mut r = meta(0, 0);
+        record_rootless_owner(&mut r);
+        assert!(r.xattrs.is_empty());
     }
 }

@@ -94,11 +94,26 @@ pub fn prepare(spec: &Spec, id: &str) -> Result<Option<Cgroup>> {
                 e @ CgroupError::Mkdir { .. } if plan.is_empty() && explicit_path.is_none() => {
                     let msg = format!("{e}: the container stays in the caller's cgroup");
                     // Expected for an unprivileged user without a delegated cgroup (as runc, quietly).
-                    if nix::unistd::geteuid().is_root() {
-                        log::warn(&msg);
-                    } else {
+                    if crate::rootless::is_rootless() {
                         log::debug(&msg);
+                    } else {
+                        log::warn(&msg);
                     }
+                    Ok(None)
+                }
+                // Root inside a user namespace that is not the host's (podman's rootless mode) and no
+                // delegated cgroup: such clients always send limits (podman: pids.limit), so they are
+                // skipped with a warning, as runc and crun do. An unprivileged user calling us directly
+                // still gets the error below.
+                e @ CgroupError::Mkdir { .. }
+                    if crate::rootless::is_rootless() && nix::unistd::geteuid().is_root() =>
+                {
+                    let field = plan
+                        .writes
+                        .first()
+                        .map(|w| w.field.clone())
+                        .unwrap_or_else(|| "linux.cgroupsPath".into());
+                    log::warn(&format!("{e}: rootless without a delegated cgroup: {field} and the other limits are not applied"));
                     Ok(None)
                 }
                 e @ CgroupError::Mkdir { .. } if !plan.is_empty() => {

@@ -378,3 +378,129 @@ fn rootless_imgtool_unpack_then_gruntime_run() {
         "store not under $XDG_DATA_HOME"
     );
 }
+
+/// In the cgroup-v2 VM: a cgroup subtree delegated to a user (chown, as systemd's Delegate=yes does), and a
+/// rootless container whose limits land inside it; without delegation the same config is refused (see
+/// rootless_resource_limits_without_delegation_are_refused_and_nothing_is_left on the host).
+#[test]
+fn rootless_limits_apply_inside_a_delegated_cgroup_in_the_vm() {
+    let gruntime = integration::gruntime_bin();
+    let script = format!(
+        r#"
+set -e
+G={g}
+useradd -m deleg
+mkdir -p /sys/fs/cgroup/deleg/shell
+chown -R deleg:deleg /sys/fs/cgroup/deleg
+echo "+memory +pids" > /sys/fs/cgroup/deleg/cgroup.subtree_control
+B=/tmp/b; mkdir -p $B/rootfs/bin $B/rootfs/proc $B/rootfs/sys $B/rootfs/dev $B/rootfs/tmp /tmp/xdg
+cp /bin/busybox $B/rootfs/bin/; for a in sh cat; do ln -s busybox $B/rootfs/bin/$a; done
+chown -R deleg:deleg $B /tmp/xdg
+cat > /tmp/user.sh <<'U'
+set -e
+cd /tmp/b
+$G spec --rootless
+python3 - <<'P'
+import json
+c = json.load(open("config.json"))
+c["process"]["terminal"] = False
+c["process"]["args"] = ["sh", "-c", "echo == inside; id -u; cat /sys/fs/cgroup/deleg/ctr/memory.max /sys/fs/cgroup/deleg/ctr/pids.max"]
+c["linux"]["resources"] = {{"memory": {{"limit": 67108864}}, "pids": {{"limit": 50}}}}
+c["linux"]["cgroupsPath"] = "/deleg/ctr"
+json.dump(c, open("config.json", "w"))
+P
+$G run c1
+U
+sh -c 'echo $$ > /sys/fs/cgroup/deleg/shell/cgroup.procs; exec setpriv --reuid=deleg --regid=deleg --init-groups env G='$G' XDG_RUNTIME_DIR=/tmp/xdg PATH=/usr/bin:/bin sh /tmp/user.sh'
+echo "== after"
+ls -d /sys/fs/cgroup/deleg/*/ | xargs -n1 basename
+"#,
+        g = gruntime.display()
+    );
+    let out = integration::vm::run_batch(&script);
+    assert_eq!(out.status, 0, "{out}");
+    let inside: Vec<String> = out
+        .section("inside")
+        .lines()
+        .map(|l| l.trim().to_string())
+        .collect();
+    assert_eq!(&inside[..3], &["0", "67108864", "50"], "{out}");
+    assert_eq!(
+        out.section("after").trim(),
+        "shell",
+        "the container's cgroup must be gone after run: {out}"
+    );
+}
+
+/// Podman's rootless mode in the cgroup-v2 VM: a user with subordinate ranges runs `podman run --rm` and a
+/// run -d / exec / stop / rm cycle with gruntime, and the same with Debian's crun as the control. Podman runs
+/// the runtime as root inside its own user namespace, without a delegated cgroup (no systemd in the VM).
+#[test]
+fn podman_rootless_runs_gruntime_like_crun_in_the_vm() {
+    let dir = tempfile::Builder::new()
+        .prefix("gruntime-podman-rl-")
+        .tempdir()
+        .unwrap();
+    let rootfs = dir.path().join("rootfs");
+    make_busybox_rootfs(&rootfs);
+    let tar = dir.path().join("busybox.tar");
+    let st = Command::new("tar")
+        .arg("-C")
+        .arg(&rootfs)
+        .arg("-cf")
+        .arg(&tar)
+        .arg(".")
+        .status()
+        .unwrap();
+    assert!(st.success());
+    let script = format!(
+        r#"
+set -e
+useradd -m pu
+cp {tar} /home/pu/busybox.tar
+cat > /home/pu/t.sh <<'U'
+export XDG_RUNTIME_DIR=/tmp/pu-run; mkdir -p $XDG_RUNTIME_DIR ~/.config/containers
+cat > ~/.config/containers/containers.conf <<C
+[engine]
+runtime_supports_json = ["crun", "runc", "gruntime"]
+[engine.runtimes]
+gruntime = ["{g}"]
+C
+P="podman --storage-driver vfs --cgroup-manager cgroupfs --events-backend file"
+$P import -q ~/busybox.tar localhost/busybox >/dev/null
+for rt in gruntime crun; do
+  echo "== run-$rt"
+  $P --runtime $rt run --rm --network=none localhost/busybox sh -c 'id -u; cat /proc/self/uid_map' 2>&1 || echo "failed rc=$?"
+  echo "== cycle-$rt"
+  ( $P --runtime $rt run -d --name c-$rt --network=none localhost/busybox sleep 100 >/dev/null &&
+    $P --runtime $rt exec c-$rt echo exec-ok &&
+    $P --runtime $rt stop -t 1 c-$rt >/dev/null 2>&1 &&
+    $P --runtime $rt rm c-$rt >/dev/null && echo cycle-ok ) 2>&1 || echo "failed rc=$?"
+done
+U
+chown -R pu:pu /home/pu
+su - pu -c "sh /home/pu/t.sh"
+"#,
+        tar = tar.display(),
+        g = integration::gruntime_bin().display()
+    );
+    let out = integration::vm::Vm::new()
+        .share(dir.path())
+        .run(&script)
+        .unwrap_or_else(|e| panic!("VM: {e}"));
+    assert_eq!(out.status, 0, "{out}");
+    for rt in ["gruntime", "crun"] {
+        let run = out.section(&format!("run-{rt}"));
+        let words: Vec<&str> = run.split_whitespace().collect();
+        assert_eq!(words.first(), Some(&"0"), "{rt}: {out}");
+        assert!(
+            words.windows(3).any(|w| w[0] == "1" && w[2] == "65536"),
+            "{rt}: subordinate range missing: {out}"
+        );
+        let cycle = out.section(&format!("cycle-{rt}"));
+        assert!(
+            cycle.contains("exec-ok") && cycle.contains("cycle-ok"),
+            "{rt}: {out}"
+        );
+    }
+}
