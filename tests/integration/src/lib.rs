@@ -9,6 +9,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
 pub mod cgroups;
+pub mod dropin;
 pub mod registry;
 pub mod unpack;
 pub mod vm;

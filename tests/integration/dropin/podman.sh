@@ -1,0 +1,115 @@
+# podman 4.3 + conmon 2.1 driving gruntime and runc, in the VM guest (root, cgroupfs, no network).
+# Env: GRUNTIME (binary), DROPIN_WORK (host dir shared with the guest, holding busybox-rootfs.tar),
+# DROPIN_RUNTIMES (default "gruntime runc"). Prints one `== podman/<runtime>/<scenario>` section
+# per scenario; see tests/integration/tests/dropin.rs for what each must show.
+set -u
+. "$(dirname "$0")/common.sh"
+
+T=$(mktemp -d /tmp/dropin-podman.XXXXXX)
+WRAP=$T/bin
+make_wrappers "$WRAP"
+# The containers.conf lines of docs/dropin.md: gruntime by name, and in runtime_supports_json so
+# podman passes it `--log-format=json --log FILE` and reports its errors.
+cat >"$T/containers.conf" <<CONF
+[engine]
+cgroup_manager = "cgroupfs"
+events_logger = "file"
+runtime_supports_json = ["crun", "runc", "kata", "runsc", "youki", "krun", "gruntime"]
+
+[engine.runtimes]
+gruntime = ["$GRUNTIME"]
+CONF
+export CONTAINERS_CONF=$T/containers.conf
+
+podman() {
+	timeout $T_OUT /usr/bin/podman --root "$T/root" --runroot "$T/runroot" --tmpdir "$T/libpod" \
+		--storage-driver overlay "$@"
+}
+IMG=localhost/busybox:latest
+section podman/import
+podman import "$DROPIN_WORK/busybox-rootfs.tar" "$IMG" 2>&1
+rc $?
+
+# cgroup_dir CONTAINER: the container's cgroup directory, from its init's /proc/PID/cgroup.
+cgroup_dir() {
+	local pid
+	pid=$(podman --runtime "$rt" inspect -f '{{.State.Pid}}' "$1") || return 1
+	echo "/sys/fs/cgroup$(cut -d: -f3 "/proc/$pid/cgroup")"
+}
+
+for name in ${DROPIN_RUNTIMES:-gruntime runc}; do
+	rt=$WRAP/$name
+	p() { podman --runtime "$rt" "$@"; }
+	d=d-$name
+	l=l-$name
+
+	section "podman/$name/echo"
+	podman --runtime "$(real_runtime "$name")" run --rm --network none "$IMG" echo hi 2>&1
+	rc $?
+
+	section "podman/$name/run-detached"
+	p run -d --name "$d" --network none "$IMG" sleep 1000 >/dev/null 2>"$T/err"
+	r=$?
+	cat "$T/err"
+	echo "status=$(p inspect -f '{{.State.Status}}' "$d" 2>&1)"
+	rc $r
+
+	section "podman/$name/exec"
+	p exec "$d" sh -c 'echo from-exec; echo pid1=$(cat /proc/1/comm)' 2>&1
+	rc $?
+
+	section "podman/$name/stop"
+	p stop -t 1 "$d" >/dev/null 2>"$T/err"
+	r=$?
+	cat "$T/err"
+	echo "status=$(p inspect -f '{{.State.Status}}' "$d" 2>&1)"
+	rc $r
+
+	section "podman/$name/rm"
+	p rm "$d" >/dev/null 2>"$T/err"
+	r=$?
+	cat "$T/err"
+	echo "containers-left=$(p ps -a --format '{{.Names}}' | grep -c -- "-$name\$")"
+	rc $r
+
+	section "podman/$name/limits"
+	p run -d --name "$l" --network none --memory 64m --pids-limit 50 "$IMG" sleep 1000 >/dev/null 2>"$T/err"
+	r=$?
+	cat "$T/err"
+	p exec "$l" sh -c 'echo inside-memory.max=$(cat /sys/fs/cgroup/memory.max); echo inside-pids.max=$(cat /sys/fs/cgroup/pids.max)' 2>&1
+	cg=$(cgroup_dir "$l")
+	echo "cgroup-dir=$cg"
+	echo "cgroup-memory.max=$(cat "$cg/memory.max" 2>&1)"
+	echo "cgroup-pids.max=$(cat "$cg/pids.max" 2>&1)"
+	rc $r
+
+	section "podman/$name/pause"
+	p pause "$l" >/dev/null 2>"$T/err"
+	r=$?
+	cat "$T/err"
+	echo "status=$(p inspect -f '{{.State.Status}}' "$l" 2>&1)"
+	echo "cgroup-frozen=$(grep frozen "$cg/cgroup.events" 2>&1)"
+	rc $r
+
+	section "podman/$name/unpause"
+	p unpause "$l" >/dev/null 2>"$T/err"
+	r=$?
+	cat "$T/err"
+	echo "status=$(p inspect -f '{{.State.Status}}' "$l" 2>&1)"
+	echo "cgroup-frozen=$(grep frozen "$cg/cgroup.events" 2>&1)"
+	p exec "$l" echo alive-after-unpause 2>&1
+	p rm -f -t 0 "$l" >/dev/null 2>&1
+	rc $r
+
+	section "podman/$name/tty"
+	script -qec "timeout --foreground $T_OUT /usr/bin/podman --root $T/root --runroot $T/runroot --tmpdir $T/libpod --storage-driver overlay --runtime $rt run --rm -t --network none $IMG sh -c 'tty; [ -t 0 ] && echo stdin-is-a-tty'" /dev/null 2>&1 | tr -d '\r'
+	rc ${PIPESTATUS[0]}
+
+	section "podman/$name/error"
+	p run --rm --network none "$IMG" /nonexistent 2>&1
+	rc $?
+
+	section "podman/$name/calls"
+	cat "$WRAP/$name.log"
+	rc 0
+done

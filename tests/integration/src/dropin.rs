@@ -1,0 +1,240 @@
+//! The drop-in proof: containerd (ctr + containerd-shim-runc-v2) and podman (+ conmon) drive
+//! gruntime, and Debian's runc as a control, in the cgroup-v2 VM.
+//!
+//! One VM boot per client runs every scenario for both runtimes (`tests/integration/dropin/*.sh`
+//! print one `== <client>/<runtime>/<scenario>` section each, ending in `rc=N`); the tests share
+//! that output and each checks one section. Booting per scenario would cost minutes of TCG time.
+
+use std::path::Path;
+use std::process::Command;
+use std::sync::OnceLock;
+use std::time::Duration;
+
+use crate::vm::{Vm, VmOutput};
+use crate::{gruntime_bin, make_busybox_rootfs, run, stderr, workspace_root};
+
+/// The runtime a scenario drove.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Runtime {
+    Gruntime,
+    /// Debian's runc: the control, so that a failure seen only with gruntime is known to be ours.
+    Runc,
+}
+
+impl Runtime {
+    pub fn name(self) -> &'static str {
+        match self {
+            Runtime::Gruntime => "gruntime",
+            Runtime::Runc => "runc",
+        }
+    }
+}
+
+/// The container clients, each with its guest script.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Client {
+    Containerd,
+    Podman,
+}
+
+impl Client {
+    fn script(self) -> &'static str {
+        match self {
+            Client::Containerd => "containerd.sh",
+            Client::Podman => "podman.sh",
+        }
+    }
+
+    fn prefix(self) -> &'static str {
+        match self {
+            Client::Containerd => "ctr",
+            Client::Podman => "podman",
+        }
+    }
+}
+
+/// What one scenario printed, and the status of its key command.
+#[derive(Debug, Clone)]
+pub struct Scenario {
+    pub name: String,
+    pub text: String,
+    pub rc: i32,
+}
+
+impl Scenario {
+    /// The value of the scenario's `KEY=VALUE` line (the scripts print the state they observed
+    /// that way), or `None`.
+    pub fn value(&self, key: &str) -> Option<&str> {
+        let prefix = format!("{key}=");
+        self.text
+            .lines()
+            .find_map(|l| l.strip_prefix(prefix.as_str()))
+            .map(str::trim)
+    }
+
+    /// Like [`Scenario::value`], failing the test with the scenario's output when the key is missing.
+    pub fn expect_value(&self, key: &str) -> &str {
+        self.value(key)
+            .unwrap_or_else(|| panic!("`{key}=` not printed by {self}"))
+    }
+
+    pub fn assert_ok(&self) {
+        assert_eq!(self.rc, 0, "{self}");
+    }
+}
+
+impl std::fmt::Display for Scenario {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "scenario {} (rc={}):\n{}", self.name, self.rc, self.text)
+    }
+}
+
+/// The busybox image both clients import, built offline on the host: `busybox-rootfs.tar` (for
+/// `podman import`) and `busybox-oci.tar`, an OCI image archive made with umoci (for
+/// `ctr images import`).
+pub struct ImageDir {
+    pub dir: tempfile::TempDir,
+}
+
+impl ImageDir {
+    pub fn build() -> ImageDir {
+        let dir = tempfile::Builder::new()
+            .prefix("gruntime-dropin-")
+            .tempdir()
+            .expect("temp dir for the drop-in image");
+        let rootfs = dir.path().join("rootfs");
+        make_busybox_rootfs(&rootfs);
+        tar_dir(&rootfs, &dir.path().join("busybox-rootfs.tar"));
+        let layout = dir.path().join("oci");
+        let image = format!("{}:latest", layout.display());
+        umoci(&["init", "--layout", layout.to_str().unwrap()]);
+        umoci(&["new", "--image", &image]);
+        umoci(&["insert", "--image", &image, rootfs.to_str().unwrap(), "/"]);
+        umoci(&[
+            "config",
+            "--image",
+            &image,
+            "--config.cmd",
+            "sh",
+            "--config.env",
+            "PATH=/bin:/usr/bin:/sbin:/usr/sbin",
+            "--config.workingdir",
+            "/",
+        ]);
+        tar_dir(&layout, &dir.path().join("busybox-oci.tar"));
+        ImageDir { dir }
+    }
+
+    pub fn path(&self) -> &Path {
+        self.dir.path()
+    }
+}
+
+fn umoci(args: &[&str]) {
+    let out = run(Command::new("umoci").args(args));
+    assert!(
+        out.status.success(),
+        "umoci {args:?} (apt-get install umoci): {}",
+        stderr(&out)
+    );
+}
+
+fn tar_dir(dir: &Path, archive: &Path) {
+    let out = run(Command::new("tar")
+        .arg("-C")
+        .arg(dir)
+        .arg("-cf")
+        .arg(archive)
+        .arg("."));
+    assert!(
+        out.status.success(),
+        "tar of {}: {}",
+        dir.display(),
+        stderr(&out)
+    );
+}
+
+/// Directories that are fresh tmpfs in the guest rather than the host's (see vm/README.md).
+const GUEST_TMPFS: &[&str] = &["/tmp", "/var/tmp", "/run", "/dev/shm"];
+
+/// Bound on one client's batch: containerd or podman, every scenario, both runtimes, under TCG.
+const BATCH_TIMEOUT: Duration = Duration::from_secs(900);
+
+/// Run a client's guest script once per test binary (the first test to ask boots the VM, the
+/// others wait for it) and return its output.
+pub fn batch(client: Client) -> &'static VmOutput {
+    static CONTAINERD: OnceLock<VmOutput> = OnceLock::new();
+    static PODMAN: OnceLock<VmOutput> = OnceLock::new();
+    let cell = match client {
+        Client::Containerd => &CONTAINERD,
+        Client::Podman => &PODMAN,
+    };
+    cell.get_or_init(|| run_client(client))
+}
+
+fn run_client(client: Client) -> VmOutput {
+    let image = ImageDir::build();
+    let script = workspace_root()
+        .join("tests/integration/dropin")
+        .join(client.script());
+    let gruntime = gruntime_bin();
+    let mut vm = Vm::new().share(image.path());
+    // The guest has its own tmpfs on these: a GRUNTIME_BIN there is only visible when shared.
+    if GUEST_TMPFS.iter().any(|d| gruntime.starts_with(d)) {
+        vm = vm.share(gruntime.parent().unwrap());
+    }
+    vm.env("GRUNTIME", gruntime_bin().to_str().unwrap())
+        .env("DROPIN_WORK", image.path().to_str().unwrap())
+        .timeout(BATCH_TIMEOUT)
+        .run(&format!("bash {}", script.display()))
+        .unwrap_or_else(|e| panic!("{client:?} batch in the VM failed: {e}"))
+}
+
+/// One scenario of a client's batch, for one runtime.
+pub fn scenario(client: Client, runtime: Runtime, name: &str) -> Scenario {
+    section(client, &format!("{}/{name}", runtime.name()))
+}
+
+/// A client-wide section (the image import).
+pub fn section(client: Client, name: &str) -> Scenario {
+    let out = batch(client);
+    let full = format!("{}/{name}", client.prefix());
+    let header = format!("== {full}");
+    assert!(
+        out.stdout.lines().any(|l| l == header),
+        "no section `{full}`: the guest script stopped early\n{out}"
+    );
+    let text = out.section(&full);
+    let rc = text
+        .lines()
+        .rev()
+        .find_map(|l| l.strip_prefix("rc="))
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or_else(|| panic!("section `{full}` has no rc= line\n{text}"));
+    Scenario {
+        name: full,
+        text,
+        rc,
+    }
+}
+
+/// The calls a client made to a runtime (the logging wrapper's `ARGV ...` lines), with the
+/// `ENV ...` line that follows each.
+pub fn calls(client: Client, runtime: Runtime) -> Vec<(Vec<String>, Vec<String>)> {
+    let s = scenario(client, runtime, "calls");
+    let mut out = Vec::new();
+    let mut lines = s.text.lines();
+    while let Some(l) = lines.next() {
+        if let Some(argv) = l.strip_prefix("ARGV") {
+            let env = lines
+                .next()
+                .and_then(|e| e.strip_prefix("ENV"))
+                .unwrap_or("");
+            out.push((
+                argv.split_whitespace().map(String::from).collect(),
+                env.split_whitespace().map(String::from).collect(),
+            ));
+        }
+    }
+    out
+}
