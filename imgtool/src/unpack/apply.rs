@@ -195,6 +195,25 @@ fn record_rootless_owner(meta: &mut Meta) {
     meta.xattrs.push((name, pb));
 }
 
+/// atime (or mtime when the layer has none) and mtime of `name` in `dir`, never following a symlink.
+fn set_times_at(
+    cx: &Ctx<'_>,
+    dir: BorrowedFd<'_>,
+    name: &[u8],
+    meta: &Meta,
+    step: &'static str,
+) -> Result<(), UnpackError> {
+    let atime = meta.atime.unwrap_or(meta.mtime);
+    nix::sys::stat::utimensat(
+        dir,
+        resolve::os(name),
+        &atime,
+        &meta.mtime,
+        UtimensatFlags::NoFollowSymlink,
+    )
+    .map_err(cx.apply(step))
+}
+
 fn proc_fd_path(dir: BorrowedFd<'_>, name: &[u8]) -> CString {
     let mut p = format!("/proc/self/fd/{}/", dir.as_raw_fd()).into_bytes();
     p.extend_from_slice(name);
@@ -542,16 +561,7 @@ impl Applier {
             .map_err(cx.apply("create symlink"))?;
         self.set_owner_at(cx, dir, name, meta)?;
         self.set_xattrs_at(cx, dir, name, meta)?;
-        let atime = meta.atime.unwrap_or(meta.mtime);
-        nix::sys::stat::utimensat(
-            dir,
-            resolve::os(name),
-            &atime,
-            &meta.mtime,
-            UtimensatFlags::NoFollowSymlink,
-        )
-        .map_err(cx.apply("set symlink times"))?;
-        Ok(())
+        set_times_at(cx, dir, name, meta, "set symlink times")
     }
 
     fn make_hardlink(
@@ -643,16 +653,7 @@ impl Applier {
         )
         .map_err(cx.apply("set mode"))?;
         self.set_xattrs_at(cx, dir, name, meta)?;
-        let atime = meta.atime.unwrap_or(meta.mtime);
-        nix::sys::stat::utimensat(
-            dir,
-            resolve::os(name),
-            &atime,
-            &meta.mtime,
-            UtimensatFlags::NoFollowSymlink,
-        )
-        .map_err(cx.apply("set times"))?;
-        Ok(())
+        set_times_at(cx, dir, name, meta, "set times")
     }
 
     /// Owner, then mode, then xattrs on an open file or directory.
