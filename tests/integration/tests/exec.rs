@@ -5,6 +5,18 @@ use std::time::Duration;
 use integration::{stderr, stdout, unique_id, TestBundle};
 use serde_json::json;
 
+/// Drive `cmdline` through a real terminal: script(1) gives it a pty and `keys` is a shell snippet that types
+/// into it (with sleeps between lines, as a person would).
+fn through_a_terminal(cmdline: &str, keys: &str) -> std::process::Output {
+    std::process::Command::new("sh")
+        .arg("-c")
+        .arg(format!(
+            "({keys}) | timeout 25 script -qfec '{cmdline}' /dev/null"
+        ))
+        .output()
+        .unwrap()
+}
+
 fn running(b: &TestBundle) -> String {
     let id = unique_id("exec");
     let out = b.gruntime(&["run", "-d", "-b", b.path().to_str().unwrap(), &id]);
@@ -161,11 +173,10 @@ fn run_with_a_terminal_relays_an_interactive_shell() {
         b.path().display(),
         id
     );
-    let out = std::process::Command::new("sh")
-        .arg("-c")
-        .arg(format!("(sleep 0.5; printf 'tty; echo answer-$((6*7))\\n'; sleep 0.5; printf 'exit 5\\n') | script -qfec '{cmdline}' /dev/null"))
-        .output()
-        .unwrap();
+    let out = through_a_terminal(
+        &cmdline,
+        "sleep 0.5; printf 'tty; echo answer-$((6*7))\\n'; sleep 0.5; printf 'exit 5\\n'",
+    );
     let text = stdout(&out);
     assert!(text.contains("/dev/pts/0"), "{text}");
     assert!(text.contains("answer-42"), "{text}");
@@ -185,11 +196,10 @@ fn exec_with_a_terminal_relays_an_interactive_shell() {
         b.root.path().display(),
         id
     );
-    let out = std::process::Command::new("sh")
-        .arg("-c")
-        .arg(format!("(sleep 0.5; printf 'tty; echo answer-$((6*7))\\n'; sleep 0.5; printf 'exit 4\\n') | script -qfec '{cmdline}' /dev/null"))
-        .output()
-        .unwrap();
+    let out = through_a_terminal(
+        &cmdline,
+        "sleep 0.5; printf 'tty; echo answer-$((6*7))\\n'; sleep 0.5; printf 'exit 4\\n'",
+    );
     let text = stdout(&out);
     assert!(text.contains("/dev/pts/"), "{text}");
     assert!(text.contains("answer-42"), "{text}");
@@ -227,11 +237,7 @@ fn ctrl_c_reaches_the_container_through_the_relayed_terminal() {
         id
     );
     let started = std::time::Instant::now();
-    let out = std::process::Command::new("sh")
-        .arg("-c")
-        .arg(format!("(sleep 0.5; printf 'sleep 30; echo not-interrupted\\n'; sleep 0.7; printf '\\003'; sleep 0.5; printf 'exit 6\\n') | timeout 25 script -qfec '{cmdline}' /dev/null"))
-        .output()
-        .unwrap();
+    let out = through_a_terminal(&cmdline, "sleep 0.5; printf 'sleep 30; echo not-interrupted\\n'; sleep 0.7; printf '\\003'; sleep 0.5; printf 'exit 6\\n'");
     let text = stdout(&out);
     // SIGINT ends the `sleep 30` line at once (ash drops the rest of an interrupted line) and the shell
     // goes on to `exit 6`: well under the 30 s the sleep would take.
