@@ -30,6 +30,6 @@ fi
 
 echo "== imgtool unpack oci:$img:latest $bundle"
 rm -rf "$bundle"
-"$bin/imgtool" unpack "oci:$img:latest" "$bundle"
+"$bin/imgtool" unpack --hostname gruntime-demo "oci:$img:latest" "$bundle"
 echo "== gruntime run -b $bundle demo"
 "${GRUNTIME:-$bin/gruntime}" run -b "$bundle" "demo-$$"
