@@ -5,6 +5,7 @@ use oci_spec::runtime::{Arch, LinuxSeccompAction, LinuxSeccompFilterFlag, Seccom
 
 use super::compile::flag_bit;
 use super::install;
+use super::validate::OPERATORS;
 
 const ACTIONS: [(LinuxSeccompAction, u32); 9] = [
     (LinuxSeccompAction::ScmpActAllow, libc::SECCOMP_RET_ALLOW),
@@ -35,16 +36,6 @@ const FLAGS: [LinuxSeccompFilterFlag; 4] = [
     LinuxSeccompFilterFlag::SeccompFilterFlagLog,
     LinuxSeccompFilterFlag::SeccompFilterFlagSpecAllow,
     LinuxSeccompFilterFlag::SeccompFilterFlagWaitKillableRecv,
-];
-
-const OPERATORS: [&str; 7] = [
-    "SCMP_CMP_NE",
-    "SCMP_CMP_LT",
-    "SCMP_CMP_LE",
-    "SCMP_CMP_EQ",
-    "SCMP_CMP_GE",
-    "SCMP_CMP_GT",
-    "SCMP_CMP_MASKED_EQ",
 ];
 
 pub fn features() -> Seccomp {

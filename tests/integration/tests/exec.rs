@@ -17,6 +17,21 @@ fn through_a_terminal(cmdline: &str, keys: &str) -> std::process::Output {
         .unwrap()
 }
 
+/// A bundle whose process is an interactive `sh` with `terminal: true`, and the `gruntime run` command line
+/// (without a console socket) that starts it.
+fn interactive_shell_run(tag: &str) -> (TestBundle, String) {
+    let b = TestBundle::new(&["sh"]);
+    b.edit(|c| c["process"]["terminal"] = true.into());
+    let cmdline = format!(
+        "{} --root {} run -b {} {}",
+        integration::gruntime_bin().display(),
+        b.root.path().display(),
+        b.path().display(),
+        unique_id(tag)
+    );
+    (b, cmdline)
+}
+
 fn running(b: &TestBundle) -> String {
     let id = unique_id("exec");
     let out = b.gruntime(&["run", "-d", "-b", b.path().to_str().unwrap(), &id]);
@@ -163,16 +178,7 @@ fn exec_never_exposes_the_host_binary() {
 /// `run -t` without a console socket, driven through a real terminal (script(1) gives gruntime a pty).
 #[test]
 fn run_with_a_terminal_relays_an_interactive_shell() {
-    let b = TestBundle::new(&["sh"]);
-    b.edit(|c| c["process"]["terminal"] = true.into());
-    let id = unique_id("tty");
-    let cmdline = format!(
-        "{} --root {} run -b {} {}",
-        integration::gruntime_bin().display(),
-        b.root.path().display(),
-        b.path().display(),
-        id
-    );
+    let (b, cmdline) = interactive_shell_run("tty");
     let out = through_a_terminal(
         &cmdline,
         "sleep 0.5; printf 'tty; echo answer-$((6*7))\\n'; sleep 0.5; printf 'exit 5\\n'",
@@ -226,16 +232,7 @@ fn exec_into_a_paused_container_is_refused_unless_ignore_paused() {
 /// shell goes on.
 #[test]
 fn ctrl_c_reaches_the_container_through_the_relayed_terminal() {
-    let b = TestBundle::new(&["sh"]);
-    b.edit(|c| c["process"]["terminal"] = true.into());
-    let id = unique_id("ctrlc");
-    let cmdline = format!(
-        "{} --root {} run -b {} {}",
-        integration::gruntime_bin().display(),
-        b.root.path().display(),
-        b.path().display(),
-        id
-    );
+    let (_bundle, cmdline) = interactive_shell_run("ctrlc"); // kept alive for the run
     let started = std::time::Instant::now();
     let out = through_a_terminal(&cmdline, "sleep 0.5; printf 'sleep 30; echo not-interrupted\\n'; sleep 0.7; printf '\\003'; sleep 0.5; printf 'exit 6\\n'");
     let text = stdout(&out);
