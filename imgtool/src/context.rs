@@ -109,6 +109,9 @@ pub struct Context {
     pub registry: RegistryOptions,
     /// `--quiet`: no progress output at all.
     pub quiet: bool,
+    /// `pull --verify-diff-ids`: decompress every layer while it arrives and check its diff_id
+    /// then, instead of in the first pass that unpacks it (the default, as containerd does).
+    pub verify_diff_ids: bool,
 }
 
 impl Context {
@@ -133,6 +136,7 @@ impl Context {
             store_dir: store_dir.into(),
             registry: RegistryOptions::default(),
             quiet: true,
+            verify_diff_ids: false,
         }
     }
 }

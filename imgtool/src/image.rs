@@ -13,10 +13,14 @@
 //! `ensure_image` is synchronous (it runs its own async runtime for registry pulls): do not
 //! call it from inside a tokio runtime.
 //!
-//! Guarantees: every blob path handed out exists, its content matches its digest, and each
-//! layer's diff_id (computed from its content) equals the config's `rootfs.diff_ids` entry. The
-//! `Image` keeps the store's shared lock, so no concurrent `rmi` garbage-collects its blobs
-//! while it is alive.
+//! Guarantees: every blob path handed out exists and its content matched its digest when it
+//! entered the store. A layer's diff_id is the config's `rootfs.diff_ids` entry; `verified` says
+//! whether the store has already checked it against the layer's content. Whoever decompresses an
+//! unverified layer (unpack, overlay snapshots, docker-archive save) hashes it in that same pass,
+//! refuses it on a mismatch and records the result (`record_diff_id`), so the layer is read
+//! once, not once by the pull and again by the unpack. A layer whose recorded diff_id differs from
+//! the config is refused here without reading it. The `Image` keeps the store's shared lock, so
+//! no concurrent `rmi` garbage-collects its blobs while it is alive.
 use std::path::PathBuf;
 use std::sync::Arc;
 
@@ -32,9 +36,12 @@ use crate::store::{self, Store};
 pub struct Layer {
     /// The manifest's descriptor: media type (compression), digest, size, annotations.
     pub descriptor: Descriptor,
-    /// `sha256:…` of the uncompressed tar, verified against the config's rootfs.diff_ids.
+    /// `sha256:…` of the uncompressed tar: the config's rootfs.diff_ids entry.
     pub diff_id: String,
-    /// The verified compressed (or plain tar) blob in the store.
+    /// The store has checked `diff_id` against the layer's content. When false, the first
+    /// reader of the decompressed content must hash it and compare (see `record_diff_id`).
+    pub verified: bool,
+    /// The compressed (or plain tar) blob in the store, verified against its digest.
     pub blob_path: PathBuf,
 }
 
@@ -84,9 +91,9 @@ impl Image {
         &self.store
     }
 
-    /// The layers in order, base first, each with its verified diff_id and blob path. Checks
-    /// (cheaply, via the store's record of verified diff_ids) that the blobs are present and
-    /// match the config, so nothing unverified is ever handed out.
+    /// The layers in order, base first, with their blob paths and diff_ids. Checks cheaply
+    /// (no decompression) that the blobs are present and that no diff_id the store already
+    /// computed from a layer's content contradicts the config.
     pub fn layers(&self) -> Result<Vec<Layer>> {
         let diff_ids = self.config.rootfs().diff_ids();
         let layers = self.manifest.layers();
@@ -107,21 +114,42 @@ impl Image {
                     reason: format!("layer {digest} of image {} is missing", self.id),
                 });
             }
-            let actual = self.store.diff_id(&digest)?;
-            if &actual != expected {
-                return Err(Error::DiffIdMismatch {
-                    layer: digest,
-                    expected: expected.clone(),
-                    actual,
-                });
-            }
+            let verified = match self.store.cached_diff_id(&digest) {
+                Some(actual) if &actual != expected => {
+                    return Err(Error::DiffIdMismatch {
+                        layer: digest,
+                        expected: expected.clone(),
+                        actual,
+                    })
+                }
+                Some(_) => true,
+                None => false,
+            };
             out.push(Layer {
                 descriptor: desc.clone(),
-                diff_id: actual,
+                diff_id: expected.clone(),
+                verified,
                 blob_path,
             });
         }
         Ok(out)
+    }
+
+    /// Decompress every layer not verified yet and check its diff_id now (`pull
+    /// --verify-diff-ids`).
+    pub fn verify_diff_ids(&self) -> Result<()> {
+        for layer in self.layers()?.iter().filter(|l| !l.verified) {
+            let digest = layer.descriptor.digest().to_string();
+            let actual = self.store.diff_id(&digest)?;
+            if actual != layer.diff_id {
+                return Err(Error::DiffIdMismatch {
+                    layer: digest,
+                    expected: layer.diff_id.clone(),
+                    actual,
+                });
+            }
+        }
+        Ok(())
     }
 }
 

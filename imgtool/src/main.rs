@@ -135,6 +135,7 @@ fn context(cli: &Cli) -> Result<Context> {
             retries: cli.retry_times,
         },
         quiet: false,
+        verify_diff_ids: false,
     })
 }
 
@@ -143,6 +144,7 @@ fn run(cli: Cli) -> Result<()> {
     match cli.command {
         Command::Pull(a) => {
             ctx.quiet = a.quiet;
+            ctx.verify_diff_ids = a.verify_diff_ids;
             commands::pull::run(&ctx, a)
         }
         Command::Images(a) => commands::images::run(&ctx, a),

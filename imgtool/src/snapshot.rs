@@ -102,7 +102,8 @@ fn bundle_key(bundle: &Path) -> String {
     )
 }
 
-/// The layer's cache dir (its `fs`), extracting it first if this is the first bundle to use it.
+/// The layer's cache dir (its `fs`), extracting it first if this is the first bundle to use it;
+/// the flag says whether this call extracted it (and so checked the blob's diff_id).
 /// Extraction goes to a temporary dir renamed into place after the diff_id checks out, so a
 /// crash or a bad layer never leaves a half layer that later bundles would trust.
 ///
@@ -114,11 +115,11 @@ pub fn ensure_layer(
     layer: &LayerInput,
     chain_id: &str,
     lowers: &[PathBuf],
-) -> Result<PathBuf, SnapshotError> {
+) -> Result<(PathBuf, bool), SnapshotError> {
     let dir = layer_dir(store, chain_id);
     let fs_dir = dir.join("fs");
     if fs_dir.is_dir() {
-        return Ok(fs_dir);
+        return Ok((fs_dir, false));
     }
     let parent = layers_dir(store);
     fs::create_dir_all(&parent).map_err(io_err("create layer cache", &parent))?;
@@ -141,11 +142,11 @@ pub fn ensure_layer(
         return Err(SnapshotError::Layer(e));
     }
     match fs::rename(&tmp, &dir) {
-        Ok(()) => Ok(fs_dir),
+        Ok(()) => Ok((fs_dir, true)),
         // Another unpack cached the same layer meanwhile: use theirs.
         Err(_) if fs_dir.is_dir() => {
             let _ = fs::remove_dir_all(&tmp);
-            Ok(fs_dir)
+            Ok((fs_dir, true))
         }
         Err(e) => {
             let _ = fs::remove_dir_all(&tmp);

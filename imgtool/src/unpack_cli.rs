@@ -194,20 +194,23 @@ fn claim_dir(dir: &Path) -> Result<bool, Error> {
 }
 
 /// Extract (or reuse) every layer's cache dir, take refs on them, and mount the bundle's rootfs
-/// as their overlay with the bundle's own upper and work dirs.
+/// as their overlay with the bundle's own upper and work dirs. Returns which layers were
+/// extracted (their diff_ids checked) by this call.
 fn overlay_rootfs(
     store: &Path,
     layers: &[LayerInput],
     dir: &Path,
     rootfs: &Path,
     cleanup: &mut Cleanup,
-) -> Result<(), Error> {
+) -> Result<Vec<bool>, Error> {
     let diff_ids: Vec<String> = layers.iter().map(|l| l.diff_id.clone()).collect();
     let ids = snapshot::chain_ids(&diff_ids);
     let mut lowers = Vec::with_capacity(layers.len());
+    let mut extracted = Vec::with_capacity(layers.len());
     for (i, (l, chain)) in layers.iter().zip(&ids).enumerate() {
-        let fs_dir = snapshot::ensure_layer(store, i, l, chain, &lowers)?;
+        let (fs_dir, fresh) = snapshot::ensure_layer(store, i, l, chain, &lowers)?;
         lowers.push(fs_dir);
+        extracted.push(fresh);
     }
     snapshot::add_refs(store, &ids, dir)?;
     cleanup.refs = Some((store.to_path_buf(), ids));
@@ -223,7 +226,7 @@ fn overlay_rootfs(
     }
     snapshot::mount_overlay(&lowers, &upper, &work, rootfs)?;
     cleanup.mounted = Some(rootfs.to_path_buf());
-    Ok(())
+    Ok(extracted)
 }
 
 pub fn run_unpack(ctx: &Context, args: UnpackArgs) -> Result<(), Error> {
@@ -263,9 +266,10 @@ pub fn run_unpack(ctx: &Context, args: UnpackArgs) -> Result<(), Error> {
     let mut pull_ctx = ctx.clone();
     pull_ctx.quiet |= args.quiet;
     let image = crate::image::ensure_image(&pull_ctx, &args.image)?;
-    let layers: Vec<LayerInput> = image
-        .layers()?
-        .into_iter()
+    let image_layers = image.layers()?;
+    let layers: Vec<LayerInput> = image_layers
+        .iter()
+        .cloned()
         .map(|l| LayerInput {
             blob: l.blob_path,
             media_type: l.descriptor.media_type().to_string(),
@@ -291,16 +295,24 @@ pub fn run_unpack(ctx: &Context, args: UnpackArgs) -> Result<(), Error> {
     let rootfs = dir.join("rootfs");
     fs::create_dir(&rootfs).map_err(Error::io("create rootfs", &rootfs))?;
 
-    match args.snapshot {
+    // Every layer read below is hashed in the same pass and refused on a diff_id mismatch;
+    // the ones read (and so checked) are recorded, so the store knows them as verified.
+    let checked = match args.snapshot {
         SnapshotMode::Copy => {
             let opts = ApplyOptions {
                 rootless: args.rootless,
                 whiteouts: WhiteoutMode::Apply,
             };
             unpack::unpack_layers(&rootfs, &layers, opts)?;
+            vec![true; layers.len()]
         }
-        SnapshotMode::Overlay => {
-            overlay_rootfs(&store, &layers, &dir, &rootfs, &mut cleanup)?;
+        SnapshotMode::Overlay => overlay_rootfs(&store, &layers, &dir, &rootfs, &mut cleanup)?,
+    };
+    for (l, checked) in image_layers.iter().zip(checked) {
+        if checked && !l.verified {
+            image
+                .store()
+                .record_diff_id(l.descriptor.digest().as_ref(), &l.diff_id)?;
         }
     }
 

@@ -78,17 +78,37 @@ pub fn decompressed(reader: impl Read + Send + 'static) -> io::Result<Box<dyn Re
 
 /// sha256 of the decompressed content of a reader: the layer's diff_id.
 pub fn diff_id_of(reader: impl Read + Send + 'static) -> io::Result<String> {
-    let mut dec = decompressed(reader)?;
-    let mut h = Hasher::default();
-    let mut buf = vec![0u8; 256 * 1024];
-    loop {
-        let n = dec.read(&mut buf)?;
-        if n == 0 {
-            break;
-        }
-        h.update(&buf[..n]);
-    }
+    let mut h = HashingReader::new(decompressed(reader)?);
+    io::copy(&mut h, &mut io::sink())?;
     Ok(h.finish())
+}
+
+/// A reader that hashes what passes through it.
+pub struct HashingReader<R> {
+    inner: R,
+    hasher: Hasher,
+}
+
+impl<R: Read> HashingReader<R> {
+    pub fn new(inner: R) -> Self {
+        HashingReader {
+            inner,
+            hasher: Hasher::default(),
+        }
+    }
+
+    /// `sha256:<hex>` of everything read so far.
+    pub fn finish(self) -> String {
+        self.hasher.finish()
+    }
+}
+
+impl<R: Read> Read for HashingReader<R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        self.hasher.update(&buf[..n]);
+        Ok(n)
+    }
 }
 
 /// diff_id of a blob file in the store.

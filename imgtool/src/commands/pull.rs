@@ -10,11 +10,20 @@ pub struct PullArgs {
     /// No progress output
     #[arg(short, long)]
     pub quiet: bool,
+    /// Decompress each layer as it arrives and check its diff_id now (slower). By default a
+    /// pull checks every blob's digest and each diff_id is checked by the pass that first
+    /// unpacks the layer, before any rootfs built from it is used
+    #[arg(long)]
+    pub verify_diff_ids: bool,
 }
 
 pub fn run(ctx: &Context, args: PullArgs) -> Result<()> {
     let image = if crate::reference::Source::has_transport(&args.image) {
-        crate::image::ensure_image(ctx, &args.image)?
+        let image = crate::image::ensure_image(ctx, &args.image)?;
+        if ctx.verify_diff_ids {
+            image.verify_diff_ids()?;
+        }
+        image
     } else {
         // An explicit pull always asks the registry (a tag may have moved); only the blobs
         // already present are skipped.
@@ -24,6 +33,9 @@ pub fn run(ctx: &Context, args: PullArgs) -> Result<()> {
         let digest = crate::transport::fetch(ctx, &store, &source, &progress)?;
         let image = crate::image::load(&store, &digest)?;
         image.layers()?;
+        if ctx.verify_diff_ids {
+            image.verify_diff_ids()?;
+        }
         image
     };
     println!("{}", image.id.trim_start_matches("sha256:"));

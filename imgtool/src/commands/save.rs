@@ -101,10 +101,24 @@ fn write_docker_archive<W: Write>(
                     .map_err(Error::io("create temp file in", store.root()))?;
                 let blob = std::fs::File::open(&layer.blob_path)
                     .map_err(Error::io("open layer blob", &layer.blob_path))?;
-                let mut dec = crate::verify::decompressed(blob)
+                let dec = crate::verify::decompressed(blob)
                     .map_err(Error::io("decompress layer blob", &layer.blob_path))?;
-                std::io::copy(&mut dec, &mut tmp)
+                // The archive names the layer by its diff_id: hash what we write and check it.
+                let mut hashing = crate::verify::HashingReader::new(dec);
+                std::io::copy(&mut hashing, &mut tmp)
                     .map_err(Error::io("decompress layer blob", &layer.blob_path))?;
+                let digest = layer.descriptor.digest().to_string();
+                let actual = hashing.finish();
+                if actual != layer.diff_id {
+                    return Err(Error::DiffIdMismatch {
+                        layer: digest,
+                        expected: layer.diff_id.clone(),
+                        actual,
+                    });
+                }
+                if !layer.verified {
+                    store.record_diff_id(&digest, &actual)?;
+                }
                 append_dir(tar, &dir)?;
                 append_file(tar, &file, &mut tmp)?;
             }

@@ -1,7 +1,9 @@
 //! Pulling from a registry with oci-client: manifest (choosing the platform from an index
 //! ourselves, variant included), config, then the missing layers concurrently, each verified
-//! (digest and diff_id) while it streams into a temp file, retried with backoff and resumed with
-//! a Range request after a transient failure.
+//! against its digest while it streams into a temp file, retried with backoff and resumed with
+//! a Range request after a transient failure. Diff_ids are checked by the pass that first
+//! decompresses a layer (see `image.rs`), or here while the layer streams in with
+//! `--verify-diff-ids`.
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -395,7 +397,8 @@ async fn pull_async(
     let results: Vec<Result<()>> =
         futures_util::stream::iter(manifest.layers().iter().zip(diff_ids.iter()))
             .map(|(layer, diff_id)| {
-                fetch_layer(&client, r, store, layer, diff_id, progress, retries)
+                let verify = ctx.verify_diff_ids.then_some(diff_id.as_str());
+                fetch_layer(&client, r, store, layer, verify, progress, retries)
             })
             .buffer_unordered(CONCURRENT_LAYERS)
             .collect()
@@ -450,34 +453,29 @@ async fn fetch_manifest(
     Ok((raw.to_vec(), actual))
 }
 
-/// Make sure one layer is in the store with a verified digest and diff_id.
+/// Make sure one layer is in the store with a verified digest, and with its diff_id checked
+/// against `verify_diff_id` when that is given.
 async fn fetch_layer(
     client: &Client,
     r: &Reference,
     store: &Store,
     layer: &Descriptor,
-    expected_diff_id: &str,
+    verify_diff_id: Option<&str>,
     progress: &Progress,
     retries: u32,
 ) -> Result<()> {
     let digest = layer.digest().to_string();
     let bar = progress.blob("blob", &digest, layer.size());
     if store.has_blob(&digest) {
-        let actual = match store.cached_diff_id(&digest) {
-            Some(d) => d,
-            None => {
-                let blob = store.blob_path(&digest)?;
-                let d = tokio::task::block_in_place(|| crate::verify::diff_id_of_file(&blob))?;
-                store.record_diff_id(&digest, &d)?;
-                d
+        if let Some(expected) = verify_diff_id {
+            let actual = tokio::task::block_in_place(|| store.diff_id(&digest))?;
+            if actual != expected {
+                return Err(Error::DiffIdMismatch {
+                    layer: digest,
+                    expected: expected.to_string(),
+                    actual,
+                });
             }
-        };
-        if actual != expected_diff_id {
-            return Err(Error::DiffIdMismatch {
-                layer: digest,
-                expected: expected_diff_id.to_string(),
-                actual,
-            });
         }
         bar.skipped();
         return Ok(());
@@ -485,7 +483,8 @@ async fn fetch_layer(
 
     let layer_ref = digest.as_str();
     let mut w = store.blob_writer()?;
-    let mut diff = StreamingDiffId::start();
+    let start_diff = || verify_diff_id.map(|_| StreamingDiffId::start());
+    let mut diff = start_diff();
     let mut attempt = 0u32;
     loop {
         let offset = w.len();
@@ -511,7 +510,7 @@ async fn fetch_layer(
                     bar.rewind(offset);
                     w.abort();
                     w = store.blob_writer()?;
-                    diff = StreamingDiffId::start();
+                    diff = start_diff();
                 }
                 s.stream
             }
@@ -531,7 +530,9 @@ async fn fetch_layer(
                 Ok(Some(chunk)) => {
                     w.write(&chunk)?;
                     bar.inc(chunk.len() as u64);
-                    diff.feed(chunk);
+                    if let Some(d) = &mut diff {
+                        d.feed(chunk);
+                    }
                 }
                 Ok(None) => break,
                 Err(e) => {
@@ -583,27 +584,36 @@ async fn fetch_layer(
             actual,
         });
     }
-    let diff_id = tokio::task::block_in_place(|| diff.finish()).map_err(|e| Error::Parse {
-        what: format!("layer {digest}"),
-        reason: format!("content does not decompress: {e}"),
-    });
-    let diff_id = match diff_id {
-        Ok(d) => d,
-        Err(e) => {
-            w.abort();
-            return Err(e);
-        }
+    let diff_id = match (diff, verify_diff_id) {
+        (Some(diff), Some(expected)) => match check_streamed_diff_id(diff, &digest, expected) {
+            Ok(d) => Some(d),
+            Err(e) => {
+                w.abort();
+                return Err(e);
+            }
+        },
+        _ => None,
     };
-    if diff_id != expected_diff_id {
-        w.abort();
-        return Err(Error::DiffIdMismatch {
-            layer: digest,
-            expected: expected_diff_id.to_string(),
-            actual: diff_id,
-        });
-    }
     w.commit("layer", &digest)?;
-    store.record_diff_id(&digest, &diff_id)?;
+    if let Some(d) = diff_id {
+        store.record_diff_id(&digest, &d)?;
+    }
     bar.done("done");
     Ok(())
+}
+
+/// The diff_id computed while the layer streamed in, if it is the one the config promises.
+fn check_streamed_diff_id(diff: StreamingDiffId, digest: &str, expected: &str) -> Result<String> {
+    let actual = tokio::task::block_in_place(|| diff.finish()).map_err(|e| Error::Parse {
+        what: format!("layer {digest}"),
+        reason: format!("content does not decompress: {e}"),
+    })?;
+    if actual != expected {
+        return Err(Error::DiffIdMismatch {
+            layer: digest.to_string(),
+            expected: expected.to_string(),
+            actual,
+        });
+    }
+    Ok(actual)
 }

@@ -762,6 +762,8 @@ fn tar_layer(spec: &LayerSpec) -> Vec<u8> {
         let mut h = tar::Header::new_gnu();
         h.set_size(data.len() as u64);
         h.set_mode(mode);
+        h.set_uid(0);
+        h.set_gid(0);
         h.set_mtime(1_700_000_000);
         h.set_cksum();
         b.append_data(&mut h, path, data).unwrap();
@@ -778,6 +780,8 @@ fn tar_layer(spec: &LayerSpec) -> Vec<u8> {
         h.set_entry_type(tar::EntryType::Symlink);
         h.set_size(0);
         h.set_mode(0o777);
+        h.set_uid(0);
+        h.set_gid(0);
         h.set_mtime(1_700_000_000);
         b.append_link(&mut h, "bin/sh", "busybox").unwrap();
     }

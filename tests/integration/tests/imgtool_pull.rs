@@ -684,6 +684,75 @@ fn blob_with_wrong_content_is_rejected_and_store_stays_clean() {
     );
 }
 
+/// Re-tag `img` under `tag` with a config whose diff_id for `layer` is wrong (the layers are
+/// untouched, so every blob digest still checks out); returns the lying manifest's digest.
+fn lie_about_diff_id(layout: &Layout, img: &BuiltImage, layer: usize, tag: &str) -> String {
+    let blob = |d: &str| std::fs::read(layout.dir.join("blobs/sha256").join(&d[7..])).unwrap();
+    let mut config: serde_json::Value = serde_json::from_slice(&blob(&img.config_digest)).unwrap();
+    config["rootfs"]["diff_ids"][layer] = format!("sha256:{}", "0".repeat(64)).into();
+    let config_raw = serde_json::to_vec(&config).unwrap();
+    let mut manifest: serde_json::Value =
+        serde_json::from_slice(&blob(&img.manifest_digest)).unwrap();
+    manifest["config"]["digest"] = layout.put(&config_raw).into();
+    manifest["config"]["size"] = config_raw.len().into();
+    let raw = serde_json::to_vec(&manifest).unwrap();
+    let digest = layout.put(&raw);
+    layout.tag(tag, &img.media_type, &digest, raw.len() as u64);
+    digest
+}
+
+#[test]
+fn lying_diff_id_is_refused_before_any_rootfs_is_used() {
+    let reg = TestRegistry::plain();
+    let imgs = Images::new();
+    let img = push_basic(&reg, &imgs, "test/honest", "v1", "lie-1");
+    lie_about_diff_id(&imgs.layout, &img, 1, "lie");
+    reg.push(&imgs.layout.dir, "lie", "test/lie", "v1");
+    let name = format!("{}/test/lie:v1", reg.addr);
+    let bad_layer = &img.layer_digests[1];
+
+    // --verify-diff-ids checks while the layers stream in: the error names the layer, and
+    // neither that layer nor the image is kept.
+    let store = Store::new();
+    let err = store.fails(&["--plain-http", "pull", "--verify-diff-ids", &name]);
+    assert!(
+        err.contains(bad_layer.as_str()) && err.contains("diff_id mismatch"),
+        "{err}"
+    );
+    assert!(!store.blobs().contains(bad_layer), "unverified layer kept");
+    assert!(store.images_json().is_empty());
+    assert!(store.temp_files().is_empty(), "{:?}", store.temp_files());
+
+    // A plain pull checks every blob digest (as skopeo and containerd's fetch do); the diff_id
+    // is checked by the pass that first decompresses the layer, before any rootfs is used.
+    let store = Store::new();
+    store.ok(&["--plain-http", "pull", "-q", &name]);
+    let bundle = store.path().join("bundle");
+    let err = store.fails(&["unpack", &name, bundle.to_str().unwrap()]);
+    assert!(err.contains("diff_id mismatch"), "{err}");
+    assert!(!bundle.exists(), "a refused unpack leaves no bundle");
+    let archive = store.path().join("lie.tar");
+    let err = store.fails(&["save", "-o", archive.to_str().unwrap(), &name]);
+    assert!(
+        err.contains(bad_layer.as_str()) && err.contains("diff_id mismatch"),
+        "{err}"
+    );
+    let err = store.fails(&["--plain-http", "pull", "--verify-diff-ids", &name]);
+    assert!(err.contains(bad_layer.as_str()), "{err}");
+
+    // The honest image sharing those layers unpacks from the same store, and its layers are
+    // then known as verified.
+    let honest = format!("{}/test/honest:v1", reg.addr);
+    store.ok(&["--plain-http", "pull", "-q", &honest]);
+    store.ok(&["unpack", "-q", &honest, bundle.to_str().unwrap()]);
+    assert!(bundle.join("rootfs/etc/marker").is_file());
+    let verified = store.path().join(".imgtool/diffids").join(&bad_layer[7..]);
+    assert_eq!(
+        std::fs::read_to_string(verified).unwrap().trim(),
+        img.diff_ids[1]
+    );
+}
+
 #[test]
 fn concurrent_pulls_of_one_image_both_succeed() {
     let reg = TestRegistry::plain();
