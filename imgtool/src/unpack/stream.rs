@@ -1,8 +1,9 @@
 //! A layer blob as a stream of uncompressed tar bytes, hashed on the way (the diff_id).
 //!
-//! Decompression and hashing run on their own thread and hand chunks to the extracting thread
-//! through a small bounded channel, so gunzip/zstd, sha256 and the filesystem writes overlap in one
-//! pass over the blob instead of running one after the other.
+//! Decompression runs on its own thread and hands whole chunks to the extracting thread through a
+//! small bounded channel; the extracting thread hashes each chunk as it takes it. So gunzip/zstd
+//! on one core overlaps sha256 and the filesystem writes on the other, in one pass over the blob
+//! (decompression and sha256 on one thread made that thread the bottleneck for zstd layers).
 use std::fs::File;
 use std::io::{self, BufReader, Read};
 use std::path::Path;
@@ -60,13 +61,18 @@ pub struct LayerStream {
     cur: Vec<u8>,
     pos: usize,
     done: bool,
-    worker: Option<JoinHandle<String>>,
+    hasher: Sha256,
+    worker: Option<JoinHandle<()>>,
 }
 
 impl LayerStream {
     pub fn open(path: &Path) -> io::Result<LayerStream> {
-        let file = File::open(path)?;
-        let mut buffered = BufReader::with_capacity(CHUNK, file);
+        LayerStream::from_reader(Box::new(File::open(path)?))
+    }
+
+    /// The layer blob read from `blob` (a file, or a download being followed).
+    pub fn from_reader(blob: Box<dyn Read + Send>) -> io::Result<LayerStream> {
+        let mut buffered = BufReader::with_capacity(CHUNK, blob);
         let head = {
             use std::io::BufRead;
             buffered.fill_buf()?.to_vec()
@@ -81,13 +87,14 @@ impl LayerStream {
         let (spent, recycled) = std::sync::mpsc::channel::<Vec<u8>>();
         let worker = std::thread::Builder::new()
             .name("layer-decode".into())
-            .spawn(move || decode_and_hash(decoder, tx, recycled))?;
+            .spawn(move || decode(decoder, tx, recycled))?;
         Ok(LayerStream {
             rx,
             spent,
             cur: Vec::new(),
             pos: 0,
             done: false,
+            hasher: Sha256::new(),
             worker: Some(worker),
         })
     }
@@ -99,16 +106,17 @@ impl LayerStream {
         let worker = self.worker.take().expect("finish called once");
         worker
             .join()
-            .map_err(|_| io::Error::other("layer decoder thread panicked"))
+            .map_err(|_| io::Error::other("layer decoder thread panicked"))?;
+        let hasher = std::mem::take(&mut self.hasher);
+        Ok(format!("sha256:{:x}", hasher.finalize()))
     }
 }
 
-fn decode_and_hash(
+fn decode(
     mut decoder: Box<dyn Read + Send>,
     tx: std::sync::mpsc::SyncSender<io::Result<Vec<u8>>>,
     recycled: Receiver<Vec<u8>>,
-) -> String {
-    let mut hasher = Sha256::new();
+) {
     loop {
         let mut buf = recycled.try_recv().unwrap_or_default();
         buf.resize(CHUNK, 0);
@@ -128,7 +136,6 @@ fn decode_and_hash(
             }
         };
         buf.truncate(filled);
-        hasher.update(&buf);
         let eof = filled == 0;
         if filled > 0 && tx.send(Ok(buf)).is_err() {
             break;
@@ -141,7 +148,6 @@ fn decode_and_hash(
             break;
         }
     }
-    format!("sha256:{:x}", hasher.finalize())
 }
 
 impl Read for LayerStream {
@@ -152,6 +158,7 @@ impl Read for LayerStream {
             }
             match self.rx.recv() {
                 Ok(Ok(chunk)) => {
+                    self.hasher.update(&chunk);
                     let old = std::mem::replace(&mut self.cur, chunk);
                     let _ = self.spent.send(old);
                     self.pos = 0;
