@@ -106,6 +106,10 @@ pub enum Error {
 
     #[error("image {image} is in use by names {names}; untag them or use -f")]
     ImageHasNames { image: String, names: String },
+
+    /// The unpack reading a pull as it downloads failed or was interrupted, so the pull stopped.
+    #[error("pull of {reference} stopped: the unpack reading it ended")]
+    PullCancelled { reference: String },
 }
 
 impl Error {

@@ -297,3 +297,95 @@ pub fn ensure_image(ctx: &Context, reference_or_source: &str) -> Result<Image> {
     image.layers()?;
     Ok(image)
 }
+
+/// A registry pull running on its own thread while the caller reads its layers as they arrive
+/// (see `follow.rs`). `finish` waits for it and returns the image, recorded in the store.
+pub struct PullInProgress {
+    /// The image's layers, base first, each readable while it downloads.
+    pub layers: Vec<crate::follow::FollowedLayer>,
+    store: Arc<Store>,
+    cancel: Arc<std::sync::atomic::AtomicBool>,
+    /// Taken by `finish`; a pull dropped unfinished is cancelled and waited for, so no
+    /// download outlives the command (and its temp blob is removed).
+    thread: Option<std::thread::JoinHandle<Result<String>>>,
+}
+
+/// Start pulling `r` into `store` on a helper thread; returns once the manifest and config
+/// are in and the layers are known (or with the pull's error if it failed before that).
+pub fn start_pull(
+    ctx: &Context,
+    store: Arc<Store>,
+    r: oci_client::Reference,
+) -> Result<PullInProgress> {
+    let (tx, rx) = std::sync::mpsc::channel();
+    let cancel = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let announce = crate::follow::Announce {
+        layers: tx,
+        cancel: Arc::clone(&cancel),
+    };
+    let thread = {
+        let (ctx, store) = (ctx.clone(), Arc::clone(&store));
+        std::thread::Builder::new()
+            .name("pull".into())
+            .spawn(move || {
+                let progress = crate::progress::Progress::new(ctx.quiet);
+                let res = crate::transport::registry::pull_announcing(
+                    &ctx,
+                    &store,
+                    &r,
+                    &progress,
+                    Some(announce),
+                );
+                progress.finish();
+                res
+            })
+            .map_err(|e| Error::Other(format!("start pull thread: {e}")))?
+    };
+    match rx.recv() {
+        Ok(layers) => Ok(PullInProgress {
+            layers,
+            store,
+            cancel,
+            thread: Some(thread),
+        }),
+        // The pull ended before it knew the layers: its error says why.
+        Err(_) => Err(join_pull(thread).err().unwrap_or_else(|| {
+            Error::Other("the pull ended without announcing its layers".into())
+        })),
+    }
+}
+
+fn join_pull(thread: std::thread::JoinHandle<Result<String>>) -> Result<String> {
+    thread
+        .join()
+        .unwrap_or_else(|_| Err(Error::Other("the pull thread panicked".into())))
+}
+
+impl PullInProgress {
+    pub fn store(&self) -> &Arc<Store> {
+        &self.store
+    }
+
+    /// Stop the downloads (the reader gave up).
+    pub fn cancel(&self) {
+        self.cancel.store(true, std::sync::atomic::Ordering::SeqCst);
+    }
+
+    /// Wait for the pull to end; the image it recorded.
+    pub fn finish(mut self) -> Result<Image> {
+        let thread = self.thread.take().expect("finish is called once");
+        let digest = join_pull(thread)?;
+        let image = load(&self.store, &digest)?;
+        image.layers()?;
+        Ok(image)
+    }
+}
+
+impl Drop for PullInProgress {
+    fn drop(&mut self) {
+        if let Some(thread) = self.thread.take() {
+            self.cancel();
+            let _ = join_pull(thread);
+        }
+    }
+}

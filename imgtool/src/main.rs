@@ -7,6 +7,7 @@ mod bundle;
 mod commands;
 mod context;
 mod error;
+mod follow;
 mod image;
 mod progress;
 mod reference;

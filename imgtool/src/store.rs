@@ -122,6 +122,11 @@ impl BlobWriter<'_> {
         self.len
     }
 
+    /// Another handle on the temp file, for an unpack reading the blob while it is written.
+    pub fn reading_handle(&self) -> Result<File> {
+        File::open(&self.path).map_err(Error::io("reopen temp blob", &self.path))
+    }
+
     /// The digest of everything written so far.
     pub fn digest(&self) -> String {
         self.hasher.clone().finish()

@@ -5,13 +5,17 @@
 //! unmounts and removes what this run created.
 use std::fs;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 
 use crate::bundle::{self, ConfigOptions};
 use crate::context::Context;
 use crate::error::Error;
+use crate::image::{Image, PullInProgress};
+use crate::reference::Source;
 use crate::snapshot;
+use crate::store::Store;
 use crate::unpack::{self, ApplyOptions, LayerInput, WhiteoutMode};
 
 /// What a bundle's rootfs is.
@@ -193,6 +197,92 @@ fn claim_dir(dir: &Path) -> Result<bool, Error> {
     }
 }
 
+/// Where an unpack's layers come from: an image already in the store (or imported from a
+/// local source), or a registry pull still running whose layers are read as they arrive.
+enum ImageSource {
+    Stored(Box<Image>),
+    Pulling(PullInProgress),
+}
+
+impl ImageSource {
+    fn open(ctx: &Context, input: &str) -> Result<ImageSource, Error> {
+        if !Source::has_transport(input) {
+            let store = Arc::new(Store::open(ctx)?);
+            if let Some(d) = crate::image::lookup(&store, input)? {
+                let image = crate::image::load(&store, &d)?;
+                return Ok(ImageSource::Stored(Box::new(image)));
+            }
+            if let Source::Registry(r) = Source::parse(input)? {
+                return Ok(ImageSource::Pulling(crate::image::start_pull(
+                    ctx, store, r,
+                )?));
+            }
+        }
+        Ok(ImageSource::Stored(Box::new(crate::image::ensure_image(
+            ctx, input,
+        )?)))
+    }
+
+    fn store_root(&self) -> PathBuf {
+        match self {
+            ImageSource::Stored(image) => image.store().root().to_path_buf(),
+            ImageSource::Pulling(p) => p.store().root().to_path_buf(),
+        }
+    }
+
+    /// The layers to apply, and for each whether the store already verified its diff_id.
+    fn layers(&self) -> Result<(Vec<LayerInput>, Vec<bool>), Error> {
+        let mut out = (vec![], vec![]);
+        match self {
+            ImageSource::Stored(image) => {
+                for l in image.layers()? {
+                    out.0.push(LayerInput {
+                        blob: l.blob_path,
+                        media_type: l.descriptor.media_type().to_string(),
+                        digest: l.descriptor.digest().to_string(),
+                        diff_id: l.diff_id,
+                        follow: None,
+                    });
+                    out.1.push(l.verified);
+                }
+            }
+            ImageSource::Pulling(p) => {
+                for l in &p.layers {
+                    let digest = l.descriptor.digest().to_string();
+                    out.0.push(LayerInput {
+                        blob: p.store().blob_path(&digest)?,
+                        media_type: l.descriptor.media_type().to_string(),
+                        digest,
+                        diff_id: l.diff_id.clone(),
+                        follow: Some(Arc::clone(&l.follow)),
+                    });
+                    out.1.push(false);
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    /// The image, once the layers are applied (`applied`: which were read and so checked).
+    /// A pull still running is waited for, and its error wins: a blob digest mismatch or a
+    /// registry failure is the cause of any read error the unpack saw.
+    fn finish(self, applied: Result<Vec<bool>, Error>) -> Result<(Image, Vec<bool>), Error> {
+        match self {
+            ImageSource::Stored(image) => Ok((*image, applied?)),
+            ImageSource::Pulling(p) => {
+                if applied.is_err() {
+                    p.cancel();
+                }
+                match (p.finish(), applied) {
+                    (Ok(image), Ok(checked)) => Ok((image, checked)),
+                    (Err(e), _) if !matches!(e, Error::PullCancelled { .. }) => Err(e),
+                    (_, Err(e)) | (Err(e), _) => Err(e),
+                }
+            }
+        }
+    }
+}
+
 /// Extract (or reuse) every layer's cache dir, take refs on them, and mount the bundle's rootfs
 /// as their overlay with the bundle's own upper and work dirs. Returns which layers were
 /// extracted (their diff_ids checked) by this call.
@@ -265,19 +355,9 @@ pub fn run_unpack(ctx: &Context, args: UnpackArgs) -> Result<(), Error> {
     }
     let mut pull_ctx = ctx.clone();
     pull_ctx.quiet |= args.quiet;
-    let image = crate::image::ensure_image(&pull_ctx, &args.image)?;
-    let image_layers = image.layers()?;
-    let layers: Vec<LayerInput> = image_layers
-        .iter()
-        .cloned()
-        .map(|l| LayerInput {
-            blob: l.blob_path,
-            media_type: l.descriptor.media_type().to_string(),
-            digest: l.descriptor.digest().to_string(),
-            diff_id: l.diff_id,
-        })
-        .collect();
-    let store = image.store().root().to_path_buf();
+    let source = ImageSource::open(&pull_ctx, &args.image)?;
+    let (layers, verified) = source.layers()?;
+    let store = source.store_root();
 
     let created = claim_dir(&args.dir)?;
     unpack::interrupt::install();
@@ -297,22 +377,22 @@ pub fn run_unpack(ctx: &Context, args: UnpackArgs) -> Result<(), Error> {
 
     // Every layer read below is hashed in the same pass and refused on a diff_id mismatch;
     // the ones read (and so checked) are recorded, so the store knows them as verified.
-    let checked = match args.snapshot {
+    let applied = match args.snapshot {
         SnapshotMode::Copy => {
             let opts = ApplyOptions {
                 rootless: args.rootless,
                 whiteouts: WhiteoutMode::Apply,
             };
-            unpack::unpack_layers(&rootfs, &layers, opts)?;
-            vec![true; layers.len()]
+            unpack::unpack_layers(&rootfs, &layers, opts)
+                .map(|()| vec![true; layers.len()])
+                .map_err(Error::from)
         }
-        SnapshotMode::Overlay => overlay_rootfs(&store, &layers, &dir, &rootfs, &mut cleanup)?,
+        SnapshotMode::Overlay => overlay_rootfs(&store, &layers, &dir, &rootfs, &mut cleanup),
     };
-    for (l, checked) in image_layers.iter().zip(checked) {
-        if checked && !l.verified {
-            image
-                .store()
-                .record_diff_id(l.descriptor.digest().as_ref(), &l.diff_id)?;
+    let (image, checked) = source.finish(applied)?;
+    for ((l, checked), verified) in layers.iter().zip(checked).zip(verified) {
+        if checked && !verified {
+            image.store().record_diff_id(&l.digest, &l.diff_id)?;
         }
     }
 

@@ -5,6 +5,7 @@
 //! decompresses a layer (see `image.rs`), or here while the layer streams in with
 //! `--verify-diff-ids`.
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::Duration;
 
 use futures_util::{StreamExt, TryStreamExt};
@@ -18,8 +19,9 @@ use oci_spec::image::{Descriptor, ImageConfiguration, ImageIndex, ImageManifest}
 
 use crate::context::{Context, Platform};
 use crate::error::{Error, Result};
+use crate::follow::{Announce, Follow, FollowedLayer};
 use crate::progress::Progress;
-use crate::store::Store;
+use crate::store::{BlobWriter, Store};
 use crate::verify::{sha256_digest, StreamingDiffId};
 
 pub const OCI_MANIFEST: &str = "application/vnd.oci.image.manifest.v1+json";
@@ -288,12 +290,24 @@ pub fn choose_platform(
 
 /// Pull `r` into the store, record its name; returns the manifest digest.
 pub fn pull(ctx: &Context, store: &Store, r: &Reference, progress: &Progress) -> Result<String> {
+    pull_announcing(ctx, store, r, progress, None)
+}
+
+/// `pull`, and once the layers are known send them to `announce`, each with a `Follow` that
+/// lets the receiver read the layer while it downloads.
+pub fn pull_announcing(
+    ctx: &Context,
+    store: &Store,
+    r: &Reference,
+    progress: &Progress,
+    announce: Option<Announce>,
+) -> Result<String> {
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(4)
         .enable_all()
         .build()
         .map_err(|e| Error::Other(format!("start async runtime: {e}")))?;
-    rt.block_on(pull_async(ctx, store, r, progress))
+    rt.block_on(pull_async(ctx, store, r, progress, announce))
 }
 
 async fn pull_async(
@@ -301,6 +315,7 @@ async fn pull_async(
     store: &Store,
     r: &Reference,
     progress: &Progress,
+    announce: Option<Announce>,
 ) -> Result<String> {
     let retries = ctx.registry.retries;
     let client = client_for(ctx, r.registry())?;
@@ -394,17 +409,61 @@ async fn pull_async(
         });
     }
 
+    let follows: Vec<Option<Arc<Follow>>> = manifest
+        .layers()
+        .iter()
+        .map(|_| announce.as_ref().map(|_| Follow::new()))
+        .collect();
+    if let Some(a) = &announce {
+        let layers = manifest.layers().iter().zip(diff_ids).zip(&follows);
+        // A receiver that went away just does not follow.
+        let _ = a.layers.send(
+            layers
+                .filter_map(|((d, id), f)| {
+                    Some(FollowedLayer {
+                        descriptor: d.clone(),
+                        diff_id: id.clone(),
+                        follow: Arc::clone(f.as_ref()?),
+                    })
+                })
+                .collect(),
+        );
+    }
+    // Layers start in manifest order, so a follower reading base first gets its bytes first.
+    let pulling = Pulling {
+        client: &client,
+        r,
+        store,
+        progress,
+        retries,
+        announce: announce.as_ref(),
+    };
+    let pulling = &pulling;
     let results: Vec<Result<()>> =
-        futures_util::stream::iter(manifest.layers().iter().zip(diff_ids.iter()))
-            .map(|(layer, diff_id)| {
+        futures_util::stream::iter(manifest.layers().iter().zip(diff_ids.iter()).zip(&follows))
+            .map(|((layer, diff_id), follow)| async move {
                 let verify = ctx.verify_diff_ids.then_some(diff_id.as_str());
-                fetch_layer(&client, r, store, layer, verify, progress, retries)
+                let follow = follow.as_deref();
+                let res = fetch_layer(pulling, layer, verify, follow).await;
+                if let Some(f) = follow {
+                    match (&res, store.blob_path(layer.digest().as_ref())) {
+                        (Ok(()), Ok(path)) => f.finish(&path),
+                        (Err(e), _) => f.fail(e.to_string()),
+                        (_, Err(e)) => f.fail(e.to_string()),
+                    }
+                }
+                res
             })
             .buffer_unordered(CONCURRENT_LAYERS)
             .collect()
             .await;
-    for res in results {
-        res?;
+    // Results come in completion order; a real failure explains the cancellations it caused.
+    let (cancelled, failed): (Vec<_>, Vec<_>) = results
+        .into_iter()
+        .filter_map(|r| r.err())
+        .partition(|e| matches!(e, Error::PullCancelled { .. }));
+    if let Some(e) = failed.into_iter().chain(cancelled).next() {
+        return Err(e);
     }
 
     store.put_blob("config", &config_digest, &config_raw)?;
@@ -453,17 +512,32 @@ async fn fetch_manifest(
     Ok((raw.to_vec(), actual))
 }
 
+/// What every layer download of one pull shares.
+struct Pulling<'a> {
+    client: &'a Client,
+    r: &'a Reference,
+    store: &'a Store,
+    progress: &'a Progress,
+    retries: u32,
+    announce: Option<&'a Announce>,
+}
+
 /// Make sure one layer is in the store with a verified digest, and with its diff_id checked
-/// against `verify_diff_id` when that is given.
+/// against `verify_diff_id` when that is given; `follow` is told how far the download got.
 async fn fetch_layer(
-    client: &Client,
-    r: &Reference,
-    store: &Store,
+    p: &Pulling<'_>,
     layer: &Descriptor,
     verify_diff_id: Option<&str>,
-    progress: &Progress,
-    retries: u32,
+    follow: Option<&Follow>,
 ) -> Result<()> {
+    let Pulling {
+        client,
+        r,
+        store,
+        progress,
+        retries,
+        announce,
+    } = *p;
     let digest = layer.digest().to_string();
     let bar = progress.blob("blob", &digest, layer.size());
     if store.has_blob(&digest) {
@@ -482,26 +556,29 @@ async fn fetch_layer(
     }
 
     let layer_ref = digest.as_str();
-    let mut w = store.blob_writer()?;
+    let new_writer = || -> Result<BlobWriter<'_>> {
+        let w = store.blob_writer()?;
+        if let Some(f) = follow {
+            f.restart(w.reading_handle()?);
+        }
+        Ok(w)
+    };
+    let mut w = new_writer()?;
     let start_diff = || verify_diff_id.map(|_| StreamingDiffId::start());
     let mut diff = start_diff();
     let mut attempt = 0u32;
     loop {
         let offset = w.len();
-        let res = if offset == 0 {
-            client
-                .pull_blob_stream(r, layer_ref)
-                .await
-                .map(|s| (s, false))
-        } else {
-            match client
-                .pull_blob_stream_partial(r, layer_ref, offset, None)
-                .await
-            {
-                Ok(BlobResponse::Partial(s)) => Ok((s, false)),
-                Ok(BlobResponse::Full(s)) => Ok((s, true)),
-                Err(e) => Err(e),
-            }
+        // Always a Range request (`bytes=0-` at first): a 206 answer is not hashed again by
+        // oci-client, whose check would repeat the one the blob writer makes anyway (and only
+        // ours covers a resumed download).
+        let res = match client
+            .pull_blob_stream_partial(r, layer_ref, offset, None)
+            .await
+        {
+            Ok(BlobResponse::Partial(s)) => Ok((s, false)),
+            Ok(BlobResponse::Full(s)) => Ok((s, offset > 0)),
+            Err(e) => Err(e),
         };
         let mut stream = match res {
             Ok((s, restart)) => {
@@ -509,7 +586,7 @@ async fn fetch_layer(
                     // The registry ignored our Range: start the blob over.
                     bar.rewind(offset);
                     w.abort();
-                    w = store.blob_writer()?;
+                    w = new_writer()?;
                     diff = start_diff();
                 }
                 s.stream
@@ -527,8 +604,16 @@ async fn fetch_layer(
         let mut failure = None;
         loop {
             match stream.try_next().await {
+                Ok(Some(_)) if announce.is_some_and(Announce::cancelled) => {
+                    return Err(Error::PullCancelled {
+                        reference: r.whole(),
+                    });
+                }
                 Ok(Some(chunk)) => {
                     w.write(&chunk)?;
+                    if let Some(f) = follow {
+                        f.grew(w.len());
+                    }
                     bar.inc(chunk.len() as u64);
                     if let Some(d) = &mut diff {
                         d.feed(chunk);

@@ -22,6 +22,8 @@ pub struct LayerInput {
     pub digest: String,
     /// `sha256:<hex>` of the uncompressed tar, from the image config's rootfs.diff_ids.
     pub diff_id: String,
+    /// Set while the blob is still downloading: read it through this instead of `blob`.
+    pub follow: Option<std::sync::Arc<crate::follow::Follow>>,
 }
 
 impl LayerInput {
@@ -58,12 +60,15 @@ pub fn apply_layer(
             media_type: layer.media_type.clone(),
         });
     }
-    let mut s =
-        stream::LayerStream::open(&layer.blob).map_err(|source| UnpackError::OpenLayer {
-            layer: label.to_string(),
-            path: layer.blob.clone(),
-            source,
-        })?;
+    let opened = match &layer.follow {
+        Some(f) => stream::LayerStream::from_reader(Box::new(f.reader())),
+        None => stream::LayerStream::open(&layer.blob),
+    };
+    let mut s = opened.map_err(|source| UnpackError::OpenLayer {
+        layer: label.to_string(),
+        path: layer.blob.clone(),
+        source,
+    })?;
     applier.apply_layer(label, &mut s)?;
     let actual = s.finish().map_err(|source| UnpackError::ReadLayer {
         layer: label.to_string(),

@@ -116,6 +116,28 @@ pub fn stderr(o: &Output) -> String {
 }
 
 /// A unique id for a test container or image, so tests can run in parallel.
+/// Send SIGINT (Ctrl-C) to `child` once `ready()` holds, failing the test if the child ends
+/// first or `ready` never comes within a minute.
+pub fn interrupt_when(child: &mut std::process::Child, ready: impl Fn() -> bool) {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    while !ready() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the child never got ready"
+        );
+        assert!(
+            child.try_wait().unwrap().is_none(),
+            "the child ended before it was interrupted"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    }
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(child.id() as i32),
+        nix::sys::signal::Signal::SIGINT,
+    )
+    .unwrap();
+}
+
 pub fn unique_id(prefix: &str) -> String {
     use std::sync::atomic::{AtomicUsize, Ordering};
     static N: AtomicUsize = AtomicUsize::new(0);

@@ -651,7 +651,7 @@ fn connection_cut_mid_blob_resumes_with_range() {
     let reqs = proxy.requests();
     assert!(
         reqs.iter()
-            .any(|r| r.contains("/blobs/") && r.contains("bytes=")),
+            .any(|r| r.contains("/blobs/") && r.contains("bytes=") && !r.contains("bytes=0-")),
         "resumed with a Range request: {reqs:?}"
     );
     assert!(store.inspect(&name)["Layers"][0]["DiffID"] == img.diff_ids[0].as_str());
@@ -751,6 +751,93 @@ fn lying_diff_id_is_refused_before_any_rootfs_is_used() {
         std::fs::read_to_string(verified).unwrap().trim(),
         img.diff_ids[1]
     );
+}
+
+#[test]
+fn unpack_from_a_registry_reads_layers_while_they_download() {
+    let reg = TestRegistry::plain();
+    let imgs = Images::new();
+    let img = push_basic(&reg, &imgs, "test/follow", "v1", "follow-1");
+    let store = Store::new();
+    let bundle = store.path().join("bundle");
+    let b = bundle.to_str().unwrap();
+
+    // A connection cut mid-layer: the download resumes (Range) and the unpack reading behind
+    // it carries on; the rootfs is complete and the diff_ids it checked are recorded.
+    let proxy = FaultProxy::start(&reg.addr, Fault::CutMidBlob(1));
+    let name = format!("{}/test/follow:v1", proxy.addr);
+    store.ok(&["--plain-http", "unpack", "-q", &name, b]);
+    assert_eq!(
+        std::fs::read_to_string(bundle.join("rootfs/etc/marker")).unwrap(),
+        "follow-1"
+    );
+    assert!(bundle.join("rootfs/bin/busybox").is_file());
+    for (layer, diff_id) in img.layer_digests.iter().zip(&img.diff_ids) {
+        let rec = store.path().join(".imgtool/diffids").join(&layer[7..]);
+        assert_eq!(std::fs::read_to_string(rec).unwrap().trim(), diff_id);
+    }
+    assert!(proxy
+        .requests()
+        .iter()
+        .any(|r| r.contains("/blobs/") && r.contains("bytes=") && !r.contains("bytes=0-")));
+
+    // A layer whose bytes do not match its digest: the unpack that already applied part of
+    // it fails with the pull's error naming the blob, and leaves no bundle, no blob, no image.
+    let store = Store::new();
+    let bundle = store.path().join("bundle");
+    let bad = img.layer_digests[0].clone();
+    proxy.set(Fault::CorruptBlob(bad[7..].to_string()));
+    let err = store.fails(&[
+        "--plain-http",
+        "unpack",
+        "-q",
+        &name,
+        bundle.to_str().unwrap(),
+    ]);
+    assert!(
+        err.contains(&bad) && err.contains("digest mismatch"),
+        "{err}"
+    );
+    assert!(!bundle.exists(), "partial bundle left");
+    assert!(!store.blobs().contains(&bad), "corrupt blob kept");
+    assert!(store.images_json().is_empty());
+    assert!(store.temp_files().is_empty(), "{:?}", store.temp_files());
+}
+
+#[test]
+fn interrupted_unpack_stops_the_download_it_follows() {
+    let reg = TestRegistry::plain();
+    let imgs = Images::new();
+    let img = push_basic(&reg, &imgs, "test/slow", "v1", "slow-1");
+    let proxy = FaultProxy::start(&reg.addr, Fault::Slow(100_000));
+    let store = Store::new();
+    let bundle = store.path().join("bundle");
+    let name = format!("{}/test/slow:v1", proxy.addr);
+    let mut child = store
+        .cmd(&[
+            "--plain-http",
+            "unpack",
+            "-q",
+            &name,
+            bundle.to_str().unwrap(),
+        ])
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    // The rootfs exists once the layers are announced and the unpack reads behind the pull.
+    integration::interrupt_when(&mut child, || bundle.join("rootfs").exists());
+    let out = child.wait_with_output().unwrap();
+    assert!(!out.status.success(), "interrupted unpack reported success");
+    assert!(stderr(&out).contains("interrupted"), "{}", stderr(&out));
+    assert!(!bundle.exists(), "partial bundle left behind");
+    // The slow busybox layer was still downloading: the pull stopped with the unpack rather
+    // than finishing it, and left no temp blob and no image behind.
+    assert!(
+        !store.blobs().contains(&img.layer_digests[0]),
+        "the download went on after the unpack gave up"
+    );
+    assert!(store.temp_files().is_empty(), "{:?}", store.temp_files());
+    assert!(store.images_json().is_empty());
 }
 
 #[test]

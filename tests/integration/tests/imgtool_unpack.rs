@@ -1029,21 +1029,8 @@ fn interrupted_unpack_removes_its_partial_bundle() {
         .stderr(std::process::Stdio::piped())
         .spawn()
         .unwrap();
-    // Wait until extraction is under way, then interrupt as Ctrl-C would.
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
-    while !b.join("rootfs/d1").exists() {
-        assert!(std::time::Instant::now() < deadline, "unpack never started");
-        assert!(
-            child.try_wait().unwrap().is_none(),
-            "unpack ended before it was interrupted"
-        );
-        std::thread::sleep(std::time::Duration::from_millis(5));
-    }
-    nix::sys::signal::kill(
-        nix::unistd::Pid::from_raw(child.id() as i32),
-        nix::sys::signal::Signal::SIGINT,
-    )
-    .unwrap();
+    // Interrupt as Ctrl-C would once extraction is under way.
+    integration::interrupt_when(&mut child, || b.join("rootfs/d1").exists());
     let out = child.wait_with_output().unwrap();
     assert!(!out.status.success(), "interrupted unpack reported success");
     assert!(stderr(&out).contains("interrupted"), "{}", stderr(&out));
