@@ -122,8 +122,9 @@ pub fn registry_auth(ctx: &Context, r: &Reference) -> Result<RegistryAuth> {
 /// Whether an error is worth retrying: network trouble, 5xx, 429.
 fn transient(e: &OciDistributionError) -> bool {
     match e {
+        OciDistributionError::RequestError(re) if re.is_connect() => !tls_refused(re),
         OciDistributionError::RequestError(re) => {
-            re.is_timeout() || re.is_connect() || re.is_request() || re.is_body() || re.is_decode()
+            re.is_timeout() || re.is_request() || re.is_body() || re.is_decode()
         }
         OciDistributionError::ServerError { code, .. } => *code >= 500 || *code == 429,
         OciDistributionError::IoError(_) => true,
@@ -133,6 +134,20 @@ fn transient(e: &OciDistributionError) -> bool {
             .any(|e| format!("{:?}", e.code).contains("Toomanyrequests")),
         _ => false,
     }
+}
+
+/// A TLS handshake that failed on its merits (an HTTP server, a certificate we do not trust)
+/// fails the same way every time: retrying only delays the error.
+fn tls_refused(e: &dyn std::error::Error) -> bool {
+    let chain = error_chain(e).to_ascii_lowercase();
+    [
+        "certificate",
+        "corrupt message",
+        "invalidcontenttype",
+        "tls",
+    ]
+    .iter()
+    .any(|w| chain.contains(w))
 }
 
 fn backoff(attempt: u32) -> Duration {
