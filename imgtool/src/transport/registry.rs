@@ -624,6 +624,18 @@ async fn fetch_layer(
                         reference: r.whole(),
                     });
                 }
+                Ok(Some(chunk)) if w.len() + chunk.len() as u64 > layer.size() => {
+                    // Never store (or let an unpack read) more than the manifest promised: a
+                    // registry streaming without end would otherwise fill the disk.
+                    return Err(Error::Registry {
+                        reference: r.whole(),
+                        step: "fetch layer",
+                        reason: format!(
+                            "{digest}: the registry sent more than the {} bytes the manifest gives",
+                            layer.size()
+                        ),
+                    });
+                }
                 Ok(Some(chunk)) => {
                     w.write(&chunk)?;
                     if let Some(f) = follow {

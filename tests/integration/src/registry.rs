@@ -547,6 +547,8 @@ pub enum Fault {
     CorruptBlob(String),
     /// Send blob bodies at most this many bytes per second.
     Slow(usize),
+    /// Serve the blob whose digest hex is given with 1 MiB of extra bytes after it.
+    Oversize(String),
 }
 
 /// A one-request-per-connection HTTP proxy in front of a registry that injects `Fault`s.
@@ -683,6 +685,23 @@ fn proxy_one(
         Fault::CorruptBlob(hex) if is_blob_get && target.contains(&hex) && !body.is_empty() => {
             let mid = body.len() / 2;
             body[mid] ^= 0xff;
+        }
+        Fault::Oversize(hex) if is_blob_get && target.contains(&hex) => {
+            body.extend(std::iter::repeat_n(0u8, 1 << 20));
+            let head: String = head
+                .split("\r\n")
+                .map(|l| {
+                    if l.to_ascii_lowercase().starts_with("content-length:") {
+                        format!("Content-Length: {}", body.len())
+                    } else {
+                        l.to_string()
+                    }
+                })
+                .collect::<Vec<_>>()
+                .join("\r\n");
+            let _ = client.write_all(head.as_bytes());
+            let _ = client.write_all(&body);
+            return;
         }
         Fault::Slow(bps) if is_blob_get => {
             let _ = client.write_all(head.as_bytes());

@@ -676,6 +676,13 @@ fn blob_with_wrong_content_is_rejected_and_store_stays_clean() {
     assert!(store.images_json().is_empty());
     assert!(store.temp_files().is_empty(), "{:?}", store.temp_files());
 
+    // A registry that sends more than the manifest's size is cut off at that size.
+    proxy.set(Fault::Oversize(bad[7..].to_string()));
+    let err = store.fails(&["--plain-http", "pull", &name]);
+    assert!(err.contains(&bad) && err.contains("more than"), "{err}");
+    assert!(!store.blobs().contains(&bad));
+    assert!(store.temp_files().is_empty(), "{:?}", store.temp_files());
+
     // The registry heals: the next pull works in the same store.
     proxy.set(Fault::None);
     assert_eq!(
