@@ -67,10 +67,11 @@ impl Compression {
 /// Wrap `reader` (positioned at the start of a layer blob) in the right decompressor.
 /// Public for the unpack work: it reads verified blobs from the store through this.
 pub fn decompressed(reader: impl Read + Send + 'static) -> io::Result<Box<dyn Read + Send>> {
-    let mut reader = io::BufReader::with_capacity(256 * 1024, reader);
+    let mut reader = io::BufReader::with_capacity(1 << 20, reader);
     let head = io::BufRead::fill_buf(&mut reader)?;
     Ok(match Compression::detect(head) {
-        Compression::Gzip => Box::new(flate2::read::MultiGzDecoder::new(reader)),
+        // Multi-member: pigz and some builders write several gzip members back to back.
+        Compression::Gzip => Box::new(flate2::bufread::MultiGzDecoder::new(reader)),
         Compression::Zstd => Box::new(zstd::stream::read::Decoder::with_buffer(reader)?),
         Compression::None => Box::new(reader),
     })

@@ -5,20 +5,14 @@
 //! on one core overlaps sha256 and the filesystem writes on the other, in one pass over the blob
 //! (decompression and sha256 on one thread made that thread the bottleneck for zstd layers).
 use std::fs::File;
-use std::io::{self, BufReader, Read};
+use std::io::{self, Read};
 use std::path::Path;
 use std::sync::mpsc::{sync_channel, Receiver};
 use std::thread::JoinHandle;
 
 use sha2::{Digest, Sha256};
 
-/// How the tar stream inside a blob is compressed.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Compression {
-    None,
-    Gzip,
-    Zstd,
-}
+use crate::verify::Compression;
 
 /// The compression a layer media type promises; None when the media type is not a tar layer.
 pub fn compression_for_media_type(media_type: &str) -> Option<Compression> {
@@ -36,18 +30,6 @@ pub fn compression_for_media_type(media_type: &str) -> Option<Compression> {
         "application/vnd.oci.image.layer.v1.tar+zstd"
         | "application/vnd.oci.image.layer.nondistributable.v1.tar+zstd" => Some(Compression::Zstd),
         _ => None,
-    }
-}
-
-/// What the bytes themselves say. Docker archives in particular label gzip layers as plain tar
-/// (and the reverse), so the magic number decides; the media type only gates what we accept.
-fn sniff(head: &[u8]) -> Compression {
-    if head.starts_with(&[0x1f, 0x8b]) {
-        Compression::Gzip
-    } else if head.starts_with(&[0x28, 0xb5, 0x2f, 0xfd]) {
-        Compression::Zstd
-    } else {
-        Compression::None
     }
 }
 
@@ -72,17 +54,8 @@ impl LayerStream {
 
     /// The layer blob read from `blob` (a file, or a download being followed).
     pub fn from_reader(blob: Box<dyn Read + Send>) -> io::Result<LayerStream> {
-        let mut buffered = BufReader::with_capacity(CHUNK, blob);
-        let head = {
-            use std::io::BufRead;
-            buffered.fill_buf()?.to_vec()
-        };
-        let decoder: Box<dyn Read + Send> = match sniff(&head) {
-            // MultiGzDecoder: pigz and some builders write several gzip members back to back.
-            Compression::Gzip => Box::new(flate2::bufread::MultiGzDecoder::new(buffered)),
-            Compression::Zstd => Box::new(zstd::stream::read::Decoder::with_buffer(buffered)?),
-            Compression::None => Box::new(buffered),
-        };
+        // The bytes decide the decoder, not the media type (see `verify::Compression`).
+        let decoder = crate::verify::decompressed(blob)?;
         let (tx, rx) = sync_channel::<io::Result<Vec<u8>>>(8);
         let (spent, recycled) = std::sync::mpsc::channel::<Vec<u8>>();
         let worker = std::thread::Builder::new()
