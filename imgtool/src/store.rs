@@ -71,14 +71,7 @@ fn lock_handle(root: &Path) -> Result<Arc<LockHandle>> {
         return Ok(h);
     }
     let path = root.join(".imgtool/lock");
-    let file = OpenOptions::new()
-        .create(true)
-        .truncate(false)
-        .read(true)
-        .write(true)
-        .open(&path)
-        .map_err(Error::io("open store lock", &path))?;
-    flock(&file, LockMode::Shared, &path)?;
+    let file = open_locked(&path, LockMode::Shared, "open store lock")?;
     let h = Arc::new(LockHandle {
         file,
         path,
@@ -188,6 +181,19 @@ pub fn write_file_atomic(path: &Path, data: &[u8]) -> Result<()> {
 enum LockMode {
     Shared,
     Exclusive,
+}
+
+/// Open (creating) the lock file at `path` and take the lock.
+fn open_locked(path: &Path, mode: LockMode, step: &'static str) -> Result<File> {
+    let file = OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .read(true)
+        .write(true)
+        .open(path)
+        .map_err(Error::io(step, path))?;
+    flock(&file, mode, path)?;
+    Ok(file)
 }
 
 fn flock(file: &File, mode: LockMode, path: &Path) -> Result<()> {
@@ -360,15 +366,8 @@ impl Store {
         f: impl FnOnce(&mut Vec<Descriptor>) -> Result<R>,
     ) -> Result<R> {
         let path = self.root.join(".imgtool/index.lock");
-        let file = OpenOptions::new()
-            .create(true)
-            .truncate(false)
-            .read(true)
-            .write(true)
-            .open(&path)
-            .map_err(Error::io("open index lock", &path))?;
-        flock(&file, LockMode::Exclusive, &path)?;
-        // Unlocked when `file` is closed at the end of this function.
+        let _held = open_locked(&path, LockMode::Exclusive, "open index lock")?;
+        // Unlocked when `_held` is closed at the end of this function.
         self.index_section(f)
     }
 
