@@ -1,6 +1,6 @@
-//! Digests: sha256 of compressed blobs as they stream in, and of the decompressed tar stream
-//! (the layer's diff_id) computed on a helper thread while the compressed bytes arrive, so a
-//! layer is read once and both checks are done when the download ends.
+//! Digests and compression: sha256 of blobs, the magic-number sniffing and decoders every layer
+//! reader uses, and the diff_id of a decompressed layer: of a file, or (`pull
+//! --verify-diff-ids`) on a helper thread while the compressed bytes arrive.
 use std::io::{self, Read};
 use std::path::Path;
 use std::sync::mpsc;
