@@ -30,6 +30,7 @@ use crate::context::Context;
 use crate::error::{Error, Result};
 use crate::reference::{self, Source};
 use crate::store::{self, Store};
+use crate::verify::expect_diff_id;
 
 /// A layer of an image, base first.
 #[derive(Debug, Clone)]
@@ -115,14 +116,7 @@ impl Image {
                 });
             }
             let verified = match self.store.cached_diff_id(&digest) {
-                Some(actual) if &actual != expected => {
-                    return Err(Error::DiffIdMismatch {
-                        layer: digest,
-                        expected: expected.clone(),
-                        actual,
-                    })
-                }
-                Some(_) => true,
+                Some(actual) => expect_diff_id(&digest, expected, actual).map(|_| true)?,
                 None => false,
             };
             out.push(Layer {
@@ -140,14 +134,7 @@ impl Image {
     pub fn verify_diff_ids(&self) -> Result<()> {
         for layer in self.layers()?.iter().filter(|l| !l.verified) {
             let digest = layer.descriptor.digest().to_string();
-            let actual = self.store.diff_id(&digest)?;
-            if actual != layer.diff_id {
-                return Err(Error::DiffIdMismatch {
-                    layer: digest,
-                    expected: layer.diff_id.clone(),
-                    actual,
-                });
-            }
+            expect_diff_id(&digest, &layer.diff_id, self.store.diff_id(&digest)?)?;
         }
         Ok(())
     }

@@ -84,6 +84,19 @@ pub fn diff_id_of(reader: impl Read + Send + 'static) -> io::Result<String> {
     Ok(h.finish())
 }
 
+/// `actual` (a diff_id computed from `layer`'s content) if it is the one the image config
+/// promises, else the mismatch error naming the layer.
+pub fn expect_diff_id(layer: &str, expected: &str, actual: String) -> Result<String> {
+    if actual != expected {
+        return Err(Error::DiffIdMismatch {
+            layer: layer.to_string(),
+            expected: expected.to_string(),
+            actual,
+        });
+    }
+    Ok(actual)
+}
+
 /// A reader that hashes what passes through it.
 pub struct HashingReader<R> {
     inner: R,

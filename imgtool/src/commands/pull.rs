@@ -19,11 +19,7 @@ pub struct PullArgs {
 
 pub fn run(ctx: &Context, args: PullArgs) -> Result<()> {
     let image = if crate::reference::Source::has_transport(&args.image) {
-        let image = crate::image::ensure_image(ctx, &args.image)?;
-        if ctx.verify_diff_ids {
-            image.verify_diff_ids()?;
-        }
-        image
+        crate::image::ensure_image(ctx, &args.image)?
     } else {
         // An explicit pull always asks the registry (a tag may have moved); only the blobs
         // already present are skipped.
@@ -33,11 +29,11 @@ pub fn run(ctx: &Context, args: PullArgs) -> Result<()> {
         let digest = crate::transport::fetch(ctx, &store, &source, &progress)?;
         let image = crate::image::load(&store, &digest)?;
         image.layers()?;
-        if ctx.verify_diff_ids {
-            image.verify_diff_ids()?;
-        }
         image
     };
+    if ctx.verify_diff_ids {
+        image.verify_diff_ids()?;
+    }
     println!("{}", image.id.trim_start_matches("sha256:"));
     Ok(())
 }

@@ -108,14 +108,8 @@ fn write_docker_archive<W: Write>(
                 std::io::copy(&mut hashing, &mut tmp)
                     .map_err(Error::io("decompress layer blob", &layer.blob_path))?;
                 let digest = layer.descriptor.digest().to_string();
-                let actual = hashing.finish();
-                if actual != layer.diff_id {
-                    return Err(Error::DiffIdMismatch {
-                        layer: digest,
-                        expected: layer.diff_id.clone(),
-                        actual,
-                    });
-                }
+                let actual =
+                    crate::verify::expect_diff_id(&digest, &layer.diff_id, hashing.finish())?;
                 if !layer.verified {
                     store.record_diff_id(&digest, &actual)?;
                 }

@@ -185,13 +185,8 @@ pub fn import_docker_archive(
             import_blob_file(store, &lp, &digest, "layer", progress)?;
             if compression == Compression::None {
                 // An uncompressed layer's digest is its diff_id: checked here for free.
-                if &digest != expected {
-                    return Err(Error::DiffIdMismatch {
-                        layer: format!("{rel} ({digest})"),
-                        expected: expected.clone(),
-                        actual: digest,
-                    });
-                }
+                let layer = format!("{rel} ({digest})");
+                crate::verify::expect_diff_id(&layer, expected, digest.clone())?;
                 store.record_diff_id(&digest, &digest)?;
             }
             let mt = match compression {

@@ -22,7 +22,7 @@ use crate::error::{Error, Result};
 use crate::follow::{Announce, Follow, FollowedLayer};
 use crate::progress::Progress;
 use crate::store::{BlobWriter, Store};
-use crate::verify::{sha256_digest, StreamingDiffId};
+use crate::verify::{expect_diff_id, sha256_digest, StreamingDiffId};
 
 pub const OCI_MANIFEST: &str = "application/vnd.oci.image.manifest.v1+json";
 pub const OCI_INDEX: &str = "application/vnd.oci.image.index.v1+json";
@@ -424,26 +424,25 @@ async fn pull_async(
         });
     }
 
-    let follows: Vec<Option<Arc<Follow>>> = manifest
-        .layers()
-        .iter()
-        .map(|_| announce.as_ref().map(|_| Follow::new()))
-        .collect();
-    if let Some(a) = &announce {
-        let layers = manifest.layers().iter().zip(diff_ids).zip(&follows);
-        // A receiver that went away just does not follow.
-        let _ = a.layers.send(
-            layers
-                .filter_map(|((d, id), f)| {
-                    Some(FollowedLayer {
+    // One Follow per layer when an unpack reads along, none otherwise.
+    let follows: Vec<Arc<Follow>> = match &announce {
+        Some(a) => {
+            let follows: Vec<_> = manifest.layers().iter().map(|_| Follow::new()).collect();
+            let layers = manifest.layers().iter().zip(diff_ids).zip(&follows);
+            // A receiver that went away just does not follow.
+            let _ = a.layers.send(
+                layers
+                    .map(|((d, id), f)| FollowedLayer {
                         descriptor: d.clone(),
                         diff_id: id.clone(),
-                        follow: Arc::clone(f.as_ref()?),
+                        follow: Arc::clone(f),
                     })
-                })
-                .collect(),
-        );
-    }
+                    .collect(),
+            );
+            follows
+        }
+        None => Vec::new(),
+    };
     // Layers start in manifest order, so a follower reading base first gets its bytes first.
     let pulling = Pulling {
         client: &client,
@@ -454,11 +453,12 @@ async fn pull_async(
         announce: announce.as_ref(),
     };
     let pulling = &pulling;
+    let follows = &follows;
     let results: Vec<Result<()>> =
-        futures_util::stream::iter(manifest.layers().iter().zip(diff_ids.iter()).zip(&follows))
-            .map(|((layer, diff_id), follow)| async move {
+        futures_util::stream::iter(manifest.layers().iter().zip(diff_ids).enumerate())
+            .map(|(i, (layer, diff_id))| async move {
                 let verify = ctx.verify_diff_ids.then_some(diff_id.as_str());
-                let follow = follow.as_deref();
+                let follow = follows.get(i).map(Arc::as_ref);
                 let res = fetch_layer(pulling, layer, verify, follow).await;
                 if let Some(f) = follow {
                     match (&res, store.blob_path(layer.digest().as_ref())) {
@@ -558,13 +558,7 @@ async fn fetch_layer(
     if store.has_blob(&digest) {
         if let Some(expected) = verify_diff_id {
             let actual = tokio::task::block_in_place(|| store.diff_id(&digest))?;
-            if actual != expected {
-                return Err(Error::DiffIdMismatch {
-                    layer: digest,
-                    expected: expected.to_string(),
-                    actual,
-                });
-            }
+            expect_diff_id(&digest, expected, actual)?;
         }
         bar.skipped();
         return Ok(());
@@ -720,12 +714,5 @@ fn check_streamed_diff_id(diff: StreamingDiffId, digest: &str, expected: &str) -
         what: format!("layer {digest}"),
         reason: format!("content does not decompress: {e}"),
     })?;
-    if actual != expected {
-        return Err(Error::DiffIdMismatch {
-            layer: digest.to_string(),
-            expected: expected.to_string(),
-            actual,
-        });
-    }
-    Ok(actual)
+    expect_diff_id(digest, expected, actual)
 }

@@ -10,9 +10,7 @@ use std::path::Path;
 use std::sync::mpsc::{sync_channel, Receiver};
 use std::thread::JoinHandle;
 
-use sha2::{Digest, Sha256};
-
-use crate::verify::Compression;
+use crate::verify::{Compression, Hasher};
 
 /// The compression a layer media type promises; None when the media type is not a tar layer.
 pub fn compression_for_media_type(media_type: &str) -> Option<Compression> {
@@ -43,7 +41,7 @@ pub struct LayerStream {
     cur: Vec<u8>,
     pos: usize,
     done: bool,
-    hasher: Sha256,
+    hasher: Hasher,
     worker: Option<JoinHandle<()>>,
 }
 
@@ -67,7 +65,7 @@ impl LayerStream {
             cur: Vec::new(),
             pos: 0,
             done: false,
-            hasher: Sha256::new(),
+            hasher: Hasher::default(),
             worker: Some(worker),
         })
     }
@@ -80,8 +78,7 @@ impl LayerStream {
         worker
             .join()
             .map_err(|_| io::Error::other("layer decoder thread panicked"))?;
-        let hasher = std::mem::take(&mut self.hasher);
-        Ok(format!("sha256:{:x}", hasher.finalize()))
+        Ok(std::mem::take(&mut self.hasher).finish())
     }
 }
 
@@ -167,6 +164,7 @@ impl Drop for LayerStream {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use sha2::{Digest, Sha256};
     use std::io::Write;
 
     #[test]
