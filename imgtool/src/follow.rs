@@ -54,13 +54,7 @@ struct State {
     len: u64,
     /// `Some(Ok)` once every byte is there and the blob digest checked out.
     end: Option<Result<(), String>>,
-    /// A reader waits until `len` reaches this (or the end): woken per batch, not per chunk
-    /// the network delivers, which would cost a context switch per few kilobytes.
-    wake_at: u64,
 }
-
-/// How much a waiting reader wants before it is woken (the unpack reads 1 MiB at a time).
-const BATCH: u64 = 1 << 20;
 
 /// How often a waiting reader looks at the interrupt flag.
 const INTERRUPT_POLL: std::time::Duration = std::time::Duration::from_millis(50);
@@ -85,12 +79,8 @@ impl Follow {
     }
 
     fn update(&self, f: impl FnOnce(&mut State)) {
-        let mut st = self.lock();
-        f(&mut st);
-        if st.len >= st.wake_at || st.end.is_some() {
-            drop(st);
-            self.changed.notify_all();
-        }
+        f(&mut self.lock());
+        self.changed.notify_all();
     }
 
     /// The blob is (again) being written from byte 0 into `file`. After a restart the content
@@ -167,7 +157,6 @@ impl Read for FollowReader {
             if matches!(st.end, Some(Ok(()))) {
                 return Ok(0);
             }
-            st.wake_at = self.pos + BATCH;
             st = self
                 .follow
                 .changed
@@ -194,14 +183,15 @@ mod tests {
             std::thread::spawn(move || {
                 let p1 = dir.join("t1");
                 let mut f = File::create(&p1).unwrap();
-                follow.restart(f.try_clone().unwrap());
+                // A read handle, as the pull gives (BlobWriter::reading_handle).
+                follow.restart(File::open(&p1).unwrap());
                 f.write_all(b"hello ").unwrap();
                 follow.grew(6);
                 std::thread::sleep(std::time::Duration::from_millis(20));
                 // The connection dropped: start over in a new file with the same content.
                 let p2 = dir.join("t2");
                 let mut f = File::create(&p2).unwrap();
-                follow.restart(f.try_clone().unwrap());
+                follow.restart(File::open(&p2).unwrap());
                 for (i, part) in [&b"hello "[..], b"world"].into_iter().enumerate() {
                     f.write_all(part).unwrap();
                     follow.grew(if i == 0 { 6 } else { 11 });
