@@ -18,6 +18,7 @@ use oci_spec::runtime::{LinuxIdMapping, Mount, Spec};
 
 use crate::error::{Error, Result};
 use crate::init_error::{InitResult, Step};
+use crate::mounts::{mount_setattr, MountAttr};
 
 const OPEN_TREE_CLONE: libc::c_uint = 1;
 const OPEN_TREE_CLOEXEC: libc::c_uint = libc::O_CLOEXEC as libc::c_uint;
@@ -26,14 +27,6 @@ const AT_EMPTY_PATH: libc::c_uint = 0x1000;
 const MOUNT_ATTR_IDMAP: u64 = 0x0010_0000;
 const MOVE_MOUNT_F_EMPTY_PATH: libc::c_uint = 0x04;
 const MOVE_MOUNT_T_EMPTY_PATH: libc::c_uint = 0x40;
-
-#[repr(C)]
-struct MountAttr {
-    attr_set: u64,
-    attr_clr: u64,
-    propagation: u64,
-    userns_fd: u64,
-}
 
 /// One idmapped mount made by the parent: `mounts[index]`, as a detached mount fd.
 pub struct Prepared {
@@ -146,18 +139,7 @@ fn set_idmap(tree: &OwnedFd, userns: &OwnedFd, recursive: bool) -> nix::Result<(
     if recursive {
         flags |= AT_RECURSIVE;
     }
-    // SAFETY: "" is a valid C string; attr is a valid mount_attr of the size passed.
-    let r = unsafe {
-        libc::syscall(
-            libc::SYS_mount_setattr,
-            tree.as_raw_fd(),
-            c"".as_ptr(),
-            flags,
-            &attr as *const MountAttr,
-            std::mem::size_of::<MountAttr>(),
-        )
-    };
-    nix::errno::Errno::result(r).map(drop)
+    mount_setattr(tree.as_raw_fd(), c"", flags, &attr)
 }
 
 /// A user namespace carrying `uid`/`gid` maps, held by an fd: a child is cloned into a new user namespace,

@@ -138,12 +138,35 @@ fn recursive_attr(opt: &str) -> Option<(u64, u64)> {
     })
 }
 
+/// `struct mount_attr` of mount_setattr(2) (include/uapi/linux/mount.h).
 #[repr(C)]
-struct MountAttr {
-    attr_set: u64,
-    attr_clr: u64,
-    propagation: u64,
-    userns_fd: u64,
+pub struct MountAttr {
+    pub attr_set: u64,
+    pub attr_clr: u64,
+    pub propagation: u64,
+    pub userns_fd: u64,
+}
+
+/// mount_setattr(2) on `path` relative to `dirfd`.
+pub fn mount_setattr(
+    dirfd: std::os::fd::RawFd,
+    path: &std::ffi::CStr,
+    flags: libc::c_uint,
+    attr: &MountAttr,
+) -> nix::Result<()> {
+    // SAFETY: path is a valid NUL-terminated string and attr a valid mount_attr of the size
+    // passed, both outliving the call.
+    let r = unsafe {
+        libc::syscall(
+            libc::SYS_mount_setattr,
+            dirfd,
+            path.as_ptr(),
+            flags,
+            attr as *const MountAttr,
+            std::mem::size_of::<MountAttr>(),
+        )
+    };
+    nix::errno::Errno::result(r).map(drop)
 }
 
 /// mount_setattr(target, AT_RECURSIVE): the `r*` options apply to the whole subtree.
@@ -156,18 +179,12 @@ pub fn set_recursive_attrs(target: &Path, set: u64, clr: u64) -> nix::Result<()>
     };
     let c = std::ffi::CString::new(target.as_os_str().as_encoded_bytes())
         .map_err(|_| nix::errno::Errno::EINVAL)?;
-    // SAFETY: c is a valid NUL-terminated path, attr a valid mount_attr of the size passed.
-    let r = unsafe {
-        libc::syscall(
-            libc::SYS_mount_setattr,
-            libc::AT_FDCWD,
-            c.as_ptr(),
-            libc::AT_RECURSIVE as libc::c_uint,
-            &attr as *const MountAttr,
-            std::mem::size_of::<MountAttr>(),
-        )
-    };
-    nix::errno::Errno::result(r).map(drop)
+    mount_setattr(
+        libc::AT_FDCWD,
+        &c,
+        libc::AT_RECURSIVE as libc::c_uint,
+        &attr,
+    )
 }
 
 /// The flags a bind remount must keep: the kernel refuses to clear flags that are locked on the source
