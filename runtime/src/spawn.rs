@@ -97,15 +97,7 @@ pub fn create(opts: CreateOpts) -> Result<Created> {
         ),
         None => None,
     };
-    let listener = spec
-        .linux()
-        .as_ref()
-        .and_then(|l| l.seccomp().as_ref())
-        .and_then(|s| {
-            s.listener_path()
-                .as_ref()
-                .map(|p| (p.clone(), s.listener_metadata().clone()))
-        });
+    let listener = listener_of(spec);
     let dir = StateDir::create(opts.root, opts.id)?;
     let mut made = Made {
         dir: Some(dir),

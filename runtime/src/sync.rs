@@ -28,28 +28,28 @@ pub enum Msg {
     Start,
 }
 
-/// The init's start socket: a SOCK_SEQPACKET listener at `path` (in the 0700 state dir).
-pub fn listen(path: &std::path::Path) -> nix::Result<OwnedFd> {
-    use nix::sys::socket::{bind, listen as listen_on, socket, Backlog, UnixAddr};
-    let fd = socket(
+/// A close-on-exec SOCK_SEQPACKET Unix socket: either end of the start socket.
+fn seqpacket_socket() -> nix::Result<OwnedFd> {
+    nix::sys::socket::socket(
         AddressFamily::Unix,
         SockType::SeqPacket,
         SockFlag::SOCK_CLOEXEC,
         None,
-    )?;
+    )
+}
+
+/// The init's start socket: a SOCK_SEQPACKET listener at `path` (in the 0700 state dir).
+pub fn listen(path: &std::path::Path) -> nix::Result<OwnedFd> {
+    use nix::sys::socket::{bind, listen as listen_on, Backlog, UnixAddr};
+    let fd = seqpacket_socket()?;
     bind(fd.as_raw_fd(), &UnixAddr::new(path)?)?;
     listen_on(&fd, Backlog::new(4)?)?;
     Ok(fd)
 }
 
 pub fn connect(path: &std::path::Path) -> nix::Result<OwnedFd> {
-    use nix::sys::socket::{connect as connect_to, socket, UnixAddr};
-    let fd = socket(
-        AddressFamily::Unix,
-        SockType::SeqPacket,
-        SockFlag::SOCK_CLOEXEC,
-        None,
-    )?;
+    use nix::sys::socket::{connect as connect_to, UnixAddr};
+    let fd = seqpacket_socket()?;
     connect_to(fd.as_raw_fd(), &UnixAddr::new(path)?)?;
     Ok(fd)
 }
