@@ -24,9 +24,9 @@ for t in skopeo docker-registry python3; do
 done
 
 W=$(mktemp -d /tmp/imgtool-pull-bench.XXXXXX)
-REG_PID=
+. "$(dirname "$0")/registry.sh"
 cleanup() {
-    [ -n "$REG_PID" ] && kill "$REG_PID" 2>/dev/null && wait "$REG_PID" 2>/dev/null || true
+    registry_stop
     umount -l "$W" 2>/dev/null || true
     rm -rf "$W"
 }
@@ -100,26 +100,8 @@ print(f"image: {len(descs)} layers, {total / 1e6:.1f} MB compressed", file=sys.s
 EOF
 
 # --- the registry ----------------------------------------------------------------------------
-PORT=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
-cat > "$W/registry.yml" <<EOF
-version: 0.1
-log:
-  level: error
-  accesslog:
-    disabled: true
-storage:
-  filesystem:
-    rootdirectory: $W/registry
-http:
-  addr: 127.0.0.1:$PORT
-EOF
-docker-registry serve "$W/registry.yml" >"$W/registry.log" 2>&1 &
-REG_PID=$!
-for _ in $(seq 100); do
-    (exec 3<>/dev/tcp/127.0.0.1/$PORT) 2>/dev/null && break
-    sleep 0.1
-done
-REF=127.0.0.1:$PORT/bench/image:v1
+registry_start "$W"
+REF=$REG/bench/image:v1
 skopeo copy -q --dest-tls-verify=false "oci:$W/layout:v1" "docker://$REF"
 
 # --- timings -----------------------------------------------------------------------------------

@@ -23,9 +23,9 @@ for t in docker-registry skopeo umoci gzip zstd python3; do
 done
 
 W=$(mktemp -d /tmp/imgtool-bench.XXXXXX)
-REGISTRY_PID=
+. "$(dirname "$0")/registry.sh"
 cleanup() {
-    if [ -n "$REGISTRY_PID" ]; then kill "$REGISTRY_PID" 2>/dev/null || true; wait "$REGISTRY_PID" 2>/dev/null || true; fi
+    registry_stop
     for m in $(awk -v w="$W" '$5 ~ "^"w {print $5}' /proc/self/mountinfo | sort -r); do
         umount -l "$m" 2>/dev/null || true
     done
@@ -113,16 +113,7 @@ gz_mb=$(du -cm "$W"/img-gz/blobs/sha256/* | tail -1 | cut -f1)
 zst_mb=$(du -cm "$W"/img-zst/blobs/sha256/* | tail -1 | cut -f1)
 
 # --- a local registry serving both images ------------------------------------------------
-PORT=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
-REG=127.0.0.1:$PORT
-printf 'version: 0.1\nlog:\n  level: error\n  accesslog:\n    disabled: true\nstorage:\n  filesystem:\n    rootdirectory: %s\nhttp:\n  addr: %s\n' \
-    "$W/registry" "$REG" >"$W/registry.yml"
-docker-registry serve "$W/registry.yml" >/dev/null 2>"$W/registry.log" &
-REGISTRY_PID=$!
-for _ in $(seq 100); do
-    (exec 3<>"/dev/tcp/127.0.0.1/$PORT") 2>/dev/null && break
-    sleep 0.1
-done
+registry_start "$W"
 for c in gz zst; do
     skopeo copy -q --dest-tls-verify=false "oci:$W/img-$c:t" "docker://$REG/bench:$c"
 done
