@@ -11,7 +11,7 @@
 //! Boot one VM per batch of checks, not per check: a boot costs several seconds of TCG.
 
 use std::fmt;
-use std::io;
+use std::io::{self, Write};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::Mutex;
@@ -102,6 +102,14 @@ pub enum VmError {
         stderr: String,
         console: String,
     },
+    /// The guest kernel locked up (a CPU stuck in it for a minute, reported by its watchdog) and
+    /// run.sh killed the VM without waiting for the timeout. `line` is the watchdog's line.
+    GuestLockup {
+        line: String,
+        stdout: String,
+        stderr: String,
+        console: String,
+    },
     /// run.sh itself did not finish within the timeout plus grace and was killed.
     RunScriptHung { waited: Duration, log: String },
     /// run.sh ended without recording an outcome.
@@ -133,6 +141,18 @@ impl fmt::Display for VmError {
                 timeout.as_secs(),
                 tail(console, 25)
             ),
+            VmError::GuestLockup {
+                line,
+                stdout,
+                stderr,
+                console,
+            } => write!(
+                f,
+                "the guest kernel locked up and the VM was killed: {line}\n--- guest stdout ---\n\
+                 {stdout}\n--- guest stderr ---\n{stderr}\n--- guest console, from the first \
+                 lockup report ---\n{}",
+                from_first_lockup(console, 120)
+            ),
             VmError::RunScriptHung { waited, log } => write!(
                 f,
                 "run.sh did not finish within {}s and was killed; its output:\n{log}",
@@ -162,6 +182,7 @@ pub struct Vm {
     shares: Vec<PathBuf>,
     env: Vec<(String, String)>,
     cwd: PathBuf,
+    lockup_retries: u32,
 }
 
 impl Default for Vm {
@@ -180,6 +201,7 @@ impl Vm {
                 .filter_map(|k| std::env::var(k).ok().map(|v| (k.to_string(), v)))
                 .collect(),
             cwd: crate::workspace_root(),
+            lockup_retries: 0,
         }
     }
 
@@ -210,11 +232,43 @@ impl Vm {
         self
     }
 
+    /// Boot the batch again, up to `retries` times, when the guest kernel locks up. Under TCG
+    /// the guest kernel now and then locks up for good with both CPUs spinning (twice in CI, in
+    /// the podman batch); that is the emulator, not what a batch checks. Only for batches that
+    /// can run twice: each boot starts from a fresh guest, but shared directories keep what the
+    /// first run wrote. Every retry is reported on stderr with the watchdog's line.
+    pub fn retry_on_lockup(mut self, retries: u32) -> Self {
+        self.lockup_retries = retries;
+        self
+    }
+
     /// Boot a VM, run `script` with `bash -c` as root in the guest, and return its outcome.
     pub fn run(&self, script: &str) -> Result<VmOutput, VmError> {
         let _one = ONE_VM_AT_A_TIME
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner());
+        let mut boots = 0;
+        loop {
+            match self.run_once(script) {
+                Err(VmError::GuestLockup { line, console, .. }) if boots < self.lockup_retries => {
+                    boots += 1;
+                    // Straight to stderr, past the test harness's capture: a retry that then
+                    // passes must still show in the log.
+                    let _ = writeln!(
+                        io::stderr(),
+                        "vm: the guest kernel locked up ({line}); booting the batch again \
+                         ({boots} of {} retries)\n--- guest console, from the first lockup \
+                         report ---\n{}",
+                        self.lockup_retries,
+                        from_first_lockup(&console, 60)
+                    );
+                }
+                outcome => return outcome,
+            }
+        }
+    }
+
+    fn run_once(&self, script: &str) -> Result<VmOutput, VmError> {
         let work = tempfile::Builder::new()
             .prefix("gruntime-vm-")
             .tempdir()
@@ -323,6 +377,14 @@ fn collect_outcome(
             console: read("console.log"),
         });
     }
+    if let Some(line) = result.strip_prefix("lockup ") {
+        return Err(VmError::GuestLockup {
+            line: line.to_string(),
+            stdout: read("stdout"),
+            stderr: read("stderr"),
+            console: read("console.log"),
+        });
+    }
     if let Some(reason) = result.strip_prefix("error ") {
         return Err(VmError::Harness {
             reason: reason.to_string(),
@@ -339,6 +401,22 @@ fn read_lossy(path: &Path) -> String {
     std::fs::read(path)
         .map(|b| String::from_utf8_lossy(&b).into_owned())
         .unwrap_or_default()
+}
+
+/// Up to `lines` lines of `console` from the first watchdog report on: its stacks show where the
+/// guest's CPUs were spinning.
+fn from_first_lockup(console: &str, lines: usize) -> String {
+    let all: Vec<&str> = console.lines().collect();
+    let first = all
+        .iter()
+        .position(|l| l.contains("soft lockup - CPU#"))
+        .unwrap_or(all.len().saturating_sub(lines));
+    all[first..]
+        .iter()
+        .take(lines)
+        .copied()
+        .collect::<Vec<_>>()
+        .join("\n")
 }
 
 fn tail(text: &str, lines: usize) -> String {

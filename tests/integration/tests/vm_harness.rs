@@ -550,3 +550,69 @@ fn invisible_cwd_is_a_clear_guest_error() {
         other => panic!("expected a harness error, got: {other}"),
     }
 }
+
+/// What the kernel's watchdog prints when a CPU is stuck; the guest writes it to /dev/kmsg at
+/// KERN_EMERG so it reaches the console exactly as a real report would.
+fn fake_lockup(secs: u32) -> String {
+    format!("echo '<0>watchdog: BUG: soft lockup - CPU#1 stuck for {secs}s! [fake:1]' >/dev/kmsg")
+}
+
+#[test]
+fn a_guest_kernel_lockup_ends_the_vm_without_waiting_for_the_timeout() {
+    // A 23 s report is the watchdog's first, which a busy host can cause without a lockup: the
+    // batch goes on (the harness looks every 5 s, hence the sleep). A 61 s one ends it.
+    let script = format!(
+        "{}; sleep 7; echo survived; {}; sleep 600; echo never",
+        fake_lockup(23),
+        fake_lockup(61)
+    );
+    let err = Vm::new()
+        .timeout(Duration::from_secs(400))
+        .run(&script)
+        .expect_err("a batch whose kernel locks up must fail");
+    match &err {
+        VmError::GuestLockup {
+            line,
+            stdout,
+            console,
+            ..
+        } => {
+            assert!(line.contains("stuck for 61s! [fake:1]"), "{err}");
+            assert_eq!(stdout, "survived\n", "{err}");
+            assert!(console.contains("stuck for 23s"), "{err}");
+        }
+        other => panic!("expected a guest lockup, got: {other}"),
+    }
+}
+
+#[test]
+fn a_batch_that_may_run_twice_is_booted_again_after_a_lockup() {
+    let shared = tempfile::Builder::new()
+        .prefix("vm-harness-lockup-")
+        .tempdir()
+        .unwrap();
+    let marker = shared.path().join("first-boot");
+    let script = format!(
+        "if [ ! -e {m} ]; then touch {m}; echo first; {}; sleep 600; fi; echo second",
+        fake_lockup(75),
+        m = marker.display()
+    );
+    let out = Vm::new()
+        .share(shared.path())
+        .timeout(Duration::from_secs(400))
+        .retry_on_lockup(1)
+        .run(&script)
+        .unwrap_or_else(|e| panic!("the second boot must run the batch: {e}"));
+    assert_eq!(out.status, 0, "{out}");
+    assert_eq!(out.stdout, "second\n", "{out}");
+    assert!(marker.exists(), "the first boot never ran");
+
+    // Without retries the same lockup is the batch's outcome.
+    std::fs::remove_file(&marker).unwrap();
+    let err = Vm::new()
+        .share(shared.path())
+        .timeout(Duration::from_secs(400))
+        .run(&script)
+        .expect_err("no retry: the lockup is the outcome");
+    assert!(matches!(err, VmError::GuestLockup { .. }), "{err}");
+}

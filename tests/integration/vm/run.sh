@@ -25,6 +25,10 @@ ENVS=()
 EXIT_TIMEOUT=124
 EXIT_HARNESS=125
 
+# A guest CPU stuck in its kernel this long is locked up for good, not slowed down by a busy
+# host: the kernel's watchdog first reports at 20 s and then every ~28 s while it lasts.
+LOCKUP_SECS=60
+
 # Print the usage lines from the header; exit with $1 (default 2, a usage error).
 usage() {
     sed -n '5,6p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//' >&2
@@ -144,7 +148,8 @@ start_qemu() {
         -nodefaults -no-user-config -display none -no-reboot
         -accel tcg,thread=multi -cpu max -smp "$CPUS" -m "$MEM_MB"
         -kernel "$boot_kernel" -initrd "$initrd"
-        -append "console=ttyS0 panic=-1 cgroup_no_v1=all quiet ${GRUNTIME_VM_APPEND:-}"
+        # loglevel=5 and softlockup_all_cpu_backtrace: a lockup's stacks reach console.log.
+        -append "console=ttyS0 panic=-1 cgroup_no_v1=all quiet loglevel=5 softlockup_all_cpu_backtrace=1 ${GRUNTIME_VM_APPEND:-}"
         -chardev "file,id=console,path=$(qemu_escape "$JOB/console.log")" -serial chardev:console
         -fsdev local,id=hostroot,path=/,security_model=none,readonly=on,multidevs=remap
         -device virtio-9p-pci,fsdev=hostroot,mount_tag=hostroot
@@ -193,17 +198,43 @@ stream_output() {
     fi
 }
 
-# Wait for qemu to exit, killing it at the deadline. Returns 1 on timeout.
+# The first watchdog line of console.log saying a CPU has been stuck for LOCKUP_SECS or more.
+# Under TCG a guest kernel now and then locks up for good (seen with podman + conmon, both CPUs
+# spinning); waiting for the batch's timeout then only wastes its minutes.
+lockup_line() {
+    local line secs
+    while IFS= read -r line; do
+        secs=${line##*stuck for }
+        secs=${secs%%s!*}
+        if [[ $secs =~ ^[0-9]+$ ]] && [ "$secs" -ge $LOCKUP_SECS ]; then
+            echo "$line"
+            return 0
+        fi
+    done < <(grep -E 'soft lockup - CPU#[0-9]+ stuck for [0-9]+s' "$JOB/console.log" 2>/dev/null)
+    return 1
+}
+
+kill_qemu() {
+    kill -KILL "$QEMU_PID" 2>/dev/null || true
+    wait "$QEMU_PID" 2>/dev/null || true
+    QEMU_PID=
+    stream_output
+}
+
+# Wait for qemu to exit, killing it at the deadline or when the guest kernel locks up.
+# Returns 1 on timeout, 2 on a lockup (LOCKUP holds the watchdog's line).
 wait_for_qemu() {
     # Microseconds: $SECONDS counts whole seconds and could cut the timeout short by up to one.
-    local deadline=$((${EPOCHREALTIME/./} + TIMEOUT * 1000000))
+    local deadline=$((${EPOCHREALTIME/./} + TIMEOUT * 1000000)) polls=0
     while kill -0 "$QEMU_PID" 2>/dev/null; do
         if [ "${EPOCHREALTIME/./}" -ge $deadline ]; then
-            kill -KILL "$QEMU_PID" 2>/dev/null || true
-            wait "$QEMU_PID" 2>/dev/null || true
-            QEMU_PID=
-            stream_output
+            kill_qemu
             return 1
+        fi
+        # Every 5 s: the watchdog writes at most once every few seconds.
+        if [ $((++polls % 25)) = 0 ] && LOCKUP=$(lockup_line); then
+            kill_qemu
+            return 2
         fi
         stream_output
         sleep 0.2
@@ -222,6 +253,12 @@ console_tail() {
         echo "--- qemu's own output ---"
         tail -n 10 "$JOB/qemu.log"
     fi
+}
+
+# The console from the first lockup report on (its stacks say where the CPUs spin).
+lockup_report() {
+    echo "--- guest console, from the first lockup report ---"
+    sed -n '/soft lockup - CPU#/,$p' "$JOB/console.log" | head -n 120
 }
 
 # Turn the outcome recorded in the job dir into this script's exit status.
@@ -251,12 +288,22 @@ main() {
     trap 'exit 143' TERM HUP
     write_job
     start_qemu
-    if ! wait_for_qemu; then
+    local waited=0
+    wait_for_qemu || waited=$?
+    case $waited in
+    1)
         console_tail >&2
         echo "vm: timed out after ${TIMEOUT}s: qemu killed" >&2
         echo "timeout $TIMEOUT" >"$JOB/result"
         exit $EXIT_TIMEOUT
-    fi
+        ;;
+    2)
+        lockup_report >&2
+        echo "vm: the guest kernel locked up, qemu killed: ${LOCKUP#*] }" >&2
+        echo "lockup ${LOCKUP#*] }" >"$JOB/result"
+        exit $EXIT_HARNESS
+        ;;
+    esac
     report
 }
 
