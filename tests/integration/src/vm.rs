@@ -233,10 +233,12 @@ impl Vm {
     }
 
     /// Boot the batch again, up to `retries` times, when the guest kernel locks up. Under TCG
-    /// the guest kernel now and then locks up for good with both CPUs spinning (twice in CI, in
-    /// the podman batch); that is the emulator, not what a batch checks. Only for batches that
-    /// can run twice: each boot starts from a fresh guest, but shared directories keep what the
-    /// first run wrote. Every retry is reported on stderr with the watchdog's line.
+    /// the guest kernel has locked up for good with both CPUs spinning in podman and conmon
+    /// (once in CI and once locally, at the podman batch's first container), and the same batch
+    /// booted again passed. Its cause is not known yet; the stacks of the next one will be in the
+    /// retry's report. Only for batches that can run twice: each boot starts from a fresh guest,
+    /// but shared directories keep what the first run wrote. Every retry is reported on stderr
+    /// with the watchdog's line.
     pub fn retry_on_lockup(mut self, retries: u32) -> Self {
         self.lockup_retries = retries;
         self
