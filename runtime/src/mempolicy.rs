@@ -1,7 +1,7 @@
 //! `linux.memoryPolicy`: the NUMA memory policy of the user process via set_mempolicy(2), set in the init just
 //! before exec (the policy survives execve).
 
-use oci_spec::runtime::{MemoryPolicyFlagType, MemoryPolicyModeType, Spec};
+use oci_spec::runtime::{LinuxMemoryPolicy, MemoryPolicyFlagType, MemoryPolicyModeType, Spec};
 
 use crate::affinity;
 use crate::init_error::{fail, InitResult, Step};
@@ -60,12 +60,13 @@ fn node_mask(nodes: &str) -> Result<(Vec<libc::c_ulong>, usize), String> {
     Ok((mask, maxnode))
 }
 
+/// The spec's `linux.memoryPolicy`, when it has one.
+fn policy(spec: &Spec) -> Option<&LinuxMemoryPolicy> {
+    spec.linux().as_ref()?.memory_policy().as_ref()
+}
+
 pub fn check(spec: &Spec) -> Result<(), String> {
-    let Some(p) = spec
-        .linux()
-        .as_ref()
-        .and_then(|l| l.memory_policy().as_ref())
-    else {
+    let Some(p) = policy(spec) else {
         return Ok(());
     };
     let nodes = p.nodes().as_deref().filter(|n| !n.is_empty());
@@ -118,11 +119,7 @@ pub fn check(spec: &Spec) -> Result<(), String> {
 }
 
 pub fn apply(spec: &Spec) -> InitResult<()> {
-    let Some(p) = spec
-        .linux()
-        .as_ref()
-        .and_then(|l| l.memory_policy().as_ref())
-    else {
+    let Some(p) = policy(spec) else {
         return Ok(());
     };
     let mut mode = mode_value(p.mode());
