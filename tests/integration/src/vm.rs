@@ -408,17 +408,18 @@ fn read_lossy(path: &Path) -> String {
 /// Up to `lines` lines of `console` from the first watchdog report on: its stacks show where the
 /// guest's CPUs were spinning.
 fn from_first_lockup(console: &str, lines: usize) -> String {
-    let all: Vec<&str> = console.lines().collect();
-    let first = all
-        .iter()
-        .position(|l| l.contains("soft lockup - CPU#"))
-        .unwrap_or(all.len().saturating_sub(lines));
-    all[first..]
-        .iter()
-        .take(lines)
-        .copied()
-        .collect::<Vec<_>>()
-        .join("\n")
+    match console.find("soft lockup - CPU#") {
+        // From the start of that line.
+        Some(at) => {
+            let start = console[..at].rfind('\n').map_or(0, |nl| nl + 1);
+            console[start..]
+                .lines()
+                .take(lines)
+                .collect::<Vec<_>>()
+                .join("\n")
+        }
+        None => tail(console, lines),
+    }
 }
 
 fn tail(text: &str, lines: usize) -> String {
