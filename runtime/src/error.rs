@@ -1,5 +1,7 @@
-//! One error type for the whole runtime. Each variant names the step that failed and keeps the cause
-//! (path, field, errno), so a user sees one line that says what went wrong where.
+//! The runtime's two error types. `Error` is what a command returns: each variant names the step that failed
+//! and keeps the cause (path, field, errno), so a user sees one line that says what went wrong where.
+//! `InitError` is a step inside the container's init: a description and an errno, small enough to cross the
+//! sync socket to the parent, where it becomes `Error::Init` ("mount /proc on /x/rootfs/proc: Permission denied").
 
 use std::path::PathBuf;
 
@@ -114,5 +116,44 @@ impl Error {
             path: path.into(),
             reason: reason.into(),
         }
+    }
+}
+
+// ---- errors of the container's init ----
+
+#[derive(Debug)]
+pub struct InitError {
+    pub step: String,
+    pub errno: i32,
+}
+
+pub type InitResult<T> = std::result::Result<T, InitError>;
+
+pub fn fail(step: impl Into<String>) -> InitError {
+    InitError {
+        step: step.into(),
+        errno: 0,
+    }
+}
+
+pub trait Step<T> {
+    fn step(self, what: impl FnOnce() -> String) -> InitResult<T>;
+}
+
+impl<T> Step<T> for nix::Result<T> {
+    fn step(self, what: impl FnOnce() -> String) -> InitResult<T> {
+        self.map_err(|e| InitError {
+            step: what(),
+            errno: e as i32,
+        })
+    }
+}
+
+impl<T> Step<T> for std::io::Result<T> {
+    fn step(self, what: impl FnOnce() -> String) -> InitResult<T> {
+        self.map_err(|e| InitError {
+            step: what(),
+            errno: e.raw_os_error().unwrap_or(0),
+        })
     }
 }

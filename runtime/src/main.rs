@@ -1,52 +1,27 @@
 //! gruntime: an OCI container runtime with runc's command line.
 //!
-//! `create` clones the init with all its namespaces at once (spawn.rs ↔ init.rs over sync.rs), the init sets
-//! up the container and waits on its start socket; `start` makes it exec. See ARCHITECTURE.md.
+//! `create` clones the init with all its namespaces at once (spawn/create.rs ↔ spawn/init.rs over spawn/sync.rs),
+//! the init sets up the container and waits on its start socket; `start` makes it exec. See ARCHITECTURE.md.
 
-mod affinity;
-mod caps;
 mod cgroups;
 mod cli;
 mod commands;
-mod config;
 mod container;
-mod devices;
 mod error;
-mod exec;
 mod hooks;
-mod idmap;
-mod init;
-mod init_error;
-mod ioprio;
 mod log;
-mod lsm;
-mod mempolicy;
-mod mounts;
 mod namespaces;
-mod netdev;
-mod personality;
 mod process;
-mod rlimits;
 mod rootfs;
 mod rootless;
-mod scheduler;
 mod seccomp;
 mod spawn;
-mod state;
-mod sync;
-mod sysctl;
-mod terminal;
-mod timens;
-mod tty;
-mod userns;
+mod sys;
 
 use clap::Parser;
 
 use cli::{Cli, Cmd};
 use error::{Error, Result};
-
-/// The runtime-spec version gruntime implements.
-pub const SPEC_VERSION: &str = "1.3.0";
 
 fn main() {
     let args = cli::normalize_args(std::env::args().collect());
@@ -70,8 +45,9 @@ fn main() {
 fn dispatch(cli: Cli) -> Result<i32> {
     if cli.version {
         println!(
-            "gruntime version {}\nspec: {SPEC_VERSION}",
-            env!("CARGO_PKG_VERSION")
+            "gruntime version {}\nspec: {}",
+            env!("CARGO_PKG_VERSION"),
+            container::SPEC_VERSION
         );
         return Ok(0);
     }
@@ -89,7 +65,7 @@ fn dispatch(cli: Cli) -> Result<i32> {
     let root = match (&cli.root, &cmd) {
         (Some(r), _) => r.clone(),
         (None, Cmd::Spec { .. } | Cmd::Features) => std::path::PathBuf::new(),
-        (None, _) => crate::state::default_root()?,
+        (None, _) => crate::container::state::default_root()?,
     };
     let g = commands::Globals { root };
     use commands::*;

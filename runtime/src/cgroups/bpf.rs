@@ -1,22 +1,17 @@
-//! The few bpf(2) commands the device filter needs, called directly: load a CGROUP_DEVICE program,
+//! The few bpf(2) commands the device filter needs (the raw call is in sys.rs): load a CGROUP_DEVICE program,
 //! attach it to a cgroup, list and detach the programs already there. Instructions are encoded by hand
 //! (struct bpf_insn) — a handful of opcodes, not worth a C library.
 
-use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd};
+use std::os::fd::{AsRawFd, BorrowedFd, OwnedFd};
 
 use nix::errno::Errno;
 
 use super::error::CgroupError;
 
-const BPF_PROG_LOAD: libc::c_int = 5;
-const BPF_PROG_ATTACH: libc::c_int = 8;
-const BPF_PROG_DETACH: libc::c_int = 9;
-const BPF_PROG_GET_FD_BY_ID: libc::c_int = 13;
-const BPF_PROG_QUERY: libc::c_int = 16;
-const BPF_PROG_TYPE_CGROUP_DEVICE: u32 = 15;
-const BPF_CGROUP_DEVICE: u32 = 6;
-/// Lets nested cgroups (a container that manages its own) attach their own filters below ours.
-const BPF_F_ALLOW_MULTI: u32 = 2;
+use crate::sys::{
+    self, BpfAttr, BPF_CGROUP_DEVICE, BPF_F_ALLOW_MULTI, BPF_PROG_ATTACH, BPF_PROG_DETACH,
+    BPF_PROG_GET_FD_BY_ID, BPF_PROG_LOAD, BPF_PROG_QUERY, BPF_PROG_TYPE_CGROUP_DEVICE,
+};
 
 /// struct bpf_insn.
 #[repr(C)]
@@ -119,20 +114,15 @@ struct GetFdAttr {
     open_flags: u32,
 }
 
-/// bpf(cmd, attr, sizeof attr).
-fn bpf<T>(cmd: libc::c_int, attr: &mut T) -> Result<libc::c_long, Errno> {
-    // SAFETY: attr is a properly laid out, zero-padded bpf_attr variant for `cmd`, valid for the call;
-    // the kernel reads (and for QUERY writes) at most size_of::<T>() bytes of it.
-    let r = unsafe {
-        libc::syscall(
-            libc::SYS_bpf,
-            cmd,
-            attr as *mut T as *mut libc::c_void,
-            std::mem::size_of::<T>() as libc::c_uint,
-        )
-    };
-    Errno::result(r)
-}
+// SAFETY: each is #[repr(C)] and laid out as the prefix of `union bpf_attr` for its command
+// (include/uapi/linux/bpf.h): PROG_LOAD, PROG_ATTACH/DETACH, PROG_QUERY, PROG_GET_FD_BY_ID.
+unsafe impl BpfAttr for ProgLoadAttr {}
+// SAFETY: as above.
+unsafe impl BpfAttr for AttachAttr {}
+// SAFETY: as above.
+unsafe impl BpfAttr for QueryAttr {}
+// SAFETY: as above.
+unsafe impl BpfAttr for GetFdAttr {}
 
 fn bpf_err(step: &'static str, errno: Errno) -> CgroupError {
     CgroupError::Bpf {
@@ -155,9 +145,8 @@ pub fn load_device_prog(insns: &[Insn]) -> Result<OwnedFd, CgroupError> {
         prog_name: name,
         ..Default::default()
     };
-    match bpf(BPF_PROG_LOAD, &mut attr) {
-        // SAFETY: PROG_LOAD returns a new fd that nobody else owns.
-        Ok(fd) => return Ok(unsafe { OwnedFd::from_raw_fd(fd as i32) }),
+    match sys::bpf_fd(BPF_PROG_LOAD, &mut attr) {
+        Ok(fd) => return Ok(fd),
         Err(e) if e != Errno::EINVAL && e != Errno::EACCES => {
             return Err(bpf_err("load the device filter program", e))
         }
@@ -167,9 +156,8 @@ pub fn load_device_prog(insns: &[Insn]) -> Result<OwnedFd, CgroupError> {
     attr.log_level = 1;
     attr.log_size = log.len() as u32;
     attr.log_buf = log.as_mut_ptr() as u64;
-    let errno = match bpf(BPF_PROG_LOAD, &mut attr) {
-        // SAFETY: as above.
-        Ok(fd) => return Ok(unsafe { OwnedFd::from_raw_fd(fd as i32) }),
+    let errno = match sys::bpf_fd(BPF_PROG_LOAD, &mut attr) {
+        Ok(fd) => return Ok(fd),
         Err(e) => e,
     };
     let end = log.iter().position(|&b| b == 0).unwrap_or(log.len());
@@ -188,7 +176,7 @@ pub fn attach_device_prog(cgroup: BorrowedFd, prog: &OwnedFd) -> Result<(), Cgro
         attach_flags: BPF_F_ALLOW_MULTI,
         ..Default::default()
     };
-    bpf(BPF_PROG_ATTACH, &mut attr)
+    sys::bpf(BPF_PROG_ATTACH, &mut attr)
         .map(|_| ())
         .map_err(|e| bpf_err("attach the device filter to the cgroup", e))
 }
@@ -203,7 +191,8 @@ pub fn query_device_progs(cgroup: BorrowedFd) -> Result<Vec<u32>, CgroupError> {
         prog_cnt: ids.len() as u32,
         ..Default::default()
     };
-    bpf(BPF_PROG_QUERY, &mut attr).map_err(|e| bpf_err("list the cgroup's device filters", e))?;
+    sys::bpf(BPF_PROG_QUERY, &mut attr)
+        .map_err(|e| bpf_err("list the cgroup's device filters", e))?;
     ids.truncate(attr.prog_cnt as usize);
     Ok(ids)
 }
@@ -213,17 +202,15 @@ pub fn detach_device_prog_id(cgroup: BorrowedFd, id: u32) -> Result<(), CgroupEr
         prog_id: id,
         ..Default::default()
     };
-    let fd = bpf(BPF_PROG_GET_FD_BY_ID, &mut get)
+    let prog = sys::bpf_fd(BPF_PROG_GET_FD_BY_ID, &mut get)
         .map_err(|e| bpf_err("open the old device filter", e))?;
-    // SAFETY: GET_FD_BY_ID returns a new fd that nobody else owns.
-    let prog = unsafe { OwnedFd::from_raw_fd(fd as i32) };
     let mut attr = AttachAttr {
         target_fd: cgroup.as_raw_fd() as u32,
         attach_bpf_fd: prog.as_raw_fd() as u32,
         attach_type: BPF_CGROUP_DEVICE,
         ..Default::default()
     };
-    bpf(BPF_PROG_DETACH, &mut attr)
+    sys::bpf(BPF_PROG_DETACH, &mut attr)
         .map(|_| ())
         .map_err(|e| bpf_err("detach the old device filter", e))
 }

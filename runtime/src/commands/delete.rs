@@ -51,21 +51,9 @@ pub fn destroy(c: Container) -> Result<()> {
 
 /// Wait until a process (not necessarily our child) is gone: poll its pidfd.
 pub fn wait_gone(pid: i32, timeout: Duration) -> Result<()> {
-    // SAFETY: pidfd_open takes a pid and flags; the returned fd is ours.
-    let fd = unsafe { libc::syscall(libc::SYS_pidfd_open, pid, 0) };
-    if fd < 0 {
-        return Ok(()); // already gone
-    }
-    let mut pfd = libc::pollfd {
-        fd: fd as i32,
-        events: libc::POLLIN,
-        revents: 0,
-    };
-    // SAFETY: pfd is valid for the call; fd is closed right after.
-    let r = unsafe { libc::poll(&mut pfd, 1, timeout.as_millis() as i32) };
-    // SAFETY: fd is ours and not used after this.
-    unsafe { libc::close(fd as i32) };
-    if r == 0 {
+    let gone = crate::sys::wait_pid_gone(pid, timeout)
+        .map_err(|e| Error::sys(format!("wait for pid {pid} to exit"), e))?;
+    if !gone {
         return Err(Error::sys(
             format!("wait for pid {pid} to exit"),
             nix::errno::Errno::ETIMEDOUT,

@@ -6,9 +6,9 @@ use crate::cli::ExecArgs;
 use crate::commands::{run::wait_child_forwarding, Globals};
 use crate::container::{Container, Status};
 use crate::error::{Error, Result};
-use crate::exec::{self, ExecOpts};
+use crate::spawn::console;
+use crate::spawn::exec::{self, ExecOpts};
 use crate::spawn::Console;
-use crate::terminal;
 
 pub fn run(g: &Globals, a: &ExecArgs) -> Result<i32> {
     if a.apparmor.as_deref().is_some_and(|p| !p.is_empty()) {
@@ -71,7 +71,7 @@ pub fn run(g: &Globals, a: &ExecArgs) -> Result<i32> {
     }
     drop(c); // release the container's lock while the process runs
     if let Some(sock) = spawned.console_master {
-        terminal::relay(&sock)?;
+        console::relay(&sock)?;
     }
     Ok(wait_child_forwarding(spawned.pid.as_raw()))
 }
@@ -95,7 +95,7 @@ fn build_process(a: &ExecArgs, base: Option<&Process>) -> Result<Process> {
             path: path.clone(),
             source: e,
         })?;
-        let p: Process = crate::config::parse_process(path, &data)?;
+        let p: Process = crate::container::config::parse_process(path, &data)?;
         if p.args().as_ref().is_none_or(|v| v.is_empty()) {
             return Err(Error::config(path, "args: must not be empty"));
         }

@@ -65,19 +65,19 @@ pub fn features_json() -> serde_json::Value {
         "capabilities": caps,
         "cgroup": crate::cgroups::features(),
         "seccomp": crate::seccomp::features_json(),
-        "apparmor": { "enabled": crate::lsm::apparmor_enabled() },
-        "selinux": { "enabled": crate::lsm::selinux_enabled() },
+        "apparmor": { "enabled": crate::process::lsm::apparmor_enabled() },
+        "selinux": { "enabled": crate::process::lsm::selinux_enabled() },
         "intelRdt": { "enabled": false },
         "mountExtensions": { "idmap": { "enabled": true } },
-        "memoryPolicy": { "modes": crate::mempolicy::MODES, "flags": crate::mempolicy::FLAGS },
-        "netDevices": { "enabled": crate::netdev::SUPPORTED },
+        "memoryPolicy": { "modes": crate::process::mempolicy::MODES, "flags": crate::process::mempolicy::FLAGS },
+        "netDevices": { "enabled": crate::namespaces::netdev::SUPPORTED },
     });
     if linux["seccomp"].is_null() {
         linux["seccomp"] = serde_json::json!({ "enabled": false });
     }
     serde_json::json!({
         "ociVersionMin": "1.0.0",
-        "ociVersionMax": crate::SPEC_VERSION,
+        "ociVersionMax": crate::container::SPEC_VERSION,
         "hooks": ["prestart", "createRuntime", "createContainer", "startContainer", "poststart", "poststop"],
         "mountOptions": mount_options,
         "linux": linux,
@@ -85,10 +85,10 @@ pub fn features_json() -> serde_json::Value {
             "org.opencontainers.runc.version": "gruntime",
             "io.github.gruntime.version": env!("CARGO_PKG_VERSION"),
             // runtime-spec's features have no place for these: listed here, as crun does with its own keys.
-            "io.github.gruntime.scheduler.policies": crate::scheduler::POLICIES.join(","),
-            "io.github.gruntime.scheduler.flags": crate::scheduler::FLAGS.join(","),
+            "io.github.gruntime.scheduler.policies": crate::process::scheduler::POLICIES.join(","),
+            "io.github.gruntime.scheduler.flags": crate::process::scheduler::FLAGS.join(","),
             "io.github.gruntime.personality.domains": "LINUX,LINUX32",
-            "io.github.gruntime.personality.flags": crate::personality::flag_names().join(","),
+            "io.github.gruntime.personality.flags": crate::process::personality::flag_names().join(","),
         },
     })
 }

@@ -1,7 +1,7 @@
 use crate::commands::Globals;
+use crate::container::state;
 use crate::container::Container;
 use crate::error::Result;
-use crate::state;
 
 pub fn run(g: &Globals, format: &str, quiet: bool) -> Result<()> {
     let containers: Vec<Container> = state::list_ids(&g.root)

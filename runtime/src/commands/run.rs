@@ -10,8 +10,8 @@ use nix::unistd::Pid;
 use crate::cli::CreateArgs;
 use crate::commands::{create, delete, start, Globals};
 use crate::error::{Error, Result};
+use crate::spawn::console;
 use crate::spawn::{self, Console};
-use crate::terminal;
 
 static CHILD: AtomicI32 = AtomicI32::new(0);
 
@@ -41,7 +41,7 @@ pub fn run(
     keep: bool,
     no_subreaper: bool,
 ) -> Result<i32> {
-    let terminal = crate::config::load(&a.bundle)
+    let terminal = crate::container::config::load(&a.bundle)
         .ok()
         .and_then(|b| b.spec.process().as_ref().and_then(|p| p.terminal()))
         .unwrap_or(false);
@@ -72,7 +72,7 @@ pub fn run(
         return Ok(0);
     }
     if let Some(sock) = created.console_master {
-        terminal::relay(&sock)?;
+        console::relay(&sock)?;
     }
     let code = wait_child(pid);
     if !keep {

@@ -1,7 +1,8 @@
 use crate::commands::Globals;
 use crate::container::{Container, Status};
 use crate::error::Result;
-use crate::{hooks, spawn};
+use crate::hooks;
+use crate::spawn;
 
 pub fn run(g: &Globals, id: &str) -> Result<()> {
     let mut c = Container::load(&g.root, id)?;

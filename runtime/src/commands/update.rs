@@ -186,7 +186,7 @@ fn merge(base: &mut serde_json::Value, over: serde_json::Value) {
 /// Record the new limits in the container's saved config, as runc does, so later commands (another
 /// `update`, `exec`) see what the container now runs with.
 fn remember(c: &Container, r: &LinuxResources) -> Result<()> {
-    let p = c.dir.path.join(crate::state::CONFIG_FILE);
+    let p = c.dir.path.join(crate::container::state::CONFIG_FILE);
     let Ok(raw) = std::fs::read(&p) else {
         return Ok(());
     };

@@ -1,43 +1,22 @@
-//! gruntime's own seccomp(2) calls: installing a filter with flags, and asking the kernel which
-//! actions and flags it has. seccompiler's `apply_filter` always sets NO_NEW_PRIVS and takes no
+//! Installing a filter with flags, and asking the kernel which actions and flags it has (the raw seccomp(2)
+//! calls are in sys.rs). seccompiler's `apply_filter` always sets NO_NEW_PRIVS and takes no
 //! flags, which the runtime spec's timing and `flags` rule out.
 
 use std::os::fd::{FromRawFd, OwnedFd};
 
 use super::{SeccompError, SeccompProgram};
 
-/// `struct sock_fprog` from linux/filter.h.
-#[repr(C)]
-struct SockFprog {
-    len: libc::c_ushort,
-    filter: *const seccompiler::sock_filter,
-}
-
 impl SeccompProgram {
     /// Install on the calling thread (all threads with TSYNC). Does not allocate: the caller is a
     /// forked child of a multi-threaded parent. Needs NO_NEW_PRIVS or CAP_SYS_ADMIN, which is the
     /// caller's choice of timing. Returns the notify fd when the filter uses SCMP_ACT_NOTIFY.
     pub fn install(&self) -> Result<Option<OwnedFd>, SeccompError> {
-        let prog = SockFprog {
-            len: self.bpf.len() as libc::c_ushort,
-            filter: self.bpf.as_ptr(),
-        };
-        // SAFETY: `prog` points at `self.bpf`, alive for the call; the kernel copies the program
-        // and keeps no pointer to it.
-        let rc = unsafe {
-            libc::syscall(
-                libc::SYS_seccomp,
-                libc::SECCOMP_SET_MODE_FILTER,
-                self.flags,
-                &prog as *const SockFprog,
-            )
-        };
-        if rc < 0 {
-            return Err(SeccompError::Install {
+        let rc = crate::sys::seccomp_set_filter(&self.bpf, self.flags).map_err(|source| {
+            SeccompError::Install {
                 flags: self.flags,
-                source: std::io::Error::last_os_error(),
-            });
-        }
+                source,
+            }
+        })?;
         if self.flags & libc::SECCOMP_FILTER_FLAG_NEW_LISTENER != 0 {
             // SAFETY: with NEW_LISTENER a successful seccomp(2) returns a new fd we now own.
             return Ok(Some(unsafe { OwnedFd::from_raw_fd(rc as i32) }));
@@ -52,17 +31,7 @@ impl SeccompProgram {
 
 /// Whether the running kernel knows a seccomp return action.
 pub(super) fn action_available(action: u32) -> bool {
-    let action_only: u32 = action & libc::SECCOMP_RET_ACTION_FULL;
-    // SAFETY: SECCOMP_GET_ACTION_AVAIL reads one u32 from the pointer, which is valid.
-    let rc = unsafe {
-        libc::syscall(
-            libc::SYS_seccomp,
-            libc::SECCOMP_GET_ACTION_AVAIL,
-            0,
-            &action_only as *const u32,
-        )
-    };
-    rc == 0
+    crate::sys::seccomp_action_available(action & libc::SECCOMP_RET_ACTION_FULL)
 }
 
 /// Whether the running kernel knows a SECCOMP_SET_MODE_FILTER flag. The kernel checks the flags
@@ -75,14 +44,5 @@ pub(super) fn flag_supported(flag: libc::c_ulong) -> bool {
     } else {
         flag
     };
-    // SAFETY: a NULL program is never dereferenced by the kernel: it fails with EFAULT or EINVAL.
-    let rc = unsafe {
-        libc::syscall(
-            libc::SYS_seccomp,
-            libc::SECCOMP_SET_MODE_FILTER,
-            flag,
-            std::ptr::null::<SockFprog>(),
-        )
-    };
-    rc < 0 && std::io::Error::last_os_error().raw_os_error() == Some(libc::EFAULT)
+    crate::sys::seccomp_flag_known(flag)
 }

@@ -6,16 +6,11 @@ use std::path::Path;
 
 use nix::mount::MsFlags;
 
-/// mount_setattr(2) attributes (include/uapi/linux/mount.h).
-pub const MOUNT_ATTR_RDONLY: u64 = 0x1;
-pub const MOUNT_ATTR_NOSUID: u64 = 0x2;
-pub const MOUNT_ATTR_NODEV: u64 = 0x4;
-pub const MOUNT_ATTR_NOEXEC: u64 = 0x8;
-pub const MOUNT_ATTR__ATIME: u64 = 0x70;
-pub const MOUNT_ATTR_RELATIME: u64 = 0x0;
-pub const MOUNT_ATTR_NOATIME: u64 = 0x10;
-pub const MOUNT_ATTR_STRICTATIME: u64 = 0x20;
-pub const MOUNT_ATTR_NODIRATIME: u64 = 0x80;
+use crate::sys::{
+    MountAttr, MOUNT_ATTR_NOATIME, MOUNT_ATTR_NODEV, MOUNT_ATTR_NODIRATIME, MOUNT_ATTR_NOEXEC,
+    MOUNT_ATTR_NOSUID, MOUNT_ATTR_RDONLY, MOUNT_ATTR_RELATIME, MOUNT_ATTR_STRICTATIME,
+    MOUNT_ATTR__ATIME,
+};
 
 /// What one entry's `options` mean.
 #[derive(Debug)]
@@ -138,53 +133,14 @@ fn recursive_attr(opt: &str) -> Option<(u64, u64)> {
     })
 }
 
-/// `struct mount_attr` of mount_setattr(2) (include/uapi/linux/mount.h).
-#[repr(C)]
-pub struct MountAttr {
-    pub attr_set: u64,
-    pub attr_clr: u64,
-    pub propagation: u64,
-    pub userns_fd: u64,
-}
-
-/// mount_setattr(2) on `path` relative to `dirfd`.
-pub fn mount_setattr(
-    dirfd: std::os::fd::RawFd,
-    path: &std::ffi::CStr,
-    flags: libc::c_uint,
-    attr: &MountAttr,
-) -> nix::Result<()> {
-    // SAFETY: path is a valid NUL-terminated string and attr a valid mount_attr of the size
-    // passed, both outliving the call.
-    let r = unsafe {
-        libc::syscall(
-            libc::SYS_mount_setattr,
-            dirfd,
-            path.as_ptr(),
-            flags,
-            attr as *const MountAttr,
-            std::mem::size_of::<MountAttr>(),
-        )
-    };
-    nix::errno::Errno::result(r).map(drop)
-}
-
 /// mount_setattr(target, AT_RECURSIVE): the `r*` options apply to the whole subtree.
 pub fn set_recursive_attrs(target: &Path, set: u64, clr: u64) -> nix::Result<()> {
     let attr = MountAttr {
         attr_set: set,
         attr_clr: clr,
-        propagation: 0,
-        userns_fd: 0,
+        ..Default::default()
     };
-    let c = std::ffi::CString::new(target.as_os_str().as_encoded_bytes())
-        .map_err(|_| nix::errno::Errno::EINVAL)?;
-    mount_setattr(
-        libc::AT_FDCWD,
-        &c,
-        libc::AT_RECURSIVE as libc::c_uint,
-        &attr,
-    )
+    crate::sys::mount_setattr_recursive(target, &attr)
 }
 
 /// The flags a bind remount must keep: the kernel refuses to clear flags that are locked on the source

@@ -6,9 +6,7 @@
 //! MOUNT_ATTR_IDMAP with a throwaway user namespace carrying the mount's mappings); the init inherits the fd and
 //! only attaches it inside the rootfs with move_mount.
 
-use std::ffi::CString;
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
-use std::path::Path;
+use std::os::fd::{AsFd, AsRawFd, OwnedFd};
 
 use nix::sched::CloneFlags;
 use nix::sys::signal::{kill, Signal};
@@ -17,16 +15,8 @@ use nix::unistd::Pid;
 use oci_spec::runtime::{LinuxIdMapping, Mount, Spec};
 
 use crate::error::{Error, Result};
-use crate::init_error::{InitResult, Step};
-use crate::mounts::{mount_setattr, MountAttr};
-
-const OPEN_TREE_CLONE: libc::c_uint = 1;
-const OPEN_TREE_CLOEXEC: libc::c_uint = libc::O_CLOEXEC as libc::c_uint;
-const AT_RECURSIVE: libc::c_uint = 0x8000;
-const AT_EMPTY_PATH: libc::c_uint = 0x1000;
-const MOUNT_ATTR_IDMAP: u64 = 0x0010_0000;
-const MOVE_MOUNT_F_EMPTY_PATH: libc::c_uint = 0x04;
-const MOVE_MOUNT_T_EMPTY_PATH: libc::c_uint = 0x40;
+use crate::error::{InitResult, Step};
+use crate::sys::{self, MountAttr, MOUNT_ATTR_IDMAP};
 
 /// One idmapped mount made by the parent: `mounts[index]`, as a detached mount fd.
 pub struct Prepared {
@@ -100,7 +90,7 @@ fn prepare_one(index: usize, m: &Mount) -> Result<OwnedFd> {
     let (u, g) = maps(m);
     let userns = userns_with_maps(u, g)
         .map_err(|e| Error::sys(what("make a user namespace for the idmapping"), e))?;
-    let tree = open_tree(&source, recursive_tree)
+    let tree = sys::open_tree_clone(&source, recursive_tree)
         .map_err(|e| Error::sys(what(&format!("open_tree {}", source.display())), e))?;
     set_idmap(&tree, &userns, recursive_idmap).map_err(|e| {
         Error::sys(
@@ -114,39 +104,20 @@ fn prepare_one(index: usize, m: &Mount) -> Result<OwnedFd> {
     Ok(tree)
 }
 
-fn open_tree(source: &Path, recursive: bool) -> nix::Result<OwnedFd> {
-    let c = CString::new(source.as_os_str().as_encoded_bytes())
-        .map_err(|_| nix::errno::Errno::EINVAL)?;
-    let mut flags = OPEN_TREE_CLONE | OPEN_TREE_CLOEXEC;
-    if recursive {
-        flags |= AT_RECURSIVE;
-    }
-    // SAFETY: c is NUL-terminated; open_tree returns a new fd that we own.
-    let fd = unsafe { libc::syscall(libc::SYS_open_tree, libc::AT_FDCWD, c.as_ptr(), flags) };
-    let fd = nix::errno::Errno::result(fd)?;
-    // SAFETY: a fresh descriptor nothing else owns.
-    Ok(unsafe { OwnedFd::from_raw_fd(fd as RawFd) })
-}
-
 fn set_idmap(tree: &OwnedFd, userns: &OwnedFd, recursive: bool) -> nix::Result<()> {
     let attr = MountAttr {
         attr_set: MOUNT_ATTR_IDMAP,
-        attr_clr: 0,
-        propagation: 0,
         userns_fd: userns.as_raw_fd() as u64,
+        ..Default::default()
     };
-    let mut flags = AT_EMPTY_PATH;
-    if recursive {
-        flags |= AT_RECURSIVE;
-    }
-    mount_setattr(tree.as_raw_fd(), c"", flags, &attr)
+    sys::mount_setattr_fd(tree.as_fd(), recursive, &attr)
 }
 
 /// A user namespace carrying `uid`/`gid` maps, held by an fd: a child is cloned into a new user namespace,
 /// its maps are written from here, its namespace is opened, and the child is reaped.
 fn userns_with_maps(uid: &[LinuxIdMapping], gid: &[LinuxIdMapping]) -> nix::Result<OwnedFd> {
     let (rd, wr) = nix::unistd::pipe()?;
-    let pid = match crate::spawn::clone3(CloneFlags::CLONE_NEWUSER, None)? {
+    let pid = match sys::clone3(CloneFlags::CLONE_NEWUSER, None)? {
         0 => {
             drop(wr);
             let mut b = [0u8; 1];
@@ -190,19 +161,7 @@ pub fn attach(
     target: &OwnedFd,
     what: impl FnOnce() -> String,
 ) -> InitResult<()> {
-    // SAFETY: both fds are valid and "" is a valid C string; move_mount only attaches the detached tree.
-    let r = unsafe {
-        libc::syscall(
-            libc::SYS_move_mount,
-            prepared.fd.as_raw_fd(),
-            c"".as_ptr(),
-            target.as_raw_fd(),
-            c"".as_ptr(),
-            MOVE_MOUNT_F_EMPTY_PATH | MOVE_MOUNT_T_EMPTY_PATH,
-        )
-    };
-    nix::errno::Errno::result(r)
-        .map(drop)
+    sys::move_mount_onto(prepared.fd.as_fd(), target.as_fd())
         .step(|| format!("{} (attach the idmapped mount)", what()))
 }
 

@@ -2,7 +2,7 @@
 
 use oci_spec::runtime::PosixRlimit;
 
-use crate::init_error::{fail, InitResult, Step};
+use crate::error::{fail, InitResult, Step};
 
 pub fn resource(name: &str) -> Option<libc::__rlimit_resource_t> {
     Some(match name {

@@ -3,7 +3,8 @@
 
 use oci_spec::runtime::{Capabilities, Capability, LinuxCapabilities};
 
-use crate::init_error::{InitResult, Step};
+use crate::error::{InitResult, Step};
+use crate::sys::{capset, CapData};
 
 /// "CAP_CHOWN" → its number, via the caps crate's table.
 pub fn number(c: &Capability) -> Option<u8> {
@@ -70,32 +71,12 @@ pub fn drop_bounding(lc: &LinuxCapabilities) -> InitResult<()> {
     Ok(())
 }
 
-#[repr(C)]
-struct CapHeader {
-    version: u32,
-    pid: i32,
-}
-
-#[repr(C)]
-#[derive(Clone, Copy, Default)]
-struct CapData {
-    effective: u32,
-    permitted: u32,
-    inheritable: u32,
-}
-
-const LINUX_CAPABILITY_VERSION_3: u32 = 0x2008_0522;
-
 pub fn apply(lc: &LinuxCapabilities) -> InitResult<()> {
     let (e, p, i) = (
         mask(lc.effective()),
         mask(lc.permitted()),
         mask(lc.inheritable()),
     );
-    let mut hdr = CapHeader {
-        version: LINUX_CAPABILITY_VERSION_3,
-        pid: 0,
-    };
     let data = [
         CapData {
             effective: e as u32,
@@ -108,10 +89,7 @@ pub fn apply(lc: &LinuxCapabilities) -> InitResult<()> {
             inheritable: (i >> 32) as u32,
         },
     ];
-    // SAFETY: hdr and data are the v3 layout capset(2) expects (one header, two data words).
-    let r = unsafe { libc::syscall(libc::SYS_capset, &mut hdr as *mut CapHeader, data.as_ptr()) };
-    nix::errno::Errno::result(r)
-        .step(|| "set effective/permitted/inheritable capabilities".into())?;
+    capset(data).step(|| "set effective/permitted/inheritable capabilities".into())?;
     // SAFETY: ambient prctls take integers only.
     let r = unsafe {
         libc::prctl(

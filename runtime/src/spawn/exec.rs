@@ -15,13 +15,15 @@ use nix::unistd::Pid;
 use oci_spec::runtime::{LinuxNamespaceType, Process, Spec};
 
 use crate::container::Container;
+use crate::error::{fail, InitResult, Step};
 use crate::error::{Error, Result};
-use crate::init;
-use crate::init_error::{fail, InitResult, Step};
+use crate::namespaces;
 use crate::seccomp::{self, SeccompProgram};
-use crate::spawn::{self, Console};
-use crate::sync::{self, Msg};
-use crate::{namespaces, tty};
+use crate::spawn::console;
+use crate::spawn::create;
+use crate::spawn::init;
+use crate::spawn::sync::{self, Msg};
+use crate::spawn::Console;
 
 pub struct ExecOpts<'a> {
     pub process: Process,
@@ -84,7 +86,7 @@ pub fn spawn(c: &Container, spec: &Spec, opts: ExecOpts) -> Result<Spawned> {
         Some(s) => Some(seccomp::compile(s).map_err(|e| Error::InvalidArgument(e.to_string()))?),
         None => None,
     };
-    let listener = spawn::listener_of(spec);
+    let listener = create::listener_of(spec);
     let mut join = namespaces_to_join(spec, c.saved.pid)?;
     if let Some(i) = join.iter().position(|(t, _)| *t == LinuxNamespaceType::Pid) {
         let (_, fd) = join.remove(i);
@@ -116,7 +118,7 @@ pub fn spawn(c: &Container, spec: &Spec, opts: ExecOpts) -> Result<Spawned> {
         .ok()
     });
 
-    let pid = match spawn::clone3(
+    let pid = match crate::sys::clone3(
         CloneFlags::empty(),
         cgroup_fd.as_ref().map(|f| f.as_raw_fd()),
     ) {
@@ -156,7 +158,7 @@ pub fn spawn(c: &Container, spec: &Spec, opts: ExecOpts) -> Result<Spawned> {
             // The socket is CLOEXEC: EOF means execve succeeded.
             Ok(None) => break,
             Ok(Some((Msg::SeccompFd, Some(fd)))) => {
-                spawn::forward_notify_fd(&listener, &c.saved, pid.as_raw(), fd.as_fd())?
+                create::forward_notify_fd(&listener, &c.saved, pid.as_raw(), fd.as_fd())?
             }
             Ok(Some((Msg::Error { step, errno }, _))) => {
                 let _ = nix::sys::wait::waitpid(pid, None);
@@ -172,7 +174,7 @@ pub fn spawn(c: &Container, spec: &Spec, opts: ExecOpts) -> Result<Spawned> {
         }
     }
     if let Some(p) = opts.pid_file {
-        spawn::write_pid_file(p, pid.as_raw())?;
+        create::write_pid_file(p, pid.as_raw())?;
     }
     Ok(Spawned {
         pid,
@@ -193,7 +195,7 @@ fn child(
 ) -> InitResult<Never> {
     // SAFETY: prctl with integer arguments; keeps /proc/<pid>/exe (the host binary) out of reach until exec.
     unsafe { libc::prctl(libc::PR_SET_DUMPABLE, 0, 0, 0, 0) };
-    crate::affinity::apply_initial(&opts.process)?;
+    crate::process::affinity::apply_initial(&opts.process)?;
     for (t, fd) in join {
         nix::sched::setns(fd, namespaces::clone_flag(*t))
             .step(|| format!("join the container's {} namespace", namespaces::name(*t)))?;
@@ -206,11 +208,11 @@ fn child(
         let sock = console
             .as_ref()
             .ok_or_else(|| fail("process.terminal is true but there is no console socket"))?;
-        tty::setup_console(process, sock.as_fd())?;
+        console::setup_console(process, sock.as_fd())?;
     }
     // The container's memory policy and personality hold for every process in it.
-    crate::mempolicy::apply(spec)?;
-    crate::personality::apply(spec)?;
+    crate::process::mempolicy::apply(spec)?;
+    crate::process::personality::apply(spec)?;
     let ready = init::prepare_process(process, seccomp, sync_sock.as_fd(), &[], opts.preserve_fds)?;
     if ready.nnp {
         init::install_seccomp(seccomp, sync_sock.as_fd())?;

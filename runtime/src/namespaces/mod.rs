@@ -1,6 +1,13 @@
-//! Namespaces: which ones the clone creates, and joining the ones given by `path` (user first).
+//! Namespaces: which ones the clone creates, and joining the ones given by `path` (user first). The files
+//! beside this one are the namespace-specific fields: id maps (userns), time offsets (timens), network devices
+//! (netdev) and sysctls (sysctl, only for a namespace the container owns).
 
-use std::os::fd::{AsRawFd, OwnedFd};
+pub mod netdev;
+pub mod sysctl;
+pub mod timens;
+pub mod userns;
+
+use std::os::fd::{AsFd, OwnedFd};
 use std::path::{Path, PathBuf};
 
 use nix::fcntl::{open, OFlag};
@@ -30,23 +37,18 @@ pub fn clone_flag(t: LinuxNamespaceType) -> CloneFlags {
         LinuxNamespaceType::User => CloneFlags::CLONE_NEWUSER,
         LinuxNamespaceType::Pid => CloneFlags::CLONE_NEWPID,
         LinuxNamespaceType::Network => CloneFlags::CLONE_NEWNET,
-        // CLONE_NEWTIME (0x80) shares its bit with CSIGNAL's range in clone(2) but is valid for clone3/unshare.
-        LinuxNamespaceType::Time => CloneFlags::from_bits_retain(0x80),
+        // CLONE_NEWTIME shares its bit with CSIGNAL's range in clone(2) but is valid for clone3/unshare.
+        LinuxNamespaceType::Time => CloneFlags::from_bits_retain(libc::CLONE_NEWTIME),
     }
 }
-
-/// NS_GET_NSTYPE: what kind of namespace an fd refers to.
-const NS_GET_NSTYPE: libc::c_ulong = 0xb703;
 
 /// `linux.namespaces[].path` must name a namespace of that type.
 pub fn check_path(t: LinuxNamespaceType, path: &Path) -> Result<(), String> {
     let fd = open(path, OFlag::O_RDONLY | OFlag::O_CLOEXEC, Mode::empty())
         .map_err(|e| e.desc().to_string())?;
-    // SAFETY: NS_GET_NSTYPE takes no argument and only reads the fd; fd is valid and owned here.
-    let kind = unsafe { libc::ioctl(fd.as_raw_fd(), NS_GET_NSTYPE) };
-    if kind < 0 {
+    let Ok(kind) = crate::sys::ns_get_type(fd.as_fd()) else {
         return Err("not a namespace file".into());
-    }
+    };
     if kind as i64 != clone_flag(t).bits() as i64 {
         return Err(format!("not a {} namespace", name(t)));
     }

@@ -2,10 +2,7 @@
 
 use oci_spec::runtime::{IOPriorityClass, Process};
 
-use crate::init_error::{InitResult, Step};
-
-const IOPRIO_WHO_PROCESS: libc::c_int = 1;
-const IOPRIO_CLASS_SHIFT: u32 = 13;
+use crate::error::{InitResult, Step};
 
 fn class_value(c: IOPriorityClass) -> (libc::c_int, &'static str) {
     match c {
@@ -34,10 +31,7 @@ pub fn apply(process: &Process) -> InitResult<()> {
         return Ok(());
     };
     let (class, name) = class_value(p.class());
-    let value = (class << IOPRIO_CLASS_SHIFT) | p.priority() as libc::c_int;
-    // SAFETY: ioprio_set takes three integers and changes only this process's I/O priority.
-    let r = unsafe { libc::syscall(libc::SYS_ioprio_set, IOPRIO_WHO_PROCESS, 0, value) };
-    nix::errno::Errno::result(r).step(|| {
+    crate::sys::ioprio_set_self(class, p.priority() as libc::c_int).step(|| {
         format!(
             "process.ioPriority: ioprio_set {name} priority {}",
             p.priority()

@@ -9,9 +9,7 @@
 
 use oci_spec::runtime::{LinuxNamespaceType, Spec};
 
-use crate::init_error::{InitResult, Step};
-
-const CLONE_NEWTIME: libc::c_int = 0x80;
+use crate::error::{InitResult, Step};
 
 /// Is a new (not joined) time namespace requested?
 fn wants_new(spec: &Spec) -> bool {
@@ -105,7 +103,7 @@ pub fn enter_new(spec: &Spec) -> InitResult<()> {
         return Ok(());
     }
     // SAFETY: unshare with a flag only changes this (single-threaded) process's namespace for children.
-    let r = unsafe { libc::unshare(CLONE_NEWTIME) };
+    let r = unsafe { libc::unshare(libc::CLONE_NEWTIME) };
     nix::errno::Errno::result(r).step(|| "unshare the time namespace".into())?;
     let text = offsets_text(spec);
     if !text.is_empty() {

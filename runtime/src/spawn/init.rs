@@ -9,11 +9,16 @@ use std::path::{Path, PathBuf};
 use nix::sys::socket::accept4;
 use oci_spec::runtime::{LinuxNamespaceType, Spec};
 
-use crate::init_error::{fail, InitError, InitResult, Step};
+use crate::error::{fail, InitError, InitResult, Step};
+use crate::hooks;
+use crate::namespaces::timens;
+use crate::process::{
+    self, affinity, caps, ioprio, lsm, mempolicy, personality, rlimits, scheduler,
+};
+use crate::rootfs::{self, devices};
 use crate::seccomp::SeccompProgram;
-use crate::sync::{self, Msg};
-use crate::{affinity, ioprio, lsm, mempolicy, personality, scheduler, timens};
-use crate::{caps, devices, hooks, process, rlimits, rootfs, tty};
+use crate::spawn::console;
+use crate::spawn::sync::{self, Msg};
 
 /// Everything the init needs, prepared by the parent before the clone (so the child allocates little and
 /// cannot fail on host-side lookups).
@@ -36,7 +41,7 @@ pub struct InitArgs<'a> {
     /// The state JSON for createContainer/startContainer hooks (pid filled in by the init itself).
     pub hook_state: String,
     /// Idmapped mounts the parent prepared (detached), attached by `rootfs::mount_all`.
-    pub idmapped: Vec<crate::idmap::Prepared>,
+    pub idmapped: Vec<crate::rootfs::idmap::Prepared>,
 }
 
 /// Never returns: execs the user process or exits.
@@ -137,7 +142,7 @@ fn setup(a: &InitArgs) -> InitResult<Never> {
             .console_socket
             .as_ref()
             .ok_or_else(|| fail("process.terminal is true but there is no console socket"))?;
-        tty::setup_console(process, sock.as_fd())?;
+        console::setup_console(process, sock.as_fd())?;
     }
     write_sysctls(spec)?;
     if has_mountns {
@@ -269,7 +274,7 @@ fn make_cwd(rootfs: &Path, cwd: &Path) -> InitResult<()> {
         nix::sys::stat::Mode::empty(),
     )
     .step(|| format!("open rootfs {}", rootfs.display()))?;
-    rootfs::mkdir_in_root(root.as_raw_fd(), cwd, false).map(drop)
+    rootfs::resolve::mkdir_in_root(root.as_raw_fd(), cwd, false).map(drop)
 }
 
 fn write_sysctls(spec: &Spec) -> InitResult<()> {

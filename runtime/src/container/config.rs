@@ -46,7 +46,7 @@ pub fn load(bundle: &Path) -> Result<Bundle> {
 pub fn parse(config_path: &Path, raw: &[u8]) -> Result<Spec> {
     let mut value: serde_json::Value = serde_json::from_slice(raw)
         .map_err(|e| Error::config(config_path, format!("invalid config: {e}")))?;
-    crate::scheduler::normalize_flag_names(&mut value);
+    crate::process::scheduler::normalize_flag_names(&mut value);
     serde_path_to_error::deserialize(value).map_err(|e| {
         Error::config(
             config_path,
@@ -60,7 +60,7 @@ pub fn parse_process(path: &Path, raw: &[u8]) -> Result<oci_spec::runtime::Proce
     let mut value: serde_json::Value = serde_json::from_slice(raw)
         .map_err(|e| Error::config(path, format!("invalid process: {e}")))?;
     let mut wrapped = serde_json::json!({ "process": value.take() });
-    crate::scheduler::normalize_flag_names(&mut wrapped);
+    crate::process::scheduler::normalize_flag_names(&mut wrapped);
     let process: oci_spec::runtime::Process =
         serde_path_to_error::deserialize(wrapped["process"].take()).map_err(|e| {
             Error::config(
@@ -69,9 +69,9 @@ pub fn parse_process(path: &Path, raw: &[u8]) -> Result<oci_spec::runtime::Proce
             )
         })?;
     for check in [
-        crate::ioprio::check,
-        crate::scheduler::check,
-        crate::affinity::check,
+        crate::process::ioprio::check,
+        crate::process::scheduler::check,
+        crate::process::affinity::check,
     ] {
         check(&process).map_err(|r| Error::config(path, r))?;
     }
@@ -195,20 +195,20 @@ fn validate(cfg: &Path, bundle: &Path, spec: &Spec) -> Result<PathBuf> {
         }
     }
     for check in [
-        crate::timens::check,
-        crate::personality::check,
-        crate::mempolicy::check,
-        crate::sysctl::check,
-        crate::idmap::check,
-        crate::lsm::check,
-        crate::netdev::check,
+        crate::namespaces::timens::check,
+        crate::process::personality::check,
+        crate::process::mempolicy::check,
+        crate::namespaces::sysctl::check,
+        crate::rootfs::idmap::check,
+        crate::process::lsm::check,
+        crate::namespaces::netdev::check,
     ] {
         check(spec).map_err(bad)?;
     }
     for check in [
-        crate::ioprio::check,
-        crate::scheduler::check,
-        crate::affinity::check,
+        crate::process::ioprio::check,
+        crate::process::scheduler::check,
+        crate::process::affinity::check,
     ] {
         check(process).map_err(bad)?;
     }

@@ -136,7 +136,7 @@ impl StateDir {
     pub fn load_config(&self) -> Result<oci_spec::runtime::Spec> {
         let p = self.path.join(CONFIG_FILE);
         let data = fs::read(&p).map_err(|e| Error::io("read saved config", &p, e))?;
-        crate::config::parse(&p, &data)
+        crate::container::config::parse(&p, &data)
     }
 
     pub fn start_socket(&self) -> PathBuf {

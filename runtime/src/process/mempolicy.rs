@@ -3,8 +3,8 @@
 
 use oci_spec::runtime::{LinuxMemoryPolicy, MemoryPolicyFlagType, MemoryPolicyModeType, Spec};
 
-use crate::affinity;
-use crate::init_error::{fail, InitResult, Step};
+use crate::error::{fail, InitResult, Step};
+use crate::process::affinity;
 
 pub const MODES: &[&str] = &[
     "MPOL_DEFAULT",
@@ -130,14 +130,7 @@ pub fn apply(spec: &Spec) -> InitResult<()> {
         Some(n) => node_mask(n).map_err(|e| fail(format!("linux.memoryPolicy.nodes: {e}")))?,
         None => (Vec::new(), 0),
     };
-    let ptr = if mask.is_empty() {
-        std::ptr::null()
-    } else {
-        mask.as_ptr()
-    };
-    // SAFETY: ptr is null or points to mask, which holds at least maxnode-1 bits and outlives the call.
-    let r = unsafe { libc::syscall(libc::SYS_set_mempolicy, mode, ptr, maxnode) };
-    nix::errno::Errno::result(r).step(|| {
+    crate::sys::set_mempolicy(mode, &mask, maxnode as libc::c_ulong).step(|| {
         format!(
             "linux.memoryPolicy: set_mempolicy {} nodes {:?}",
             p.mode(),

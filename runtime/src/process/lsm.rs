@@ -11,7 +11,7 @@ use std::path::Path;
 
 use oci_spec::runtime::{Process, Spec};
 
-use crate::init_error::{InitResult, Step};
+use crate::error::{InitResult, Step};
 
 pub fn apparmor_enabled() -> bool {
     std::fs::read_to_string("/sys/module/apparmor/parameters/enabled")

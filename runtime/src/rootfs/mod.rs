@@ -2,9 +2,13 @@
 //! destination resolved inside the rootfs (openat2 RESOLVE_IN_ROOT: a symlink in the image can never send a
 //! mount to the host), pivot_root (or MS_MOVE + chroot), masked and read-only paths, a read-only root.
 
-use std::ffi::CString;
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
-use std::path::{Component, Path, PathBuf};
+pub mod devices;
+pub mod idmap;
+pub mod mounts;
+pub mod resolve;
+
+use std::os::fd::{AsRawFd, OwnedFd, RawFd};
+use std::path::Path;
 
 use nix::fcntl::{open, OFlag};
 use nix::mount::{mount, umount2, MntFlags, MsFlags};
@@ -12,101 +16,9 @@ use nix::sys::stat::Mode;
 use nix::unistd::{chdir, chroot, fchdir, pivot_root};
 use oci_spec::runtime::{Mount, Spec};
 
-use crate::init_error::{fail, InitResult, Step};
-use crate::mounts::{self, parse_options};
-
-const RESOLVE_NO_MAGICLINKS: u64 = 0x02;
-const RESOLVE_IN_ROOT: u64 = 0x10;
-
-#[repr(C)]
-struct OpenHow {
-    flags: u64,
-    mode: u64,
-    resolve: u64,
-}
-
-/// openat2(dirfd, path, flags, RESOLVE_IN_ROOT): `path` is looked up as if `dirfd` were `/`.
-pub fn openat_in_root(root: RawFd, path: &Path, flags: OFlag) -> nix::Result<OwnedFd> {
-    let c =
-        CString::new(path.as_os_str().as_encoded_bytes()).map_err(|_| nix::errno::Errno::EINVAL)?;
-    let how = OpenHow {
-        flags: (flags | OFlag::O_CLOEXEC).bits() as u64,
-        mode: 0,
-        resolve: RESOLVE_IN_ROOT | RESOLVE_NO_MAGICLINKS,
-    };
-    // SAFETY: c is NUL-terminated, how is a valid open_how of the size passed; the returned fd is new and ours.
-    let fd = unsafe {
-        libc::syscall(
-            libc::SYS_openat2,
-            root,
-            c.as_ptr(),
-            &how as *const OpenHow,
-            std::mem::size_of::<OpenHow>(),
-        )
-    };
-    let fd = nix::errno::Errno::result(fd)?;
-    // SAFETY: openat2 returned a fresh descriptor that nothing else owns.
-    Ok(unsafe { OwnedFd::from_raw_fd(fd as RawFd) })
-}
-
-/// The path under which the kernel reaches an fd's object: mount(2) follows it to that exact inode.
-pub fn fd_path(fd: &OwnedFd) -> PathBuf {
-    PathBuf::from(format!("/proc/self/fd/{}", fd.as_raw_fd()))
-}
-
-/// Lexically clean a destination into components below `/` (`..` cannot climb above the root).
-fn inside(dest: &Path) -> PathBuf {
-    let mut out = PathBuf::from(".");
-    for c in dest.components() {
-        match c {
-            Component::Normal(n) => out.push(n),
-            Component::ParentDir if out != Path::new(".") => {
-                out.pop();
-            }
-            _ => {}
-        }
-    }
-    out
-}
-
-/// Make `dest` (and its parents) inside the root if missing: a directory, or an empty file when `file`.
-/// Returns an O_PATH fd of the (possibly pre-existing) target, resolved inside the root.
-pub fn mkdir_in_root(root: RawFd, dest: &Path, file: bool) -> InitResult<OwnedFd> {
-    let rel = inside(dest);
-    if let Ok(fd) = openat_in_root(root, &rel, OFlag::O_PATH) {
-        return Ok(fd);
-    }
-    let comps: Vec<_> = rel
-        .components()
-        .filter(|c| matches!(c, Component::Normal(_)))
-        .collect();
-    let mut cur = PathBuf::from("/");
-    for (i, c) in comps.iter().enumerate() {
-        let parent = openat_in_root(root, &cur, OFlag::O_PATH | OFlag::O_DIRECTORY)
-            .step(|| format!("resolve {} inside the rootfs", cur.display()))?;
-        cur.push(c);
-        if openat_in_root(root, &cur, OFlag::O_PATH).is_ok() {
-            continue;
-        }
-        let last = i + 1 == comps.len();
-        if last && file {
-            nix::fcntl::openat(
-                &parent,
-                c.as_os_str(),
-                OFlag::O_CREAT | OFlag::O_WRONLY | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC,
-                Mode::from_bits_truncate(0o644),
-            )
-            .step(|| format!("create mount point {}", cur.display()))?;
-        } else {
-            match nix::sys::stat::mkdirat(&parent, c.as_os_str(), Mode::from_bits_truncate(0o755)) {
-                Ok(()) | Err(nix::errno::Errno::EEXIST) => {}
-                Err(e) => return Err(e).step(|| format!("create mount point {}", cur.display())),
-            }
-        }
-    }
-    openat_in_root(root, &rel, OFlag::O_PATH)
-        .step(|| format!("resolve {} inside the rootfs", dest.display()))
-}
+use crate::error::{fail, InitResult, Step};
+use mounts::parse_options;
+use resolve::{fd_path, inside, mkdir_in_root, openat_in_root};
 
 fn sys_mount(
     src: Option<&Path>,
@@ -157,7 +69,7 @@ pub fn mount_all(
     spec: &Spec,
     rootfs: &Path,
     in_userns: bool,
-    idmapped: &[crate::idmap::Prepared],
+    idmapped: &[crate::rootfs::idmap::Prepared],
 ) -> InitResult<()> {
     let root = open(
         rootfs,
@@ -166,7 +78,7 @@ pub fn mount_all(
     )
     .step(|| format!("open rootfs {}", rootfs.display()))?;
     for (i, m) in spec.mounts().iter().flatten().enumerate() {
-        let idm = crate::idmap::find(idmapped, i);
+        let idm = crate::rootfs::idmap::find(idmapped, i);
         mount_one(root.as_raw_fd(), rootfs, i, m, in_userns, idm)?;
     }
     Ok(())
@@ -178,7 +90,7 @@ fn mount_one(
     index: usize,
     m: &Mount,
     in_userns: bool,
-    idmapped: Option<&crate::idmap::Prepared>,
+    idmapped: Option<&crate::rootfs::idmap::Prepared>,
 ) -> InitResult<()> {
     let dest = m.destination();
     let typ = m.typ().as_deref().unwrap_or("");
@@ -212,7 +124,7 @@ fn mount_one(
                 MsFlags::empty()
             };
         match idmapped {
-            Some(p) => crate::idmap::attach(p, &target_fd, what)?,
+            Some(p) => crate::rootfs::idmap::attach(p, &target_fd, what)?,
             None => sys_mount(Some(&source), &target, None, flags, None)
                 .step(|| format!("{} (source {})", what(), source.display()))?,
         }

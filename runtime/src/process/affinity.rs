@@ -6,7 +6,7 @@ use nix::sched::{sched_setaffinity, CpuSet};
 use nix::unistd::Pid;
 use oci_spec::runtime::Process;
 
-use crate::init_error::{fail, InitResult, Step};
+use crate::error::{fail, InitResult, Step};
 
 /// Parse `0-3,7` into a CPU set; the error says what is wrong with which part.
 pub fn parse_list(list: &str) -> Result<CpuSet, String> {

@@ -1,5 +1,16 @@
 //! The user process: identity (groups, gid, uid, umask), environment, and the executable lookup that makes
-//! "executable file not found in $PATH" a create-time error as in runc.
+//! "executable file not found in $PATH" a create-time error as in runc. The files beside this one are the other
+//! per-process attributes of `process` and `linux` (capabilities, rlimits, I/O priority, scheduler, CPU affinity,
+//! memory policy, personality, security labels), each checked before create and applied in the init or `exec`.
+
+pub mod affinity;
+pub mod caps;
+pub mod ioprio;
+pub mod lsm;
+pub mod mempolicy;
+pub mod personality;
+pub mod rlimits;
+pub mod scheduler;
 
 use std::ffi::CString;
 use std::os::unix::fs::PermissionsExt;
@@ -8,7 +19,7 @@ use std::path::{Path, PathBuf};
 use nix::unistd::{setgroups, setresgid, setresuid, Gid, Uid};
 use oci_spec::runtime::Process;
 
-use crate::init_error::{fail, InitResult, Step};
+use crate::error::{fail, InitResult, Step};
 
 pub const DEFAULT_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
 

@@ -2,8 +2,7 @@
 //! once, write its id maps, place it in its cgroup, answer its hook request, wait for Ready, record the state.
 //! Anything that fails on the way removes what was made (state dir, cgroup, the half-made init).
 
-use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd, RawFd};
-use std::os::unix::net::UnixStream;
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
 use std::path::{Path, PathBuf};
 
 use nix::sched::CloneFlags;
@@ -13,41 +12,16 @@ use nix::unistd::Pid;
 use oci_spec::runtime::{LinuxNamespaceType, Spec};
 
 use crate::cgroups::{self, Cgroup};
-use crate::config::{self, Bundle};
+use crate::container::config::{self, Bundle};
+use crate::container::state::{write_atomic, Saved, StateDir};
 use crate::container::{oci_state_json, proc_start_time, Container, Status};
 use crate::error::{Error, Result};
-use crate::init::{self, InitArgs};
+use crate::process::caps;
 use crate::seccomp::{self, SeccompProgram};
-use crate::state::{write_atomic, Saved, StateDir};
-use crate::sync::{self, Msg};
-use crate::{caps, hooks, log, namespaces};
-
-/// Where the pty master of a `terminal: true` container goes.
-pub enum Console {
-    None,
-    /// `--console-socket PATH`: send it to whoever listens there.
-    Socket(PathBuf),
-    /// `run -t` without a socket: gruntime receives it and relays its own terminal.
-    Receive,
-}
-
-impl Console {
-    /// (our end, the end the new process gets): where its pty master will be sent.
-    pub fn open(&self) -> Result<(Option<OwnedFd>, Option<OwnedFd>)> {
-        match self {
-            Console::None => Ok((None, None)),
-            Console::Socket(p) => {
-                let s = UnixStream::connect(p)
-                    .map_err(|e| Error::io("connect to console socket", p, e))?;
-                Ok((None, Some(OwnedFd::from(s))))
-            }
-            Console::Receive => {
-                let (a, b) = sync::pair().map_err(|e| Error::sys("make console socketpair", e))?;
-                Ok((Some(a), Some(b)))
-            }
-        }
-    }
-}
+use crate::spawn::console::Console;
+use crate::spawn::init::{self, InitArgs};
+use crate::spawn::sync::{self, Msg};
+use crate::{hooks, log, namespaces};
 
 pub struct CreateOpts<'a> {
     pub root: &'a Path,
@@ -170,10 +144,10 @@ fn create_in(
             .map_err(|e| Error::sys("join pid namespace", e))?;
     }
     made.cgroup = cgroups::prepare(spec, opts.id)?;
-    let idmapped = crate::idmap::prepare_all(spec)?;
+    let idmapped = crate::rootfs::idmap::prepare_all(spec)?;
 
     let (console_ours, console_child) = opts.console.open()?;
-    let start_path = dir_path.join(crate::state::START_SOCKET);
+    let start_path = dir_path.join(crate::container::state::START_SOCKET);
     let start_listener = sync::listen(&start_path)
         .map_err(|e| Error::sys(format!("bind start socket {}", start_path.display()), e))?;
     let (parent_sock, child_sock) =
@@ -210,7 +184,7 @@ fn create_in(
     // Clone flags exclude the time namespace: its offsets must be written before a process enters it.
     let flags = plan.clone_flags & !namespaces::clone_flag(LinuxNamespaceType::Time);
     let cgroup_fd = made.cgroup.as_ref().and_then(|c| c.open_fd());
-    let pid = match clone3(flags, cgroup_fd.as_ref().map(|f| f.as_raw_fd())) {
+    let pid = match crate::sys::clone3(flags, cgroup_fd.as_ref().map(|f| f.as_raw_fd())) {
         Err(e) => return Err(Error::sys("clone the container init", e)),
         Ok(0) => {
             drop(parent_sock);
@@ -244,10 +218,10 @@ fn create_in(
 
     if new_userns {
         if let Some(linux) = spec.linux() {
-            crate::userns::write_maps(pid, linux)?;
+            crate::namespaces::userns::write_maps(pid, linux)?;
         }
     }
-    let net_devices = crate::netdev::move_all(spec, pid.as_raw())?;
+    let net_devices = crate::namespaces::netdev::move_all(spec, pid.as_raw())?;
     if let (Some(cg), None) = (&made.cgroup, &cgroup_fd) {
         cg.add(pid.as_raw())?;
     }
@@ -367,66 +341,6 @@ fn listen_fds(preserve: i32) -> (i32, Vec<String>) {
             vec![format!("LISTEN_FDS={n}"), "LISTEN_PID=1".into()],
         ),
         _ => (preserve, Vec::new()),
-    }
-}
-
-#[repr(C)]
-#[derive(Default)]
-struct CloneArgs {
-    flags: u64,
-    pidfd: u64,
-    child_tid: u64,
-    parent_tid: u64,
-    exit_signal: u64,
-    stack: u64,
-    stack_size: u64,
-    tls: u64,
-    set_tid: u64,
-    set_tid_size: u64,
-    cgroup: u64,
-}
-
-const CLONE_INTO_CGROUP: u64 = 0x2_0000_0000;
-
-/// clone3 like fork(2) (no new stack: the child continues on a copy of ours), with all new namespaces at once
-/// and, given a cgroup fd, born inside the container's cgroup. Falls back to clone(2) on kernels without clone3.
-/// Returns 0 in the child.
-pub fn clone3(flags: CloneFlags, cgroup_fd: Option<RawFd>) -> nix::Result<i32> {
-    let mut args = CloneArgs {
-        flags: flags.bits() as u64,
-        exit_signal: libc::SIGCHLD as u64,
-        ..Default::default()
-    };
-    if let Some(fd) = cgroup_fd {
-        args.flags |= CLONE_INTO_CGROUP;
-        args.cgroup = fd as u64;
-    }
-    // SAFETY: we are single-threaded (gruntime starts no threads), so the child gets a consistent copy of the
-    // address space, as with fork(2). args is a valid clone_args of the size passed.
-    let r = unsafe {
-        libc::syscall(
-            libc::SYS_clone3,
-            &args as *const CloneArgs,
-            std::mem::size_of::<CloneArgs>(),
-        )
-    };
-    match nix::errno::Errno::result(r) {
-        Ok(pid) => Ok(pid as i32),
-        Err(nix::errno::Errno::ENOSYS) if cgroup_fd.is_none() => {
-            // SAFETY: the raw clone syscall without CLONE_VM and a null stack behaves like fork.
-            let r = unsafe {
-                libc::syscall(
-                    libc::SYS_clone,
-                    flags.bits() as libc::c_ulong | libc::SIGCHLD as libc::c_ulong,
-                    0usize,
-                    0usize,
-                    0usize,
-                    0usize,
-                )
-            };
-            nix::errno::Errno::result(r).map(|p| p as i32)
-        }
-        Err(e) => Err(e),
     }
 }
 

@@ -1,12 +1,19 @@
-//! A container as the commands see it: its saved record plus the live status derived from the kernel.
+//! A container as the commands see it: its saved record (state.rs) plus the live status derived from the kernel,
+//! and the config it is made from (config.rs: loaded and checked before anything exists on the host).
+
+pub mod config;
+pub mod state;
+
+/// The runtime-spec version gruntime implements.
+pub const SPEC_VERSION: &str = "1.3.0";
 
 use std::path::Path;
 
 use serde::Serialize;
 
 use crate::cgroups;
+use crate::container::state::{Saved, StateDir};
 use crate::error::{Error, Result};
-use crate::state::{Saved, StateDir};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "lowercase")]
@@ -113,7 +120,7 @@ impl Container {
 
 pub fn oci_state_json(saved: &Saved, status: Status, pid: i32) -> serde_json::Value {
     serde_json::json!({
-        "ociVersion": crate::SPEC_VERSION,
+        "ociVersion": SPEC_VERSION,
         "id": saved.id,
         "pid": pid,
         "status": status,

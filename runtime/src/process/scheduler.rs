@@ -3,24 +3,10 @@
 
 use oci_spec::runtime::{LinuxSchedulerFlag, LinuxSchedulerPolicy, Process, Scheduler};
 
-use crate::init_error::{InitResult, Step};
+use crate::error::{InitResult, Step};
+use crate::sys::{sched_setattr_self, SchedAttr};
 
 /// struct sched_attr, SCHED_ATTR_SIZE_VER1.
-#[repr(C)]
-#[derive(Default)]
-struct SchedAttr {
-    size: u32,
-    sched_policy: u32,
-    sched_flags: u64,
-    sched_nice: i32,
-    sched_priority: u32,
-    sched_runtime: u64,
-    sched_deadline: u64,
-    sched_period: u64,
-    sched_util_min: u32,
-    sched_util_max: u32,
-}
-
 /// The policies Linux implements, by spec name (SCHED_ISO is reserved but never implemented by Linux).
 pub const POLICIES: &[&str] = &[
     "SCHED_OTHER",
@@ -176,7 +162,6 @@ pub fn apply(process: &Process) -> InitResult<()> {
         return Ok(());
     };
     let mut attr = SchedAttr {
-        size: std::mem::size_of::<SchedAttr>() as u32,
         sched_policy: policy_value(*s.policy()).unwrap_or(0),
         sched_nice: s.nice().unwrap_or(0),
         sched_priority: s.priority().unwrap_or(0) as u32,
@@ -188,9 +173,7 @@ pub fn apply(process: &Process) -> InitResult<()> {
     for f in s.flags().iter().flatten() {
         attr.sched_flags |= flag_value(*f);
     }
-    // SAFETY: attr is a valid sched_attr of the size it declares; pid 0 is this process.
-    let r = unsafe { libc::syscall(libc::SYS_sched_setattr, 0, &attr as *const SchedAttr, 0) };
-    nix::errno::Errno::result(r)
+    sched_setattr_self(attr)
         .step(|| format!("process.scheduler: sched_setattr policy {}", s.policy()))?;
     Ok(())
 }

@@ -3,7 +3,7 @@
 
 use oci_spec::runtime::{LinuxPersonalityDomain, Spec};
 
-use crate::init_error::{InitResult, Step};
+use crate::error::{InitResult, Step};
 
 const PER_LINUX: libc::c_ulong = 0x0000;
 const PER_LINUX32: libc::c_ulong = 0x0008;
@@ -54,7 +54,7 @@ pub fn check(spec: &Spec) -> Result<(), String> {
 }
 
 pub fn apply(spec: &Spec) -> InitResult<()> {
-    let Some(v) = persona(spec).map_err(crate::init_error::fail)? else {
+    let Some(v) = persona(spec).map_err(crate::error::fail)? else {
         return Ok(());
     };
     // SAFETY: personality takes a plain integer and only changes this process's execution domain.

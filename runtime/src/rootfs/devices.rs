@@ -10,8 +10,8 @@ use nix::sys::stat::{makedev, mknodat, Mode, SFlag};
 use nix::unistd::{fchownat, Gid, Uid};
 use oci_spec::runtime::{LinuxDevice, LinuxDeviceType, Spec};
 
-use crate::init_error::{InitResult, Step};
-use crate::rootfs::{fd_path, mkdir_in_root, openat_in_root};
+use crate::error::{InitResult, Step};
+use crate::rootfs::resolve::{fd_path, mkdir_in_root, openat_in_root};
 
 struct Dev {
     path: PathBuf,
