@@ -305,8 +305,8 @@ impl Netlink {
             )
         };
         let fd = nix::errno::Errno::result(fd)?;
-        // SAFETY: a fresh descriptor nothing else owns.
         Ok(Netlink {
+            // SAFETY: a fresh descriptor nothing else owns.
             fd: unsafe { OwnedFd::from_raw_fd(fd) },
         })
     }

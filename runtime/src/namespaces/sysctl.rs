@@ -1,9 +1,12 @@
 //! `linux.sysctl` is only written when the key belongs to a namespace the container has of its own;
-//! anything else would change the host, so it is refused before anything is made.
+//! anything else would change the host, so it is refused before anything is made (`check`). The init writes
+//! the keys through its own /proc/sys (`write_all`).
 
 use std::os::unix::fs::MetadataExt;
 
 use oci_spec::runtime::{LinuxNamespaceType, Spec};
+
+use crate::error::{InitResult, Step};
 
 /// The namespace a sysctl key lives in, or None for a host-global one.
 fn namespace_of(key: &str) -> Option<LinuxNamespaceType> {
@@ -73,6 +76,20 @@ pub fn check(spec: &Spec) -> Result<(), String> {
                 crate::namespaces::name(t)
             ));
         }
+    }
+    Ok(())
+}
+
+/// In the init, after the mounts (it writes /proc/sys of the container's namespaces): every checked key.
+pub fn write_all(spec: &Spec) -> InitResult<()> {
+    for (k, v) in spec
+        .linux()
+        .as_ref()
+        .and_then(|l| l.sysctl().clone())
+        .unwrap_or_default()
+    {
+        let path = std::path::PathBuf::from("/proc/sys").join(k.replace('.', "/"));
+        std::fs::write(&path, v.as_bytes()).step(|| format!("linux.sysctl {k}={v}"))?;
     }
     Ok(())
 }

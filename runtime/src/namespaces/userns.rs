@@ -19,7 +19,8 @@ fn field(file: &str) -> &'static str {
     }
 }
 
-fn render(maps: &[LinuxIdMapping]) -> String {
+/// The text a uid_map/gid_map file takes: one "inside outside count" line per mapping.
+pub fn render(maps: &[LinuxIdMapping]) -> String {
     maps.iter()
         .map(|m| format!("{} {} {}\n", m.container_id(), m.host_id(), m.size()))
         .collect()

@@ -16,6 +16,7 @@ use oci_spec::runtime::{LinuxIdMapping, Mount, Spec};
 
 use crate::error::{Error, Result};
 use crate::error::{InitResult, Step};
+use crate::namespaces::userns::render;
 use crate::sys::{self, MountAttr, MOUNT_ATTR_IDMAP};
 
 /// One idmapped mount made by the parent: `mounts[index]`, as a detached mount fd.
@@ -147,11 +148,7 @@ fn userns_with_maps(uid: &[LinuxIdMapping], gid: &[LinuxIdMapping]) -> nix::Resu
 }
 
 fn write_map(pid: Pid, file: &str, maps: &[LinuxIdMapping]) -> nix::Result<()> {
-    let body: String = maps
-        .iter()
-        .map(|m| format!("{} {} {}\n", m.container_id(), m.host_id(), m.size()))
-        .collect();
-    std::fs::write(format!("/proc/{pid}/{file}"), body)
+    std::fs::write(format!("/proc/{pid}/{file}"), render(maps))
         .map_err(|e| nix::errno::Errno::from_raw(e.raw_os_error().unwrap_or(libc::EINVAL)))
 }
 

@@ -166,6 +166,7 @@ pub fn recv_master(sock: BorrowedFd) -> Result<OwnedFd> {
 }
 
 fn copy_winsize(from: RawFd, to: RawFd) {
+    // SAFETY: winsize is plain integers; all-zero is a valid value.
     let mut ws: libc::winsize = unsafe { std::mem::zeroed() };
     // SAFETY: TIOCGWINSZ/TIOCSWINSZ read/write a winsize through a valid pointer.
     unsafe {
@@ -232,6 +233,7 @@ fn pump(master: RawFd, is_tty: bool) -> Result<()> {
             return Err(Error::sys("poll the terminal", nix::errno::Errno::last()));
         }
         if fds[0].revents & (libc::POLLIN | libc::POLLHUP | libc::POLLERR) != 0 {
+            // SAFETY: master stays open for the whole relay.
             match nix::unistd::read(unsafe { BorrowedFd::borrow_raw(master) }, &mut buf) {
                 Ok(0) | Err(nix::errno::Errno::EIO) => return Ok(()), // every slave is closed: the container is gone
                 Ok(k) => write_all(1, &buf[..k]),

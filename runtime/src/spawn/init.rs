@@ -4,14 +4,14 @@
 
 use std::ffi::CString;
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd, RawFd};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use nix::sys::socket::accept4;
 use oci_spec::runtime::{LinuxNamespaceType, Spec};
 
 use crate::error::{fail, InitError, InitResult, Step};
 use crate::hooks;
-use crate::namespaces::timens;
+use crate::namespaces::{sysctl, timens};
 use crate::process::{
     self, affinity, caps, ioprio, lsm, mempolicy, personality, rlimits, scheduler,
 };
@@ -72,6 +72,7 @@ fn wait_for(sync: BorrowedFd, want: Msg) -> InitResult<()> {
         Some((m, _)) if m == want => Ok(()),
         Some((m, _)) => Err(fail(format!("unexpected message from the runtime: {m:?}"))),
         // The parent died or gave up: nothing to report to.
+        // SAFETY: _exit skips the destructors that belong to the parent's copy of the process.
         None => unsafe { libc::_exit(1) },
     }
 }
@@ -144,7 +145,7 @@ fn setup(a: &InitArgs) -> InitResult<Never> {
             .ok_or_else(|| fail("process.terminal is true but there is no console socket"))?;
         console::setup_console(process, sock.as_fd())?;
     }
-    write_sysctls(spec)?;
+    sysctl::write_all(spec)?;
     if has_mountns {
         rootfs::mask_paths(spec)?;
         rootfs::readonly_paths(spec)?;
@@ -219,8 +220,8 @@ pub fn install_seccomp(prog: Option<&SeccompProgram>, peer: BorrowedFd) -> InitR
 
 fn wait_for_start(listener: RawFd) -> InitResult<OwnedFd> {
     loop {
-        // SAFETY: the listener fd stays open for the whole wait.
         match accept4(
+            // SAFETY: the listener fd stays open for the whole wait.
             unsafe { BorrowedFd::borrow_raw(listener) },
             nix::sys::socket::SockFlag::SOCK_CLOEXEC,
         ) {
@@ -275,19 +276,6 @@ fn make_cwd(rootfs: &Path, cwd: &Path) -> InitResult<()> {
     )
     .step(|| format!("open rootfs {}", rootfs.display()))?;
     rootfs::resolve::mkdir_in_root(root.as_raw_fd(), cwd, false).map(drop)
-}
-
-fn write_sysctls(spec: &Spec) -> InitResult<()> {
-    for (k, v) in spec
-        .linux()
-        .as_ref()
-        .and_then(|l| l.sysctl().clone())
-        .unwrap_or_default()
-    {
-        let path = PathBuf::from("/proc/sys").join(k.replace('.', "/"));
-        std::fs::write(&path, v.as_bytes()).step(|| format!("linux.sysctl {k}={v}"))?;
-    }
-    Ok(())
 }
 
 /// fds 3..3+n stay open across exec; every other fd above 2 is closed by exec.

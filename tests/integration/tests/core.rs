@@ -378,6 +378,7 @@ fn recv_fd(sock: &std::os::unix::net::UnixStream) -> OwnedFd {
     .unwrap();
     for c in msg.cmsgs().unwrap() {
         if let ControlMessageOwned::ScmRights(fds) = c {
+            // SAFETY: the kernel installed this fd for us with SCM_RIGHTS; nothing else owns it.
             return unsafe { OwnedFd::from_raw_fd(fds[0]) };
         }
     }
@@ -610,7 +611,7 @@ fn preserve_fds_passes_extra_fds_and_nothing_else() {
         b.path().to_str().unwrap(),
         &id,
     ]);
-    // SAFETY (test): dup2 in the child before exec puts the payload file at fd 3.
+    // SAFETY: dup2 in the child before exec puts the payload file at fd 3.
     unsafe {
         cmd.pre_exec(move || {
             // dup2(3, 3) would keep O_CLOEXEC when the file already is fd 3: clear it explicitly.
