@@ -98,3 +98,49 @@ pub fn open_all(
         })
         .collect()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn spec(namespaces: serde_json::Value) -> Spec {
+        serde_json::from_value(serde_json::json!({
+            "ociVersion": "1.0.0",
+            "linux": {"namespaces": namespaces}
+        }))
+        .unwrap()
+    }
+
+    #[test]
+    fn new_namespaces_become_clone_flags_and_paths_are_joined_instead() {
+        let p = plan(&spec(serde_json::json!([
+            {"type": "pid"}, {"type": "mount"}, {"type": "network", "path": "/run/netns/x"}
+        ])));
+        assert_eq!(
+            p.clone_flags,
+            CloneFlags::CLONE_NEWPID | CloneFlags::CLONE_NEWNS
+        );
+        assert_eq!(
+            p.join,
+            [(LinuxNamespaceType::Network, PathBuf::from("/run/netns/x"))]
+        );
+    }
+
+    #[test]
+    fn the_user_namespace_is_joined_first_and_the_mount_namespace_last() {
+        let p = plan(&spec(serde_json::json!([
+            {"type": "mount", "path": "/m"}, {"type": "ipc", "path": "/i"}, {"type": "user", "path": "/u"}
+        ])));
+        let order: Vec<_> = p.join.iter().map(|(t, _)| name(*t)).collect();
+        assert_eq!(order, ["user", "ipc", "mount"]);
+        assert!(p.clone_flags.is_empty());
+    }
+
+    #[test]
+    fn a_time_namespace_has_its_own_clone_bit() {
+        assert_eq!(
+            clone_flag(LinuxNamespaceType::Time).bits(),
+            libc::CLONE_NEWTIME
+        );
+    }
+}

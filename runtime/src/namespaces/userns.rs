@@ -83,3 +83,30 @@ pub fn write_maps(pid: Pid, linux: &Linux) -> Result<()> {
         via_helper("newgidmap", pid, "gid_map", gids)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn map(c: u32, h: u32, n: u32) -> LinuxIdMapping {
+        serde_json::from_value(serde_json::json!({"containerID": c, "hostID": h, "size": n}))
+            .unwrap()
+    }
+
+    #[test]
+    fn maps_render_one_line_per_range_in_the_kernels_order() {
+        assert_eq!(
+            render(&[map(0, 1000, 1), map(1, 100000, 65536)]),
+            "0 1000 1\n1 100000 65536\n"
+        );
+        assert_eq!(render(&[]), "");
+    }
+
+    #[test]
+    fn only_a_single_mapping_of_our_own_id_is_written_without_the_setuid_helpers() {
+        assert!(is_own_single(&[map(0, 1000, 1)], 1000));
+        assert!(!is_own_single(&[map(0, 1000, 2)], 1000));
+        assert!(!is_own_single(&[map(0, 1001, 1)], 1000));
+        assert!(!is_own_single(&[map(0, 1000, 1), map(1, 100000, 10)], 1000));
+    }
+}

@@ -13,7 +13,8 @@ use oci_spec::runtime::{LinuxDevice, LinuxDeviceType, Spec};
 use crate::error::{InitResult, Step};
 use crate::rootfs::resolve::{fd_path, mkdir_in_root, openat_in_root};
 
-struct Dev {
+#[derive(Debug, PartialEq)]
+pub struct Dev {
     path: PathBuf,
     kind: SFlag,
     major: i64,
@@ -71,14 +72,9 @@ pub fn dev_is_mounted(spec: &Spec) -> bool {
         .any(|m| m.destination() == Path::new("/dev") && m.typ().as_deref() != Some("bind"))
 }
 
-/// Make every device under `rootfs` (before pivot_root), then the symlinks.
-pub fn create_all(spec: &Spec, rootfs: &Path, in_userns: bool) -> InitResult<()> {
-    let root = open(
-        rootfs,
-        OFlag::O_PATH | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC,
-        Mode::empty(),
-    )
-    .step(|| format!("open rootfs {}", rootfs.display()))?;
+/// The device nodes to make: the defaults when the config mounts its own /dev, then `linux.devices`, where a
+/// config entry replaces a default of the same path.
+pub fn plan(spec: &Spec) -> Vec<Dev> {
     let mut devs = Vec::new();
     if dev_is_mounted(spec) {
         devs = defaults();
@@ -94,7 +90,18 @@ pub fn create_all(spec: &Spec, rootfs: &Path, in_userns: bool) -> InitResult<()>
         devs.retain(|x| x.path != d.path);
         devs.push(d);
     }
-    for d in &devs {
+    devs
+}
+
+/// Make every device of the plan under `rootfs` (before pivot_root), then the symlinks.
+pub fn create_all(spec: &Spec, rootfs: &Path, in_userns: bool) -> InitResult<()> {
+    let root = open(
+        rootfs,
+        OFlag::O_PATH | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC,
+        Mode::empty(),
+    )
+    .step(|| format!("open rootfs {}", rootfs.display()))?;
+    for d in &plan(spec) {
         make_device(&root, d, in_userns)?;
     }
     if dev_is_mounted(spec) {
@@ -178,4 +185,82 @@ fn symlinks(root: &OwnedFd) -> InitResult<()> {
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn spec(json: serde_json::Value) -> Spec {
+        let mut base = serde_json::json!({"ociVersion": "1.0.0", "root": {"path": "rootfs"}});
+        base.as_object_mut()
+            .unwrap()
+            .extend(json.as_object().unwrap().clone());
+        serde_json::from_value(base).unwrap()
+    }
+
+    fn paths(devs: &[Dev]) -> Vec<String> {
+        devs.iter().map(|d| d.path.display().to_string()).collect()
+    }
+
+    #[test]
+    fn a_config_that_mounts_its_own_dev_gets_the_six_default_devices() {
+        let s = spec(
+            serde_json::json!({"mounts": [{"destination": "/dev", "type": "tmpfs", "source": "tmpfs"}]}),
+        );
+        assert_eq!(
+            paths(&plan(&s)),
+            [
+                "/dev/null",
+                "/dev/zero",
+                "/dev/full",
+                "/dev/random",
+                "/dev/urandom",
+                "/dev/tty"
+            ]
+        );
+    }
+
+    #[test]
+    fn a_bind_mounted_dev_is_the_users_business_and_gets_no_defaults() {
+        let s = spec(
+            serde_json::json!({"mounts": [{"destination": "/dev", "type": "bind", "source": "/dev"}]}),
+        );
+        assert!(plan(&s).is_empty());
+    }
+
+    #[test]
+    fn a_config_device_replaces_the_default_of_the_same_path() {
+        let s = spec(serde_json::json!({
+            "mounts": [{"destination": "/dev", "type": "tmpfs", "source": "tmpfs"}],
+            "linux": {"devices": [
+                {"path": "/dev/null", "type": "c", "major": 1, "minor": 3, "fileMode": 0o600, "uid": 5, "gid": 6},
+                {"path": "/dev/fuse", "type": "c", "major": 10, "minor": 229}
+            ]}
+        }));
+        let devs = plan(&s);
+        assert_eq!(
+            devs.iter()
+                .filter(|d| d.path == Path::new("/dev/null"))
+                .count(),
+            1
+        );
+        let null = devs
+            .iter()
+            .find(|d| d.path == Path::new("/dev/null"))
+            .unwrap();
+        assert_eq!((null.mode, null.uid, null.gid), (0o600, 5, 6));
+        let fuse = devs.last().unwrap();
+        assert_eq!((fuse.major, fuse.minor, fuse.mode), (10, 229, 0o666));
+    }
+
+    #[test]
+    fn block_and_fifo_devices_keep_their_kind() {
+        let s = spec(serde_json::json!({"linux": {"devices": [
+            {"path": "/dev/sda", "type": "b", "major": 8, "minor": 0},
+            {"path": "/dev/fifo", "type": "p"}
+        ]}}));
+        let kinds: Vec<SFlag> = plan(&s).iter().map(|d| d.kind).collect();
+        assert_eq!(kinds, [SFlag::S_IFBLK, SFlag::S_IFIFO]);
+    }
 }

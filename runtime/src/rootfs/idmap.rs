@@ -166,3 +166,50 @@ pub fn attach(
 pub fn find(prepared: &[Prepared], index: usize) -> Option<&Prepared> {
     prepared.iter().find(|p| p.index == index)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn spec(mounts: serde_json::Value) -> Spec {
+        serde_json::from_value(serde_json::json!({"ociVersion": "1.0.0", "mounts": mounts}))
+            .unwrap()
+    }
+
+    fn maps() -> serde_json::Value {
+        serde_json::json!([{"containerID": 0, "hostID": 1000, "size": 1}])
+    }
+
+    #[test]
+    fn an_idmapped_bind_mount_with_both_mappings_is_accepted() {
+        let s = spec(
+            serde_json::json!([{"destination": "/d", "source": "/s", "options": ["rbind"],
+            "uidMappings": maps(), "gidMappings": maps()}]),
+        );
+        assert_eq!(check(&s), Ok(()));
+    }
+
+    #[test]
+    fn an_idmapped_mount_needs_both_mappings_and_names_the_mount() {
+        let s = spec(
+            serde_json::json!([{"destination": "/proc", "type": "proc", "source": "proc"},
+            {"destination": "/d", "type": "bind", "source": "/s", "uidMappings": maps()}]),
+        );
+        let e = check(&s).unwrap_err();
+        assert!(
+            e.starts_with("mounts[1] (/d): an idmapped mount needs both"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn only_bind_mounts_can_be_idmapped() {
+        let s = spec(
+            serde_json::json!([{"destination": "/t", "type": "tmpfs", "source": "tmpfs",
+            "uidMappings": maps(), "gidMappings": maps()}]),
+        );
+        assert!(check(&s)
+            .unwrap_err()
+            .contains("only supported on bind mounts"));
+    }
+}
