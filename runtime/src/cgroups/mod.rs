@@ -51,6 +51,12 @@ fn device_rules(spec: &Spec) -> std::result::Result<Option<Vec<devices::Rule>>, 
     devices::rules(list, linux.devices().as_deref().unwrap_or(&[])).map(Some)
 }
 
+fn warn_ignored(plan: &Plan) {
+    for (field, why) in &plan.ignored {
+        log::warn(&format!("{field}: ignored: {why}"));
+    }
+}
+
 /// Decide the container's cgroup, create it, apply its resources. `None`: no cgroup2 hierarchy to use
 /// and nothing asked of one; the container then stays in the caller's cgroups.
 pub fn prepare(spec: &Spec, id: &str) -> Result<Option<Cgroup>> {
@@ -61,6 +67,7 @@ pub fn prepare(spec: &Spec, id: &str) -> Result<Option<Cgroup>> {
         Some(r) => resources::plan(r, None)?,
         None => Plan::default(),
     };
+    warn_ignored(&plan);
     let rules = device_rules(spec)?;
     let explicit_path = linux.and_then(|l| l.cgroups_path().as_deref());
     let Some(h) = Hierarchy::find() else {
@@ -305,6 +312,7 @@ impl Cgroup {
     ) -> Result<()> {
         let current = read_memory_max(&self.path);
         let plan = resources::plan(r, current)?;
+        warn_ignored(&plan);
         let rules = match r.devices() {
             Some(list) => Some(devices::rules(list, nodes)?),
             None => None,

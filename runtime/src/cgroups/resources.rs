@@ -24,6 +24,8 @@ pub struct Plan {
     pub writes: Vec<Write>,
     /// Controllers that must be enabled above the cgroup, each with the first field needing it.
     pub controllers: Vec<(String, String)>,
+    /// v1-only fields that clients still send (field, why): dropped with a warning, as runc 1.2+ and crun do.
+    pub ignored: Vec<(String, &'static str)>,
 }
 
 impl Plan {
@@ -200,27 +202,29 @@ fn memory(p: &mut Plan, m: &LinuxMemory, current_limit: Option<i64>) -> Result<(
             );
         }
     }
+    // Fields of cgroup v1 with no v2 file. Docker, podman and the CRI still fill them in (often with
+    // defaults), so refusing them would refuse ordinary containers.
     if m.kernel_tcp().is_some_and(|v| v != 0) {
-        return Err(bad(
-            "linux.resources.memory.kernelTCP",
+        p.ignored.push((
+            "linux.resources.memory.kernelTCP".into(),
             "kernel TCP memory limits do not exist in cgroup v2",
         ));
     }
     if m.kernel().is_some_and(|v| v != 0) {
-        return Err(bad(
-            "linux.resources.memory.kernel",
+        p.ignored.push((
+            "linux.resources.memory.kernel".into(),
             "kernel memory limits do not exist in cgroup v2 (the field is deprecated)",
         ));
     }
     if m.swappiness().is_some() {
-        return Err(bad(
-            "linux.resources.memory.swappiness",
+        p.ignored.push((
+            "linux.resources.memory.swappiness".into(),
             "per-cgroup swappiness does not exist in cgroup v2",
         ));
     }
     if m.disable_oom_killer() == Some(true) {
-        return Err(bad(
-            "linux.resources.memory.disableOOMKiller",
+        p.ignored.push((
+            "linux.resources.memory.disableOOMKiller".into(),
             "the OOM killer cannot be disabled per cgroup in cgroup v2",
         ));
     }
@@ -492,6 +496,30 @@ mod tests {
         // update --memory-swap alone: swap is relative to the current limit
         let p = plan(&res(r#"{"memory":{"swap":300}}"#), Some(100)).unwrap();
         assert_eq!(files(&p), vec![pair("memory.swap.max", "200")]);
+    }
+
+    #[test]
+    fn v1_only_memory_fields_are_ignored_with_a_reason_and_write_nothing() {
+        let p = plan(
+            &res(r#"{"memory":{"kernel":1048576,"kernelTCP":1048576,"swappiness":60,"disableOOMKiller":true}}"#),
+            None,
+        )
+        .unwrap();
+        assert!(p.writes.is_empty());
+        let fields: Vec<&str> = p.ignored.iter().map(|(f, _)| f.as_str()).collect();
+        assert_eq!(
+            fields,
+            [
+                "linux.resources.memory.kernelTCP",
+                "linux.resources.memory.kernel",
+                "linux.resources.memory.swappiness",
+                "linux.resources.memory.disableOOMKiller"
+            ]
+        );
+        // A limit beside them is still applied.
+        let p = plan(&res(r#"{"memory":{"limit":1048576,"kernelTCP":0}}"#), None).unwrap();
+        assert_eq!(p.writes.len(), 1);
+        assert!(p.ignored.is_empty());
     }
 
     #[test]

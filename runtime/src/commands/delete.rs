@@ -28,7 +28,7 @@ pub fn run(g: &Globals, id: &str, force: bool) -> Result<()> {
     destroy(c)
 }
 
-/// Kill what is left, wait for it, run poststop hooks (warn on failure), remove the cgroup and the state.
+/// Kill what is left (the init, then anything else in its cgroup), wait for it, run poststop hooks (warn on failure), remove the cgroup and the state.
 pub fn destroy(c: Container) -> Result<()> {
     if c.init_alive() {
         let _ = crate::commands::kill::kill_all(&c, Signal::SIGKILL);
@@ -36,6 +36,17 @@ pub fn destroy(c: Container) -> Result<()> {
             let _ = cgroups::thaw(cg);
         }
         wait_gone(c.saved.pid, Duration::from_secs(10))?;
+    }
+    // Processes the init's death did not end (a shared pid namespace, as in a pod) still pin the cgroup:
+    // kill them too, as runc's destroy does, and the removal below waits while they die.
+    if let Some(cg) = c
+        .saved
+        .cgroup
+        .as_ref()
+        .filter(|cg| !cgroups::pids(cg).is_empty())
+    {
+        let _ = cgroups::kill_all(cg, Signal::SIGKILL);
+        let _ = cgroups::thaw(cg);
     }
     if let Ok(spec) = c.dir.load_config() {
         if let Some(hs) = spec.hooks().as_ref().and_then(|h| h.poststop().as_ref()) {

@@ -26,6 +26,15 @@ pub fn parse_signal(s: &str) -> Result<Signal> {
 pub fn run(g: &Globals, id: &str, signal: Option<&str>, all: bool) -> Result<()> {
     let sig = parse_signal(signal.unwrap_or("SIGTERM"))?;
     let c = Container::load(&g.root, id)?;
+    if all && c.status() == Status::Stopped {
+        // As runc: --all on a stopped container reaps what is left in its cgroup. In a pod the containers
+        // share a pid namespace none of them owns, so the init's death does not end its children, and
+        // containerd's shim sends `kill --all` before `delete` to clear them.
+        return match &c.saved.cgroup {
+            Some(cg) if cg.exists() => cgroups::kill_all(cg, sig),
+            _ => Ok(()),
+        };
+    }
     c.require_status(&[Status::Created, Status::Running, Status::Paused], "kill")?;
     if all {
         return kill_all(&c, sig);

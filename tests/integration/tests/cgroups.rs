@@ -111,6 +111,21 @@ python3 -c 'import json,sys; r=json.load(open(sys.argv[1]))["linux"]["resources"
 $G $S update --memory -5 upd 2>&1 | grep -o 'linux.resources.memory.limit: [^"]*'
 echo "after bad update $(cat $CG/upd/memory.max)"
 
+section pod_stop
+# A pod's containers share a pid namespace that none of them owns: the init's death leaves its children
+# running in its cgroup. containerd's shim then calls kill --all and delete on the stopped container.
+for c in side1 side2; do $G $S run -d --bundle $B/sidecar $c >/dev/null 2>&1; echo "run $c: $?"; done
+for c in side1 side2; do wait_until 60 has_npids $c 2; $G $S kill $c KILL; wait_until 30 has_status $c stopped; done
+echo "status $(status_of side1) $(status_of side2)"
+echo "left in side1: $(cat $CG/side1/cgroup.procs | wc -l)"
+$G $S kill --all side1 KILL; echo "kill --all stopped: $?"
+wait_until 30 test ! -s $CG/side1/cgroup.procs; echo "side1 emptied: $?"
+$G $S delete side1; echo "delete side1: $?"
+echo "left in side2: $(cat $CG/side2/cgroup.procs | wc -l)"
+$G $S delete side2; echo "delete side2 with leftovers: $?"
+ls -d $CG/side1 $CG/side2 2>/dev/null | wc -l | sed 's/^/cgroups left: /'
+$G $S kill --all side1 KILL 2>&1 | grep -o 'does not exist\|not found' | head -n1 | sed 's/^/kill --all gone: /'
+
 section delete
 for c in mem pids cpu pause killall upd; do $G $S delete --force $c || echo "delete $c failed"; done
 echo "containers left: $($G $S list -q | wc -l)"
@@ -205,6 +220,14 @@ fn bundles(dir: &Path) {
             "sleep 1000 & sleep 1000 & sleep 1000 & exec sleep 1000",
         ],
         &|_| {},
+    );
+    b(
+        "sidecar",
+        &["sh", "-c", "sleep 1000 & exec sleep 1001"],
+        &|c| {
+            let ns = c["linux"]["namespaces"].as_array_mut().unwrap();
+            ns.retain(|n| n["type"] != "pid");
+        },
     );
     b("upd", &["sleep", "1000"], &|c| {
         set_resources(c, json!({"memory": {"limit": mb(64)}}))
@@ -308,6 +331,26 @@ fn cpu_cpuset_hugetlb_and_unified_values_land_in_the_files_of_an_absolute_cgroup
         "memory.low 16777216",
         "hugetlb.2MB.max 4194304",
         "procs 1",
+    ] {
+        assert!(has(&s, want), "missing `{want}`:\n{out}");
+    }
+}
+
+#[test]
+fn a_stopped_container_with_processes_left_in_its_cgroup_can_be_killed_and_deleted_like_a_pod_member(
+) {
+    let (s, out) = section("pod_stop");
+    for want in [
+        "run side1: 0",
+        "run side2: 0",
+        "status stopped stopped",
+        "left in side1: 1",
+        "kill --all stopped: 0",
+        "side1 emptied: 0",
+        "delete side1: 0",
+        "left in side2: 1",
+        "delete side2 with leftovers: 0",
+        "cgroups left: 0",
     ] {
         assert!(has(&s, want), "missing `{want}`:\n{out}");
     }
