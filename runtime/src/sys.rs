@@ -108,6 +108,23 @@ pub fn wait_pid_gone(pid: i32, timeout: Duration) -> nix::Result<bool> {
     Errno::result(r).map(|n| n > 0)
 }
 
+// ---- file descriptors ----
+
+/// close_range(first, ~0, CLOSE_RANGE_CLOEXEC): every fd from `first` up is closed by the next execve. Needs no
+/// /proc, which a container that joins a mount namespace without one may not have. Linux 5.11+.
+pub fn cloexec_from(first: RawFd) -> nix::Result<()> {
+    // SAFETY: close_range takes integers; with CLOSE_RANGE_CLOEXEC it only sets flags on our own fds.
+    let r = unsafe {
+        libc::syscall(
+            libc::SYS_close_range,
+            first as libc::c_uint,
+            libc::c_uint::MAX,
+            libc::CLOSE_RANGE_CLOEXEC,
+        )
+    };
+    Errno::result(r).map(drop)
+}
+
 // ---- files and mounts: openat2, open_tree, move_mount, mount_setattr ----
 
 /// openat2(root, path, flags, RESOLVE_IN_ROOT | RESOLVE_NO_MAGICLINKS): `path` is looked up as if `root`

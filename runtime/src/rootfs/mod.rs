@@ -287,28 +287,28 @@ pub fn finish_propagation(spec: &Spec) -> InitResult<()> {
 
 /// Each listed path that exists in the container's root (after pivot_root), as an O_PATH fd; missing
 /// paths are skipped, as runc does.
-fn existing_paths(list: Option<Vec<String>>, field: &str) -> InitResult<Vec<(String, OwnedFd)>> {
+/// `p` resolved inside the new root, as it is now (after earlier mounts); None when it does not exist.
+fn existing_path(p: &str, field: &str) -> InitResult<Option<OwnedFd>> {
     let root = open(
         "/",
         OFlag::O_PATH | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC,
         Mode::empty(),
     )
     .step(|| "open /".into())?;
-    let mut out = Vec::new();
-    for p in list.unwrap_or_default() {
-        match openat_in_root(root.as_raw_fd(), &inside(Path::new(&p)), OFlag::O_PATH) {
-            Ok(fd) => out.push((p, fd)),
-            Err(nix::errno::Errno::ENOENT) => {}
-            Err(e) => return Err(e).step(|| format!("{field} {p}")),
-        }
+    match openat_in_root(root.as_raw_fd(), &inside(Path::new(p)), OFlag::O_PATH) {
+        Ok(fd) => Ok(Some(fd)),
+        Err(nix::errno::Errno::ENOENT) => Ok(None),
+        Err(e) => Err(e).step(|| format!("{field} {p}")),
     }
-    Ok(out)
 }
 
 /// maskedPaths: a file gets /dev/null bound over it, a directory an empty read-only tmpfs.
 pub fn mask_paths(spec: &Spec) -> InitResult<()> {
     let list = spec.linux().as_ref().and_then(|l| l.masked_paths().clone());
-    for (p, fd) in existing_paths(list, "maskedPaths")? {
+    for p in list.unwrap_or_default() {
+        let Some(fd) = existing_path(&p, "maskedPaths")? else {
+            continue;
+        };
         let target = fd_path(&fd);
         let is_dir = std::fs::metadata(&target)
             .map(|m| m.is_dir())
@@ -341,7 +341,12 @@ pub fn readonly_paths(spec: &Spec) -> InitResult<()> {
         .linux()
         .as_ref()
         .and_then(|l| l.readonly_paths().clone());
-    for (p, fd) in existing_paths(list, "readonlyPaths")? {
+    for p in list.unwrap_or_default() {
+        // Resolved now, after the paths before it: `/a/b` listed after `/a` is bound within `/a`'s
+        // read-only bind, where it can be remounted.
+        let Some(fd) = existing_path(&p, "readonlyPaths")? else {
+            continue;
+        };
         let target = fd_path(&fd);
         sys_mount(
             Some(&target),
@@ -352,14 +357,8 @@ pub fn readonly_paths(spec: &Spec) -> InitResult<()> {
         )
         .step(|| format!("bind readonly path {p}"))?;
         // Reopen: the fd above still names the directory under the new bind mount.
-        let root = open(
-            "/",
-            OFlag::O_PATH | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC,
-            Mode::empty(),
-        )
-        .step(|| "open /".into())?;
-        let fd = openat_in_root(root.as_raw_fd(), &inside(Path::new(&p)), OFlag::O_PATH)
-            .step(|| format!("readonlyPaths {p}"))?;
+        let fd = existing_path(&p, "readonlyPaths")?
+            .ok_or_else(|| fail(format!("readonlyPaths {p}: gone after its bind mount")))?;
         let target = fd_path(&fd);
         let keep = mounts::locked_flags(&target);
         sys_mount(

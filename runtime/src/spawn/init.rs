@@ -278,29 +278,42 @@ fn make_cwd(rootfs: &Path, cwd: &Path) -> InitResult<()> {
     rootfs::resolve::mkdir_in_root(root.as_raw_fd(), cwd, false).map(drop)
 }
 
-/// fds 3..3+n stay open across exec; every other fd above 2 is closed by exec.
+/// fds 3..3+n stay open across exec; every other fd above 2 is closed by exec. Done without listing
+/// /proc/self/fd: a container that joins the host's mount namespace by path has no /proc of its own here.
 fn pass_fds(n: i32) -> InitResult<()> {
+    if let Err(e) = crate::sys::cloexec_from(3 + n) {
+        // Before Linux 5.11: list the fds instead, where /proc is there to list them.
+        if e != nix::errno::Errno::ENOSYS && e != nix::errno::Errno::EINVAL {
+            return Err(e).step(|| "mark fds close-on-exec".into());
+        }
+        cloexec_listed(n)?;
+    }
+    for fd in 3..3 + n {
+        // SAFETY: F_GETFD/F_SETFD on an fd number the caller passed us; a closed one just fails.
+        unsafe {
+            let flags = libc::fcntl(fd, libc::F_GETFD);
+            if flags >= 0 {
+                libc::fcntl(fd, libc::F_SETFD, flags & !libc::FD_CLOEXEC);
+            }
+        }
+    }
+    Ok(())
+}
+
+fn cloexec_listed(n: i32) -> InitResult<()> {
     let dir = std::fs::read_dir("/proc/self/fd").step(|| "list /proc/self/fd".into())?;
     let fds: Vec<RawFd> = dir
         .flatten()
         .filter_map(|e| e.file_name().to_str()?.parse().ok())
+        .filter(|fd| *fd >= 3 + n)
         .collect();
     for fd in fds {
-        if fd < 3 {
-            continue;
-        }
         // SAFETY: F_GETFD/F_SETFD on an fd number; a stale number (the read_dir fd) just fails.
         unsafe {
             let flags = libc::fcntl(fd, libc::F_GETFD);
-            if flags < 0 {
-                continue;
+            if flags >= 0 {
+                libc::fcntl(fd, libc::F_SETFD, flags | libc::FD_CLOEXEC);
             }
-            let want = if fd < 3 + n {
-                flags & !libc::FD_CLOEXEC
-            } else {
-                flags | libc::FD_CLOEXEC
-            };
-            libc::fcntl(fd, libc::F_SETFD, want);
         }
     }
     Ok(())

@@ -114,6 +114,31 @@ fn masked_paths_are_unreadable_and_readonly_paths_are_read_only() {
 }
 
 #[test]
+fn a_container_without_a_mount_namespace_runs_in_a_rootfs_that_has_no_proc() {
+    // Joining the host's namespaces (runtime-tools' linux_ns_itype) leaves the init without /proc:
+    // nothing before exec may depend on it.
+    let b = sh("ls /proc | wc -l");
+    b.edit(|c| {
+        c["linux"]["namespaces"] = json!([]);
+        c["linux"]["maskedPaths"] = json!([]);
+        c["linux"]["readonlyPaths"] = json!([]);
+    });
+    let out = ok_run(&b);
+    assert_eq!(out.lines().next().map(str::trim), Some("0"), "{out}");
+}
+
+#[test]
+fn nested_readonly_paths_are_read_only_in_either_order() {
+    for order in [["/ro", "/ro/sub"], ["/ro/sub", "/ro"]] {
+        let b = sh("for f in /ro/x /ro/sub/y; do touch $f 2>/dev/null && echo $f-writable || echo $f-readonly; done");
+        std::fs::create_dir_all(b.rootfs().join("ro/sub")).unwrap();
+        b.edit(|c| c["linux"]["readonlyPaths"] = json!(order));
+        let out = ok_run(&b);
+        assert_eq!(out, "/ro/x-readonly\n/ro/sub/y-readonly\n", "{order:?}");
+    }
+}
+
+#[test]
 fn root_readonly_makes_the_rootfs_read_only() {
     let b = sh("touch /x 2>&1 || true; touch /dev/shm/ok && echo tmpfs-writable");
     b.edit(|c| c["root"]["readonly"] = true.into());
