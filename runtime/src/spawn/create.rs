@@ -231,24 +231,7 @@ fn create_in(
     loop {
         match recv(sock)? {
             (Msg::RunCreateHooks, _) => {
-                let state = oci_state_json(&saved, Status::Creating, pid.as_raw()).to_string();
-                let h = spec.hooks().as_ref().expect("hooks were announced");
-                for (kind, list) in [
-                    ("prestart", h.prestart()),
-                    ("createRuntime", h.create_runtime()),
-                ] {
-                    hooks::run_all(kind, list.as_deref().unwrap_or(&[]), &state).map_err(|e| {
-                        Error::Hook {
-                            kind: if kind == "prestart" {
-                                "prestart"
-                            } else {
-                                "createRuntime"
-                            },
-                            index: e.index,
-                            reason: e.reason,
-                        }
-                    })?;
-                }
+                run_create_hooks(spec, &saved, pid.as_raw())?;
                 sync::send(sock, &Msg::HooksDone, None)
                     .map_err(|e| Error::sys("resume the init after hooks", e))?;
             }
@@ -274,6 +257,27 @@ fn create_in(
         write_pid_file(p, pid.as_raw())?;
     }
     Ok((saved, console_ours))
+}
+
+/// prestart then createRuntime hooks, in the runtime's namespaces while the init waits after its mounts.
+/// prestart hooks see the status `created` (they once ran at `start`; crun and the runtime-tools suite agree),
+/// createRuntime hooks `creating`, as the spec's lifecycle says.
+fn run_create_hooks(spec: &Spec, saved: &Saved, pid: i32) -> Result<()> {
+    let Some(h) = spec.hooks() else {
+        return Ok(());
+    };
+    for (kind, list, status) in [
+        ("prestart", h.prestart(), Status::Created),
+        ("createRuntime", h.create_runtime(), Status::Creating),
+    ] {
+        let state = oci_state_json(saved, status, pid).to_string();
+        hooks::run_all(kind, list.as_deref().unwrap_or(&[]), &state).map_err(|e| Error::Hook {
+            kind,
+            index: e.index,
+            reason: e.reason,
+        })?;
+    }
+    Ok(())
 }
 
 fn recv(sock: BorrowedFd) -> Result<(Msg, Option<OwnedFd>)> {
