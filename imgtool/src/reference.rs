@@ -176,6 +176,13 @@ impl Source {
     }
 }
 
+/// The first 12 hex digits of a `sha256:` digest: how images and blobs are named to people
+/// (listings, progress lines, messages), as Docker shows IDs.
+pub fn short_id(digest: &str) -> &str {
+    let hex = digest.strip_prefix("sha256:").unwrap_or(digest);
+    &hex[..hex.len().min(12)]
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -221,5 +228,17 @@ mod tests {
             split_name("localhost:5000/a/b"),
             ("localhost:5000/a/b".into(), "latest".into())
         );
+    }
+
+    #[test]
+    fn a_digest_is_shown_by_its_first_twelve_hex_digits() {
+        let d = format!("sha256:0123456789ab{}", "f".repeat(52));
+        assert_eq!(short_id(&d), "0123456789ab");
+    }
+
+    #[test]
+    fn a_short_id_of_fewer_than_twelve_digits_is_the_whole_of_them() {
+        assert_eq!(short_id("sha256:abc"), "abc");
+        assert_eq!(short_id("deadbeef"), "deadbeef");
     }
 }
