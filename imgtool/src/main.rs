@@ -9,6 +9,7 @@ mod context;
 mod error;
 mod follow;
 mod image;
+mod manifest;
 mod progress;
 mod reference;
 mod snapshot;
