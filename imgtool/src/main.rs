@@ -9,6 +9,7 @@ mod context;
 mod error;
 mod follow;
 mod image;
+mod interrupt;
 mod manifest;
 mod progress;
 mod reference;

@@ -360,7 +360,7 @@ pub fn run_unpack(ctx: &Context, args: UnpackArgs) -> Result<(), Error> {
     let store = source.store_root();
 
     let created = claim_dir(&args.dir)?;
-    unpack::interrupt::install();
+    crate::interrupt::install();
     let dir = args
         .dir
         .canonicalize()

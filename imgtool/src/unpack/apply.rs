@@ -294,7 +294,7 @@ impl Applier {
                 layer: layer.to_string(),
                 source,
             })?;
-            if super::interrupt::interrupted() {
+            if crate::interrupt::interrupted() {
                 return Err(UnpackError::Interrupted);
             }
             self.apply_entry(layer, &mut entry)?;

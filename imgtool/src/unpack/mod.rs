@@ -3,7 +3,6 @@
 pub mod apply;
 pub mod copy_up;
 pub mod error;
-pub mod interrupt;
 pub mod resolve;
 pub mod stream;
 pub mod writer;
