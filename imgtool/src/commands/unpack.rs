@@ -1,4 +1,5 @@
-//! `imgtool unpack IMAGE DIR` and `imgtool bundle rm|info DIR`.
+//! `imgtool unpack IMAGE DIR` and `imgtool bundle rm|info DIR` (one file: `bundle` reads the
+//! record that `unpack` writes).
 //!
 //! An unpack either completes (DIR/config.json + DIR/rootfs, plus DIR/imgtool-bundle.json
 //! recording how it was made) or leaves nothing behind: every failure after DIR was claimed
