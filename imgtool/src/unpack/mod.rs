@@ -3,6 +3,7 @@
 pub mod apply;
 pub mod copy_up;
 pub mod error;
+pub mod meta;
 pub mod resolve;
 pub mod stream;
 pub mod writer;

@@ -20,8 +20,8 @@ use std::thread::JoinHandle;
 use nix::sys::stat::Mode;
 use nix::unistd::{Gid, Uid};
 
-use super::apply::Meta;
 use super::error::UnpackError;
+use super::meta::Meta;
 
 /// Files up to this size go to the pool; bigger ones are streamed by the reading thread, so the
 /// memory held by queued jobs stays bounded (QUEUE × this).
