@@ -142,7 +142,7 @@ fn remove_tree(p: &Path) -> std::io::Result<()> {
         .map(|n| n.as_encoded_bytes().to_vec())
         .unwrap_or_default();
     let fd = unpack::resolve::open_root(parent)?;
-    match unpack::apply::remove_tree(std::os::fd::AsFd::as_fd(&fd), &name) {
+    match unpack::tree::remove_tree(std::os::fd::AsFd::as_fd(&fd), &name) {
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
         r => r,
     }

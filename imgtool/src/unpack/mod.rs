@@ -6,6 +6,7 @@ pub mod error;
 pub mod meta;
 pub mod resolve;
 pub mod stream;
+pub mod tree;
 pub mod writer;
 
 use std::path::{Path, PathBuf};
