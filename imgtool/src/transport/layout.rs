@@ -188,3 +188,22 @@ pub fn import_dir_blobs(
         name,
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_layouts_bare_tag_does_not_name_the_image() {
+        assert_eq!(name_from_ref(Some("latest")), None);
+        assert_eq!(name_from_ref(None), None);
+    }
+
+    #[test]
+    fn a_layouts_full_image_name_is_normalised_like_a_pull() {
+        assert_eq!(
+            name_from_ref(Some("library/alpine:3")).as_deref(),
+            Some("docker.io/library/alpine:3")
+        );
+    }
+}
