@@ -5,10 +5,10 @@
 use std::ffi::CString;
 use std::fs::File;
 use std::io;
-use std::os::fd::{AsFd, AsRawFd, BorrowedFd};
+use std::os::fd::{AsRawFd, BorrowedFd};
 
 use nix::fcntl::AtFlags;
-use nix::sys::stat::{Mode, UtimensatFlags};
+use nix::sys::stat::UtimensatFlags;
 use nix::unistd::{fchownat, Gid, Uid};
 
 use super::applier::{Applier, Ctx};
@@ -51,14 +51,6 @@ impl Applier {
         meta: &Meta,
         is_dir: bool,
     ) -> Result<(), UnpackError> {
-        if !self.opts.rootless {
-            nix::unistd::fchown(
-                f.as_fd(),
-                Some(Uid::from_raw(meta.uid as u32)),
-                Some(Gid::from_raw(meta.gid as u32)),
-            )
-            .map_err(cx.apply("set owner"))?;
-        }
         // Rootless: a directory we could not write into would stop later entries; its real mode
         // is applied in `finish`.
         let mode = if self.opts.rootless && is_dir {
@@ -66,19 +58,15 @@ impl Applier {
         } else {
             meta.mode
         };
-        nix::sys::stat::fchmod(f.as_fd(), Mode::from_bits_truncate(mode))
-            .map_err(cx.apply("set mode"))?;
-        for (k, v) in &meta.xattrs {
-            // SAFETY: `k` is a NUL-terminated C string and `v` a live buffer of `v.len()` bytes,
-            // both outliving the call; the fd is open.
-            let r = unsafe {
-                libc::fsetxattr(f.as_raw_fd(), k.as_ptr(), v.as_ptr().cast(), v.len(), 0)
-            };
-            if r != 0 {
-                self.xattr_failed(cx, k, io::Error::last_os_error())?;
-            }
-        }
-        Ok(())
+        writer::set_owner_mode_xattrs(
+            f,
+            meta,
+            mode,
+            self.opts.rootless,
+            cx.layer,
+            cx.entry,
+            &self.warnings,
+        )
     }
 
     pub(super) fn set_owner_at(
