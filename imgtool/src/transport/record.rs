@@ -1,6 +1,7 @@
 //! What every transport does with the store once it has an image's bytes: copy a blob file in,
 //! verified against its digest, and finally record the image under its name in `index.json`.
-//! One place, so an `oci:` import, an archive and a pull name and verify images alike.
+//! One place, so an `oci:` import, an archive, a pull and `tag` record images alike (and a
+//! manifest whose blobs a concurrent `rmi` removed is reported, never recorded).
 use std::collections::HashMap;
 use std::io::Read;
 use std::path::Path;
