@@ -138,7 +138,7 @@ impl Read for FollowReader {
         let mut st = self.follow.lock();
         loop {
             // Ctrl-C must not wait for a slow download to deliver the rest of a big file.
-            if crate::unpack::interrupt::interrupted() {
+            if crate::interrupt::interrupted() {
                 // Not ErrorKind::Interrupted: read loops retry that one.
                 return Err(io::Error::other("interrupted by a signal"));
             }

@@ -77,7 +77,7 @@ impl Image {
 
     /// The first 12 hex digits of the ID.
     pub fn short_id(&self) -> &str {
-        short_id(&self.id)
+        reference::short_id(&self.id)
     }
 
     /// The names (`registry/repo:tag` or `registry/repo@digest`) the image has.
@@ -138,12 +138,6 @@ impl Image {
         }
         Ok(())
     }
-}
-
-/// The first 12 hex digits of a `sha256:` digest.
-pub fn short_id(digest: &str) -> &str {
-    let hex = digest.strip_prefix("sha256:").unwrap_or(digest);
-    &hex[..hex.len().min(12)]
 }
 
 /// Read an image from the store by manifest digest.
@@ -243,7 +237,7 @@ pub fn lookup(store: &Store, input: &str) -> Result<Option<String>> {
             prefix: input.to_string(),
             matches: matches
                 .iter()
-                .map(|(i, _)| short_id(i).to_string())
+                .map(|(i, _)| reference::short_id(i).to_string())
                 .collect::<Vec<_>>()
                 .join(", "),
         }),

@@ -9,13 +9,14 @@ mod context;
 mod error;
 mod follow;
 mod image;
+mod interrupt;
+mod manifest;
 mod progress;
 mod reference;
 mod snapshot;
 mod store;
 mod transport;
 mod unpack;
-mod unpack_cli;
 mod verify;
 
 use std::path::PathBuf;
@@ -92,10 +93,10 @@ enum Command {
     /// Remove a registry's credentials from auth.json
     Logout(commands::login::LogoutArgs),
     /// Unpack an image into an OCI runtime bundle
-    Unpack(unpack_cli::UnpackArgs),
+    Unpack(commands::unpack::UnpackArgs),
     /// Manage bundles made by unpack
     #[command(subcommand)]
-    Bundle(unpack_cli::BundleCmd),
+    Bundle(commands::unpack::BundleCmd),
 }
 
 fn context(cli: &Cli) -> Result<Context> {
@@ -159,8 +160,8 @@ fn run(cli: Cli) -> Result<()> {
         }
         Command::Login(a) => commands::login::run_login(&ctx, a),
         Command::Logout(a) => commands::login::run_logout(&ctx, a),
-        Command::Unpack(a) => unpack_cli::run_unpack(&ctx, a),
-        Command::Bundle(c) => unpack_cli::run_bundle(&ctx, c),
+        Command::Unpack(a) => commands::unpack::run_unpack(&ctx, a),
+        Command::Bundle(c) => commands::unpack::run_bundle(&ctx, c),
     }
 }
 

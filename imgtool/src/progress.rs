@@ -26,7 +26,7 @@ pub struct BlobProgress {
 }
 
 fn short(digest: &str) -> &str {
-    crate::image::short_id(digest)
+    crate::reference::short_id(digest)
 }
 
 impl Progress {

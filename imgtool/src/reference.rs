@@ -176,6 +176,13 @@ impl Source {
     }
 }
 
+/// The first 12 hex digits of a `sha256:` digest: how images and blobs are named to people
+/// (listings, progress lines, messages), as Docker shows IDs.
+pub fn short_id(digest: &str) -> &str {
+    let hex = digest.strip_prefix("sha256:").unwrap_or(digest);
+    &hex[..hex.len().min(12)]
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -221,5 +228,84 @@ mod tests {
             split_name("localhost:5000/a/b"),
             ("localhost:5000/a/b".into(), "latest".into())
         );
+    }
+
+    #[test]
+    fn a_digest_is_shown_by_its_first_twelve_hex_digits() {
+        let d = format!("sha256:0123456789ab{}", "f".repeat(52));
+        assert_eq!(short_id(&d), "0123456789ab");
+    }
+
+    #[test]
+    fn a_short_id_of_fewer_than_twelve_digits_is_the_whole_of_them() {
+        assert_eq!(short_id("sha256:abc"), "abc");
+        assert_eq!(short_id("deadbeef"), "deadbeef");
+    }
+
+    #[test]
+    fn a_bare_name_gets_docker_io_library_and_latest() {
+        let r = parse_reference("alpine").unwrap();
+        assert_eq!(r.registry(), "docker.io");
+        assert_eq!(r.repository(), "library/alpine");
+        assert_eq!(r.tag(), Some("latest"));
+    }
+
+    #[test]
+    fn index_docker_io_is_the_same_registry_as_docker_io() {
+        let r = parse_reference("index.docker.io/alpine:3").unwrap();
+        assert_eq!(store_name(&r), "docker.io/library/alpine:3");
+    }
+
+    #[test]
+    fn a_first_component_is_a_registry_only_with_a_dot_a_port_or_localhost() {
+        let registry = |s: &str| parse_reference(s).unwrap().registry().to_string();
+        assert_eq!(registry("team/app"), "docker.io");
+        assert_eq!(registry("quay.io/app"), "quay.io");
+        assert_eq!(registry("myhost:5000/app"), "myhost:5000");
+        assert_eq!(registry("localhost/app"), "localhost");
+    }
+
+    #[test]
+    fn a_sixty_four_hex_digit_name_is_taken_for_an_image_id_and_refused() {
+        let err = parse_reference(&"ab".repeat(32)).unwrap_err().to_string();
+        assert!(err.contains("image ID"), "{err}");
+        assert!(parse_reference(&"ab".repeat(31)).is_ok());
+    }
+
+    #[test]
+    fn a_name_stored_by_digest_lists_with_no_tag() {
+        let name = format!("docker.io/library/busybox@sha256:{}", "a".repeat(64));
+        assert_eq!(
+            split_name(&name),
+            ("docker.io/library/busybox".into(), "<none>".into())
+        );
+    }
+
+    #[test]
+    fn a_transport_source_splits_path_and_ref_at_the_first_colon() {
+        match Source::parse("oci:/tmp/layout:v1:extra").unwrap() {
+            Source::OciLayout { dir, tag } => {
+                assert_eq!(dir, PathBuf::from("/tmp/layout"));
+                assert_eq!(tag.as_deref(), Some("v1:extra"));
+            }
+            other => panic!("{other:?}"),
+        }
+        match Source::parse("docker-archive:/tmp/a.tar:").unwrap() {
+            Source::DockerArchive { path, name } => {
+                assert_eq!(path, PathBuf::from("/tmp/a.tar"));
+                assert_eq!(name, None);
+            }
+            other => panic!("{other:?}"),
+        }
+        assert!(Source::parse("oci-archive:").is_err());
+    }
+
+    #[test]
+    fn docker_prefix_names_the_same_image_as_no_prefix() {
+        let name = |s: &str| match Source::parse(s).unwrap() {
+            Source::Registry(r) => store_name(&r),
+            other => panic!("{other:?}"),
+        };
+        assert_eq!(name("docker://busybox:1"), name("busybox:1"));
     }
 }

@@ -4,8 +4,8 @@ use std::sync::Arc;
 
 use crate::context::Context;
 use crate::error::{Error, Result};
-use crate::image::{self, short_id};
-use crate::reference::split_name;
+use crate::image;
+use crate::reference::{short_id, split_name};
 use crate::store::{self, Store};
 
 #[derive(clap::Args, Debug)]

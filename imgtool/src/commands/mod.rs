@@ -7,3 +7,4 @@ pub mod pull;
 pub mod rmi;
 pub mod save;
 pub mod tag;
+pub mod unpack;

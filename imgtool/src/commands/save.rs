@@ -157,7 +157,7 @@ fn write_oci_archive<W: Write>(
                 )?;
             }
         }
-        let mt = crate::transport::registry::manifest_media_type(&img.manifest_raw);
+        let mt = crate::manifest::manifest_media_type(&img.manifest_raw);
         let size = img.manifest_raw.len() as u64;
         if names.is_empty() {
             entries.push(store::index_entry(

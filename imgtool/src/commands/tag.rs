@@ -23,10 +23,10 @@ pub fn run(ctx: &Context, args: TagArgs) -> Result<()> {
     }
     let store = Arc::new(Store::open(ctx)?);
     let img = crate::image::find_in(&store, &args.source)?;
-    let media_type = crate::transport::registry::manifest_media_type(&img.manifest_raw);
-    crate::transport::record_image(
+    let media_type = crate::manifest::manifest_media_type(&img.manifest_raw);
+    crate::transport::record::record_image(
         &store,
-        crate::transport::Record {
+        crate::transport::record::Record {
             manifest_digest: &img.manifest_digest,
             media_type: &media_type,
             size: img.manifest_raw.len() as u64,

@@ -9,10 +9,10 @@ use serde::Deserialize;
 
 use crate::context::Platform;
 use crate::error::{Error, Result};
+use crate::manifest::OCI_MANIFEST;
 use crate::progress::Progress;
 use crate::store::Store;
-use crate::transport::layout::import_blob_file;
-use crate::transport::registry::OCI_MANIFEST;
+use crate::transport::record::{import_blob_file, record_image, Record};
 use crate::verify::{sha256_digest, Compression};
 
 /// Unpack `archive` into a fresh temp directory under the store.
@@ -227,9 +227,9 @@ pub fn import_docker_archive(
     let mut out = vec![];
     for (mdigest, size, names) in records {
         if names.is_empty() {
-            super::record_image(
+            record_image(
                 store,
-                super::Record {
+                Record {
                     manifest_digest: &mdigest,
                     media_type: OCI_MANIFEST,
                     size,
@@ -239,9 +239,9 @@ pub fn import_docker_archive(
             )?;
         }
         for n in names {
-            super::record_image(
+            record_image(
                 store,
-                super::Record {
+                Record {
                     manifest_digest: &mdigest,
                     media_type: OCI_MANIFEST,
                     size,

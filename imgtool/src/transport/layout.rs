@@ -1,15 +1,15 @@
 //! `oci:DIR[:ref]`: importing an image from an OCI image layout directory. Every blob copied is
 //! verified against its digest, as for a pull.
-use std::io::Read;
 use std::path::{Path, PathBuf};
 
 use oci_spec::image::{Descriptor, ImageConfiguration, ImageIndex, ImageManifest};
 
 use crate::context::Platform;
 use crate::error::{Error, Result};
+use crate::manifest::{choose_platform, is_index, manifest_media_type};
 use crate::progress::Progress;
 use crate::store::{self, Store};
-use crate::transport::registry::{choose_platform, DOCKER_LIST, OCI_INDEX};
+use crate::transport::record::{import_blob_file, record_image, Record};
 use crate::verify::{check_digest, sha256_digest};
 
 fn blob_in(dir: &Path, digest: &str) -> Result<PathBuf> {
@@ -29,36 +29,6 @@ fn read_small_blob(dir: &Path, digest: &str, what: &'static str) -> Result<Vec<u
         });
     }
     Ok(data)
-}
-
-/// Copy a blob file into the store, verifying its digest while copying.
-pub fn import_blob_file(
-    store: &Store,
-    src: &Path,
-    digest: &str,
-    what: &'static str,
-    progress: &Progress,
-) -> Result<()> {
-    check_digest(digest)?;
-    if store.has_blob(digest) {
-        return Ok(());
-    }
-    let mut f = std::fs::File::open(src).map_err(Error::io("open blob", src))?;
-    let size = f.metadata().map(|m| m.len()).unwrap_or(0);
-    let bar = progress.blob(what, digest, size);
-    let mut w = store.blob_writer()?;
-    let mut buf = vec![0u8; 1 << 20];
-    loop {
-        let n = f.read(&mut buf).map_err(Error::io("read blob", src))?;
-        if n == 0 {
-            break;
-        }
-        w.write(&buf[..n])?;
-        bar.inc(n as u64);
-    }
-    w.commit(what, digest)?;
-    bar.done("done");
-    Ok(())
 }
 
 /// Copy the layers of `manifest` (found in `dir`) into the store, each verified against its
@@ -134,9 +104,9 @@ pub struct Imported {
 
 impl Imported {
     pub fn record(&self, store: &Store) -> Result<()> {
-        super::record_image(
+        record_image(
             store,
-            super::Record {
+            Record {
                 manifest_digest: &self.digest,
                 media_type: &self.media_type,
                 size: self.size,
@@ -181,8 +151,8 @@ pub fn import_dir_blobs(
     let name = name_override.or_else(|| name_from_ref(store::entry_name(&entry)));
     let mut digest = entry.digest().to_string();
     let mut raw = read_small_blob(dir, &digest, "manifest")?;
-    let mt = crate::transport::registry::manifest_media_type(&raw);
-    if mt == OCI_INDEX || mt == DOCKER_LIST {
+    let mt = manifest_media_type(&raw);
+    if is_index(&mt) {
         let index: ImageIndex = serde_json::from_slice(&raw).map_err(|e| Error::Parse {
             what: format!("image index {digest}"),
             reason: e.to_string(),
@@ -196,7 +166,7 @@ pub fn import_dir_blobs(
         digest = chosen.digest().to_string();
         raw = read_small_blob(dir, &digest, "manifest")?;
     }
-    let media_type = crate::transport::registry::manifest_media_type(&raw);
+    let media_type = manifest_media_type(&raw);
     let manifest: ImageManifest = serde_json::from_slice(&raw).map_err(|e| Error::Parse {
         what: format!("manifest {digest}"),
         reason: e.to_string(),
@@ -217,4 +187,23 @@ pub fn import_dir_blobs(
         size: raw.len() as u64,
         name,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_layouts_bare_tag_does_not_name_the_image() {
+        assert_eq!(name_from_ref(Some("latest")), None);
+        assert_eq!(name_from_ref(None), None);
+    }
+
+    #[test]
+    fn a_layouts_full_image_name_is_normalised_like_a_pull() {
+        assert_eq!(
+            name_from_ref(Some("library/alpine:3")).as_deref(),
+            Some("docker.io/library/alpine:3")
+        );
+    }
 }

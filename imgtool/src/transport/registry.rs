@@ -17,17 +17,18 @@ use oci_client::secrets::RegistryAuth;
 use oci_client::{Client, Reference, RegistryOperation};
 use oci_spec::image::{Descriptor, ImageConfiguration, ImageIndex, ImageManifest};
 
-use crate::context::{Context, Platform};
+use crate::context::Context;
 use crate::error::{Error, Result};
 use crate::follow::{Announce, Follow, FollowedLayer};
+use crate::manifest::{
+    choose_platform, is_index, manifest_media_type, DOCKER_LIST, DOCKER_MANIFEST, OCI_INDEX,
+    OCI_MANIFEST,
+};
 use crate::progress::Progress;
 use crate::store::{BlobWriter, Store};
+use crate::transport::record::{record_image, Record};
 use crate::verify::{expect_diff_id, sha256_digest, StreamingDiffId};
 
-pub const OCI_MANIFEST: &str = "application/vnd.oci.image.manifest.v1+json";
-pub const OCI_INDEX: &str = "application/vnd.oci.image.index.v1+json";
-pub const DOCKER_MANIFEST: &str = "application/vnd.docker.distribution.manifest.v2+json";
-pub const DOCKER_LIST: &str = "application/vnd.docker.distribution.manifest.list.v2+json";
 const ACCEPT: &[&str] = &[OCI_MANIFEST, OCI_INDEX, DOCKER_MANIFEST, DOCKER_LIST];
 
 /// How many layers download at once.
@@ -249,60 +250,6 @@ where
     }
 }
 
-/// The `mediaType` a manifest declares, or what its shape says when it declares none.
-pub fn manifest_media_type(raw: &[u8]) -> String {
-    let v: serde_json::Value = serde_json::from_slice(raw).unwrap_or_default();
-    match v.get("mediaType").and_then(|m| m.as_str()) {
-        Some(m) => m.to_string(),
-        None if v.get("manifests").is_some() => OCI_INDEX.to_string(),
-        None => OCI_MANIFEST.to_string(),
-    }
-}
-
-/// Choose the manifest for `want` from an index. The variant is matched properly: an empty
-/// wanted variant accepts any; `arm64` treats no variant and `v8` as the same.
-pub fn choose_platform(
-    index: &ImageIndex,
-    want: &Platform,
-) -> std::result::Result<Descriptor, String> {
-    let norm_variant = |arch: &str, v: &str| -> String {
-        if arch == "arm64" && v == "v8" {
-            String::new()
-        } else {
-            v.to_string()
-        }
-    };
-    let want_variant = norm_variant(&want.architecture, &want.variant);
-    let mut available = Vec::new();
-    let mut candidates = Vec::new();
-    for m in index.manifests() {
-        let Some(p) = m.platform() else { continue };
-        let os = p.os().to_string();
-        let arch = p.architecture().to_string();
-        let variant = p.variant().clone().unwrap_or_default();
-        available.push(if variant.is_empty() {
-            format!("{os}/{arch}")
-        } else {
-            format!("{os}/{arch}/{variant}")
-        });
-        if os != want.os || arch != want.architecture {
-            continue;
-        }
-        let have = norm_variant(&arch, &variant);
-        if want_variant.is_empty() || have == want_variant {
-            candidates.push((have, m.clone()));
-        }
-    }
-    // With no variant asked for, prefer an entry without one (the plain architecture), then
-    // the first listed, as the index order is the publisher's preference.
-    candidates.sort_by_key(|(v, _)| !v.is_empty());
-    candidates
-        .into_iter()
-        .next()
-        .map(|(_, m)| m)
-        .ok_or_else(|| available.join(", "))
-}
-
 /// Pull `r` into the store, record its name; returns the manifest digest.
 pub fn pull(ctx: &Context, store: &Store, r: &Reference, progress: &Progress) -> Result<String> {
     pull_announcing(ctx, store, r, progress, None)
@@ -346,7 +293,7 @@ async fn pull_async(
     let (raw, digest) = fetch_manifest(&client, &auth, r, retries).await?;
     let repo_digest = digest.clone();
     let mut media_type = manifest_media_type(&raw);
-    let (raw, digest) = if media_type == OCI_INDEX || media_type == DOCKER_LIST {
+    let (raw, digest) = if is_index(&media_type) {
         let index: ImageIndex = serde_json::from_slice(&raw).map_err(|e| Error::Parse {
             what: format!("image index {digest} of {}", r.whole()),
             reason: e.to_string(),
@@ -485,9 +432,9 @@ async fn pull_async(
     store.put_blob("manifest", &digest, &raw)?;
     progress.message("Writing manifest to image destination");
     let name = Some(crate::reference::store_name(r));
-    super::record_image(
+    record_image(
         store,
-        super::Record {
+        Record {
             manifest_digest: &digest,
             media_type: &media_type,
             size: raw.len() as u64,
@@ -715,4 +662,29 @@ fn check_streamed_diff_id(diff: StreamingDiffId, digest: &str, expected: &str) -
         reason: format!("content does not decompress: {e}"),
     })?;
     expect_diff_id(digest, expected, actual)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn plain_http_is_allowed_only_for_loopback_registries() {
+        for ok in [
+            "localhost",
+            "localhost:5000",
+            "127.0.0.1:5000",
+            "[::1]:5000",
+        ] {
+            assert!(is_loopback_registry(ok), "{ok}");
+        }
+        for no in [
+            "docker.io",
+            "localhost.example.com",
+            "127.0.0.2",
+            "10.0.0.1:5000",
+        ] {
+            assert!(!is_loopback_registry(no), "{no}");
+        }
+    }
 }

@@ -3,9 +3,10 @@
 pub mod apply;
 pub mod copy_up;
 pub mod error;
-pub mod interrupt;
+pub mod meta;
 pub mod resolve;
 pub mod stream;
+pub mod tree;
 pub mod writer;
 
 use std::path::{Path, PathBuf};

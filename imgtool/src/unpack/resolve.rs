@@ -249,4 +249,18 @@ mod tests {
         mkdir_all_beneath(fd.as_fd(), &[b"lib".to_vec(), b"new".to_vec()], 0o755).unwrap();
         assert!(root.join("usr/lib/new").is_dir());
     }
+
+    #[test]
+    fn the_rootfs_itself_has_no_parent_and_is_written_as_dot() {
+        let root = CleanPath::parse(b"./").unwrap();
+        assert!(root.split_last().is_none());
+        assert_eq!(root.to_bytes(), b".".to_vec());
+        let p = CleanPath::parse(b"usr/lib/x").unwrap();
+        let (parent, name) = p.split_last().unwrap();
+        assert_eq!(
+            (join_components(parent), name),
+            (b"usr/lib".to_vec(), &b"x"[..])
+        );
+        assert_eq!(root.join(b"etc").to_bytes(), b"etc".to_vec());
+    }
 }

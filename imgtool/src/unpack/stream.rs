@@ -197,4 +197,22 @@ mod tests {
         let mut s = LayerStream::open(&p).unwrap();
         assert!(io::copy(&mut s, &mut io::sink()).is_err());
     }
+
+    #[test]
+    fn a_layer_media_type_promises_its_compression_and_any_other_type_is_no_layer() {
+        let c = compression_for_media_type;
+        assert_eq!(
+            c("application/vnd.oci.image.layer.v1.tar"),
+            Some(Compression::None)
+        );
+        assert_eq!(
+            c("application/vnd.docker.image.rootfs.diff.tar.gzip"),
+            Some(Compression::Gzip)
+        );
+        assert_eq!(
+            c(" application/vnd.oci.image.layer.v1.tar+zstd "),
+            Some(Compression::Zstd)
+        );
+        assert_eq!(c("application/vnd.oci.image.config.v1+json"), None);
+    }
 }

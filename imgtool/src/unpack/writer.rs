@@ -20,8 +20,8 @@ use std::thread::JoinHandle;
 use nix::sys::stat::Mode;
 use nix::unistd::{Gid, Uid};
 
-use super::apply::Meta;
 use super::error::UnpackError;
+use super::meta::Meta;
 
 /// Files up to this size go to the pool; bigger ones are streamed by the reading thread, so the
 /// memory held by queued jobs stays bounded (QUEUE × this).
@@ -82,24 +82,37 @@ pub fn finish_file(
     entry: &str,
     warnings: &Warnings,
 ) -> Result<(), UnpackError> {
-    let fail = |step: &'static str| {
-        move |e: nix::Error| UnpackError::Apply {
-            layer: layer.to_string(),
-            entry: entry.to_string(),
-            step,
-            source: e.into(),
-        }
-    };
+    set_owner_mode_xattrs(f, meta, meta.mode, rootless, layer, entry, warnings)?;
+    let atime = meta.atime.unwrap_or(meta.mtime);
+    nix::sys::stat::futimens(f.as_fd(), &atime, &meta.mtime).map_err(apply_err(
+        layer,
+        entry,
+        "set times",
+    ))?;
+    Ok(())
+}
+
+/// Owner (not rootless), then `mode`, then xattrs, on an open file or directory: the order
+/// `finish_file` needs, shared with the directories the reading thread makes.
+pub fn set_owner_mode_xattrs(
+    f: &File,
+    meta: &Meta,
+    mode: u32,
+    rootless: bool,
+    layer: &str,
+    entry: &str,
+    warnings: &Warnings,
+) -> Result<(), UnpackError> {
     if !rootless {
         nix::unistd::fchown(
             f.as_fd(),
             Some(Uid::from_raw(meta.uid as u32)),
             Some(Gid::from_raw(meta.gid as u32)),
         )
-        .map_err(fail("set owner"))?;
+        .map_err(apply_err(layer, entry, "set owner"))?;
     }
-    nix::sys::stat::fchmod(f.as_fd(), Mode::from_bits_truncate(meta.mode))
-        .map_err(fail("set mode"))?;
+    nix::sys::stat::fchmod(f.as_fd(), Mode::from_bits_truncate(mode))
+        .map_err(apply_err(layer, entry, "set mode"))?;
     for (k, v) in &meta.xattrs {
         // SAFETY: `k` is a NUL-terminated C string and `v` a live buffer of `v.len()` bytes,
         // both outliving the call; the fd is open.
@@ -116,9 +129,20 @@ pub fn finish_file(
             )?;
         }
     }
-    let atime = meta.atime.unwrap_or(meta.mtime);
-    nix::sys::stat::futimens(f.as_fd(), &atime, &meta.mtime).map_err(fail("set times"))?;
     Ok(())
+}
+
+fn apply_err<'a>(
+    layer: &'a str,
+    entry: &'a str,
+    step: &'static str,
+) -> impl FnOnce(nix::Error) -> UnpackError + 'a {
+    move |e| UnpackError::Apply {
+        layer: layer.to_string(),
+        entry: entry.to_string(),
+        step,
+        source: e.into(),
+    }
 }
 
 /// A created file waiting for its bytes and metadata.

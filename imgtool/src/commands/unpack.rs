@@ -1,4 +1,5 @@
-//! `imgtool unpack IMAGE DIR` and `imgtool bundle rm|info DIR`.
+//! `imgtool unpack IMAGE DIR` and `imgtool bundle rm|info DIR` (one file: `bundle` reads the
+//! record that `unpack` writes).
 //!
 //! An unpack either completes (DIR/config.json + DIR/rootfs, plus DIR/imgtool-bundle.json
 //! recording how it was made) or leaves nothing behind: every failure after DIR was claimed
@@ -141,7 +142,7 @@ fn remove_tree(p: &Path) -> std::io::Result<()> {
         .map(|n| n.as_encoded_bytes().to_vec())
         .unwrap_or_default();
     let fd = unpack::resolve::open_root(parent)?;
-    match unpack::apply::remove_tree(std::os::fd::AsFd::as_fd(&fd), &name) {
+    match unpack::tree::remove_tree(std::os::fd::AsFd::as_fd(&fd), &name) {
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
         r => r,
     }
@@ -360,7 +361,7 @@ pub fn run_unpack(ctx: &Context, args: UnpackArgs) -> Result<(), Error> {
     let store = source.store_root();
 
     let created = claim_dir(&args.dir)?;
-    unpack::interrupt::install();
+    crate::interrupt::install();
     let dir = args
         .dir
         .canonicalize()

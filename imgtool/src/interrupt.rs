@@ -1,6 +1,7 @@
 //! Ctrl-C / SIGTERM during an unpack: instead of dying with half a rootfs on disk, the signal
-//! only raises a flag that the entry loop checks, so the unpack fails like any other error and
-//! its cleanup removes the partial output.
+//! only raises a flag that the unpack's entry loop and a reader following a download check, so
+//! the unpack fails like any other error and its cleanup removes the partial output. Its own
+//! module because both `unpack` and `follow` read the flag and neither owns the other.
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use nix::sys::signal::{sigaction, SaFlags, SigAction, SigHandler, SigSet, Signal};
