@@ -84,15 +84,10 @@ fn clean_relative(p: &Path) -> Result<PathBuf, CgroupError> {
 
 /// The mount point of the first cgroup2 filesystem in a mountinfo text.
 pub fn cgroup2_mount(mountinfo: &str) -> Option<PathBuf> {
-    mountinfo.lines().find_map(|line| {
-        let (left, right) = line.split_once(" - ")?;
-        if right.split_whitespace().next()? != "cgroup2" {
-            return None;
-        }
-        left.split_whitespace()
-            .nth(4)
-            .map(|m| PathBuf::from(unescape(m)))
-    })
+    crate::mountinfo::parse(mountinfo)
+        .into_iter()
+        .find(|m| m.fstype == "cgroup2")
+        .map(|m| m.mount_point)
 }
 
 /// Our cgroup v2 path (the `0::` line), without the leading `/`.
@@ -103,26 +98,6 @@ pub fn own_cgroup(proc_self_cgroup: &str) -> Option<PathBuf> {
         let rest = rest.trim_end_matches(" (deleted)");
         Some(PathBuf::from(rest.trim_start_matches('/')))
     })
-}
-
-/// mountinfo escapes space, tab, newline and backslash as `\ooo`.
-fn unescape(s: &str) -> String {
-    let b = s.as_bytes();
-    let mut out = Vec::with_capacity(b.len());
-    let mut i = 0;
-    while i < b.len() {
-        if b[i] == b'\\'
-            && i + 3 < b.len()
-            && b[i + 1..i + 4].iter().all(|c| (b'0'..=b'7').contains(c))
-        {
-            out.push((b[i + 1] - b'0') * 64 + (b[i + 2] - b'0') * 8 + (b[i + 3] - b'0'));
-            i += 4;
-        } else {
-            out.push(b[i]);
-            i += 1;
-        }
-    }
-    String::from_utf8_lossy(&out).into_owned()
 }
 
 #[cfg(test)]

@@ -32,6 +32,23 @@ fn sys_mount(
 
 /// Before anything is mounted: make our copy of the host's mounts private/slave so nothing leaks back, then
 /// bind the rootfs onto itself so it is a mount point pivot_root can use.
+/// With a shared /, the mount the rootfs lives on must be private: the rootfs bind and every mount made inside
+/// it would otherwise propagate to the host, and pivot_root refuses a shared parent (runc does the same).
+fn parent_mount_private(rootfs: &Path) -> InitResult<()> {
+    let text = std::fs::read_to_string("/proc/self/mountinfo")
+        .step(|| "read /proc/self/mountinfo".into())?;
+    let mounts = crate::mountinfo::parse(&text);
+    let Some(parent) = crate::mountinfo::mount_of(&mounts, rootfs).filter(|m| m.is_shared()) else {
+        return Ok(());
+    };
+    sys_mount(None, &parent.mount_point, None, MsFlags::MS_PRIVATE, None).step(|| {
+        format!(
+            "make the rootfs's parent mount {} private",
+            parent.mount_point.display()
+        )
+    })
+}
+
 pub fn prepare_root(spec: &Spec, rootfs: &Path) -> InitResult<()> {
     let prop = spec
         .linux()
@@ -45,14 +62,19 @@ pub fn prepare_root(spec: &Spec, rootfs: &Path) -> InitResult<()> {
             ))
         })?,
     };
-    // shared on / would leak our mounts to the host: use rslave while building, set the requested one at the end.
-    let build_flag = if flag.contains(MsFlags::MS_SHARED) {
+    // An unbindable / would refuse the rootfs bind below: build under rslave, set it at the end.
+    let build_flag = if flag.contains(MsFlags::MS_UNBINDABLE) {
         MsFlags::MS_SLAVE | MsFlags::MS_REC
     } else {
         flag
     };
+    // A shared / stays in the host's peer groups, so volumes bound with `rshared` propagate both ways (as
+    // Kubernetes' Bidirectional volumes need); a slave would only receive.
     sys_mount(None, Path::new("/"), None, build_flag, None)
-        .step(|| "make / private before building the rootfs".into())?;
+        .step(|| "set the propagation of / before building the rootfs".into())?;
+    if flag.contains(MsFlags::MS_SHARED) {
+        parent_mount_private(rootfs)?;
+    }
     sys_mount(
         Some(rootfs),
         rootfs,
