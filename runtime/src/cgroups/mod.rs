@@ -442,17 +442,21 @@ fn read_memory_max(dir: &Path) -> Option<i64> {
     }
 }
 
-/// Is `pid` on its way out: gone, a zombie, or with a SIGKILL pending?
+/// Is `pid` on its way out: gone, a zombie, exiting, or with a SIGKILL pending? A process that has taken
+/// its SIGKILL off the queue but not finished exiting shows none of the others: PF_EXITING (in the flags of
+/// /proc/PID/stat) covers that window, which is wide on a loaded machine.
 fn dying(pid: i32) -> bool {
+    let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
+        return true;
+    };
+    if stat_says_dying(&stat) {
+        return true;
+    }
     let Ok(status) = std::fs::read_to_string(format!("/proc/{pid}/status")) else {
         return true;
     };
     const SIGKILL_BIT: u64 = 1 << (libc::SIGKILL - 1);
     status.lines().any(|l| {
-        if let Some(state) = l.strip_prefix("State:") {
-            let s = state.trim_start();
-            return s.starts_with('Z') || s.starts_with('X');
-        }
         let pending = l
             .strip_prefix("ShdPnd:")
             .or_else(|| l.strip_prefix("SigPnd:"));
@@ -460,6 +464,19 @@ fn dying(pid: i32) -> bool {
             .and_then(|m| u64::from_str_radix(m.trim(), 16).ok())
             .is_some_and(|m| m & SIGKILL_BIT != 0)
     })
+}
+
+/// `/proc/PID/stat`: the state (field 3) is a zombie or dead, or the flags (field 9) have PF_EXITING.
+fn stat_says_dying(stat: &str) -> bool {
+    const PF_EXITING: u64 = 0x4;
+    // The command name (field 2) may hold spaces and parentheses: fields are counted after its last ')'.
+    let Some((_, rest)) = stat.rsplit_once(')') else {
+        return false;
+    };
+    let mut f = rest.split_whitespace();
+    let state = f.next().unwrap_or("");
+    let flags = f.nth(5).and_then(|v| v.parse::<u64>().ok()).unwrap_or(0);
+    state == "Z" || state == "X" || flags & PF_EXITING != 0
 }
 
 /// Pids listed in `dir/cgroup.procs`.
@@ -563,4 +580,18 @@ pub fn kill_all(cgroup: &Path, sig: Signal) -> Result<()> {
 pub fn features() -> serde_json::Value {
     let v2 = Hierarchy::find().is_some();
     serde_json::json!({ "v1": false, "v2": v2, "systemd": false, "systemdUser": false, "rdma": v2 })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_process_is_dying_when_a_zombie_or_exiting_whatever_its_name() {
+        // pid (comm) state ppid pgrp session tty_nr tpgid flags ...
+        assert!(!stat_says_dying("42 (sleep) S 1 42 42 0 -1 4194304 100 0"));
+        assert!(stat_says_dying("42 (sleep) Z 1 42 42 0 -1 4194308 100 0"));
+        assert!(stat_says_dying("42 (a) b) R 1 42 42 0 -1 4194308 100 0"));
+        assert!(!stat_says_dying("42 (a) Z b) S 1 42 42 0 -1 4194304 100 0"));
+    }
 }
