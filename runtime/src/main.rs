@@ -10,6 +10,7 @@ mod container;
 mod error;
 mod hooks;
 mod log;
+mod mountinfo;
 mod namespaces;
 mod process;
 mod rootfs;
@@ -24,6 +25,16 @@ use cli::{Cli, Cmd};
 use error::{Error, Result};
 
 fn main() {
+    // Rust starts with SIGPIPE ignored. runc and every C tool die of it quietly when their reader goes away
+    // (`gruntime state ID | grep -q running`), and the container's process, a fork of ours, must not
+    // inherit SIG_IGN through execve.
+    // SAFETY: restoring a default disposition, before any thread or handler exists.
+    let _ = unsafe {
+        nix::sys::signal::signal(
+            nix::sys::signal::Signal::SIGPIPE,
+            nix::sys::signal::SigHandler::SigDfl,
+        )
+    };
     let args = cli::normalize_args(std::env::args().collect());
     let cli = Cli::parse_from(args);
     let format = if cli.log_format == "json" {

@@ -119,6 +119,7 @@ fn a_container_without_a_mount_namespace_runs_in_a_rootfs_that_has_no_proc() {
     // nothing before exec may depend on it.
     let b = sh("ls /proc | wc -l");
     b.edit(|c| {
+        c.as_object_mut().unwrap().remove("hostname");
         c["linux"]["namespaces"] = json!([]);
         c["linux"]["maskedPaths"] = json!([]);
         c["linux"]["readonlyPaths"] = json!([]);
@@ -136,6 +137,80 @@ fn nested_readonly_paths_are_read_only_in_either_order() {
         let out = ok_run(&b);
         assert_eq!(out, "/ro/x-readonly\n/ro/sub/y-readonly\n", "{order:?}");
     }
+}
+
+#[test]
+fn an_rshared_volume_propagates_mounts_both_ways_between_host_and_container() {
+    // Kubernetes' Bidirectional volumes: the CRI asks for rootfsPropagation rshared and an rshared bind.
+    // The "host" is a private mount namespace of this test, so nothing it mounts outlives it.
+    let b = sh("mkdir -p /vol/in && mount -t tmpfs c /vol/in && touch /vol/ready; \
+                i=0; while [ ! -e /vol/out/flag ] && [ $i -lt 100 ]; do sleep 0.1; i=$((i+1)); done; \
+                [ -e /vol/out/flag ] && echo container-sees-host-mount");
+    let vol = b.path().join("vol");
+    std::fs::create_dir(&vol).unwrap();
+    b.edit(|c| {
+        c["linux"]["rootfsPropagation"] = "rshared".into();
+        c["mounts"].as_array_mut().unwrap().push(json!({
+            "destination": "/vol", "type": "bind", "source": vol, "options": ["rbind", "rshared"]
+        }));
+        for set in ["bounding", "effective", "permitted"] {
+            c["process"]["capabilities"][set]
+                .as_array_mut()
+                .unwrap()
+                .push("CAP_SYS_ADMIN".into());
+        }
+    });
+    let script = r#"set -e
+        mount -t tmpfs vol "$VOL"; mount --make-shared "$VOL"; mkdir "$VOL/out"
+        "$G" --root "$ROOT" run --bundle "$B" "$ID" > "$B/out.txt" 2>&1 &
+        i=0; while [ ! -e "$VOL/ready" ] && [ $i -lt 100 ]; do sleep 0.1; i=$((i+1)); done
+        grep -q " $VOL/in " /proc/self/mountinfo && echo host-sees-container-mount
+        mount -t tmpfs h "$VOL/out"; touch "$VOL/out/flag"
+        wait
+        cat "$B/out.txt""#;
+    let out = integration::run(
+        std::process::Command::new("unshare")
+            .args(["--mount", "--propagation", "private", "sh", "-c", script])
+            .env("VOL", &vol)
+            .env("G", integration::gruntime_bin())
+            .env("ROOT", b.root.path())
+            .env("B", b.path())
+            .env("ID", unique_id("rshared")),
+    );
+    let text = stdout(&out);
+    assert!(
+        text.contains("host-sees-container-mount"),
+        "{text}{}",
+        stderr(&out)
+    );
+    assert!(
+        text.contains("container-sees-host-mount"),
+        "{text}{}",
+        stderr(&out)
+    );
+}
+
+#[test]
+fn the_containers_process_does_not_ignore_sigpipe_and_a_closed_stdout_ends_gruntime_quietly() {
+    // grep is exec'd by sh: its SigIgn is what execve gave it (busybox sh itself ignores SIGQUIT).
+    let b = sh("exec grep SigIgn /proc/self/status");
+    let out = ok_run(&b);
+    let mask = u64::from_str_radix(out.trim().trim_start_matches("SigIgn:").trim(), 16).unwrap();
+    assert_eq!(mask & (1 << (libc::SIGPIPE - 1)), 0, "SIGPIPE is ignored: {out}");
+    // `state ID | head -c1`: the reader goes away; gruntime must not panic about a broken pipe.
+    let id = unique_id("pipe");
+    let created = b.gruntime(&["create", "--bundle", b.path().to_str().unwrap(), &id]);
+    assert!(created.status.success(), "{}", stderr(&created));
+    let (reader, writer) = nix::unistd::pipe().unwrap();
+    drop(reader);
+    let mut cmd = b.cmd(&["state", &id]);
+    cmd.stdout(std::process::Stdio::from(writer))
+        .stderr(std::process::Stdio::piped());
+    let out = cmd.output().unwrap();
+    assert!(stderr(&out).is_empty(), "{}", stderr(&out));
+    use std::os::unix::process::ExitStatusExt;
+    assert_eq!(out.status.signal(), Some(libc::SIGPIPE), "{:?}", out.status);
+    assert!(b.gruntime(&["delete", "--force", &id]).status.success());
 }
 
 #[test]
