@@ -24,7 +24,8 @@ pub struct Plan {
     pub writes: Vec<Write>,
     /// Controllers that must be enabled above the cgroup, each with the first field needing it.
     pub controllers: Vec<(String, String)>,
-    /// v1-only fields that clients still send (field, why): dropped with a warning, as runc 1.2+ and crun do.
+    /// v1-only fields that clients still send (field, why): dropped with a warning, as runc's fs2 manager and
+    /// crun do.
     pub ignored: Vec<(String, &'static str)>,
 }
 
@@ -123,8 +124,8 @@ pub fn plan(r: &LinuxResources, current_memory_limit: Option<i64>) -> Result<Pla
     }
     if let Some(n) = r.network() {
         if n.class_id().is_some() || n.priorities().as_ref().is_some_and(|v| !v.is_empty()) {
-            return Err(bad(
-                "linux.resources.network",
+            p.ignored.push((
+                "linux.resources.network".into(),
                 "net_cls/net_prio are cgroup v1 controllers: not available on cgroup v2",
             ));
         }
@@ -359,15 +360,18 @@ fn block_io(p: &mut Plan, b: &LinuxBlockIo) -> Result<(), CgroupError> {
         }
     }
     if b.leaf_weight().is_some_and(|w| w != 0) {
-        return Err(bad(
-            "linux.resources.blockIO.leafWeight",
+        p.ignored.push((
+            "linux.resources.blockIO.leafWeight".into(),
             "leaf weights do not exist in cgroup v2",
         ));
     }
     for d in b.weight_device().as_deref().unwrap_or(&[]) {
         let field = "linux.resources.blockIO.weightDevice";
         if d.leaf_weight().is_some_and(|w| w != 0) {
-            return Err(bad(field, "leafWeight does not exist in cgroup v2"));
+            p.ignored.push((
+                format!("{field}.leafWeight"),
+                "leaf weights do not exist in cgroup v2",
+            ));
         }
         if let Some(w) = d.weight() {
             check(field, w)?;
@@ -520,6 +524,26 @@ mod tests {
         let p = plan(&res(r#"{"memory":{"limit":1048576,"kernelTCP":0}}"#), None).unwrap();
         assert_eq!(p.writes.len(), 1);
         assert!(p.ignored.is_empty());
+    }
+
+    #[test]
+    fn v1_only_network_and_leaf_weights_are_ignored_but_the_weights_beside_them_apply() {
+        let p = plan(
+            &res(r#"{"network":{"classID":1048577,"priorities":[{"name":"eth0","priority":5}]},
+                     "blockIO":{"weight":500,"leafWeight":300,"weightDevice":[{"major":8,"minor":0,"weight":500,"leafWeight":300}]}}"#),
+            None,
+        )
+        .unwrap();
+        let fields: Vec<&str> = p.ignored.iter().map(|(f, _)| f.as_str()).collect();
+        assert_eq!(
+            fields,
+            [
+                "linux.resources.blockIO.leafWeight",
+                "linux.resources.blockIO.weightDevice.leafWeight",
+                "linux.resources.network"
+            ]
+        );
+        assert_eq!(p.writes.len(), 2, "{:?}", p.writes);
     }
 
     #[test]

@@ -196,7 +196,11 @@ fn the_containers_process_does_not_ignore_sigpipe_and_a_closed_stdout_ends_grunt
     let b = sh("exec grep SigIgn /proc/self/status");
     let out = ok_run(&b);
     let mask = u64::from_str_radix(out.trim().trim_start_matches("SigIgn:").trim(), 16).unwrap();
-    assert_eq!(mask & (1 << (libc::SIGPIPE - 1)), 0, "SIGPIPE is ignored: {out}");
+    assert_eq!(
+        mask & (1 << (libc::SIGPIPE - 1)),
+        0,
+        "SIGPIPE is ignored: {out}"
+    );
     // `state ID | head -c1`: the reader goes away; gruntime must not panic about a broken pipe.
     let id = unique_id("pipe");
     let created = b.gruntime(&["create", "--bundle", b.path().to_str().unwrap(), &id]);
