@@ -388,7 +388,9 @@ fn rootless_limits_apply_inside_a_delegated_cgroup_in_the_vm() {
     let script = format!(
         r#"
 set -e
-G={g}
+# A path without spaces, for the unquoted $G below and in the user's shell: the checkout's may have some.
+mkdir -p /run/gt-bin && ln -s {gq} /run/gt-bin/gruntime
+G=/run/gt-bin/gruntime
 useradd -m deleg
 mkdir -p /sys/fs/cgroup/deleg/shell
 chown -R deleg:deleg /sys/fs/cgroup/deleg
@@ -415,7 +417,7 @@ sh -c 'echo $$ > /sys/fs/cgroup/deleg/shell/cgroup.procs; exec setpriv --reuid=d
 echo "== after"
 ls -d /sys/fs/cgroup/deleg/*/ | xargs -n1 basename
 "#,
-        g = gruntime.display()
+        gq = integration::shell_quote(&gruntime)
     );
     let out = integration::vm::run_batch(&script);
     assert_eq!(out.status, 0, "{out}");
