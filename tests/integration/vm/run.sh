@@ -123,11 +123,14 @@ make_job_dir() {
     fi
 }
 
-# Whether path $1 lies under one of the guest's tmpfs mounts.
+# Whether path $1 lies below one of the guest's tmpfs mounts. The mount points themselves are
+# not: the guest needs its own, real tmpfs there (an overlay upper layer cannot be on an overlay).
+# Nor is the job share's /run/vm: a share there would hide it.
 shadowed() {
     local d
+    [[ $1 == /run/vm || $1 == /run/vm/* ]] && return 1
     for d in "${SHADOWED[@]}"; do
-        [[ $1 == "$d" || $1 == "$d"/* ]] && return 0
+        [[ $1 == "$d"/* ]] && return 0
     done
     return 1
 }
