@@ -11,7 +11,7 @@ use std::sync::LazyLock;
 use std::time::{Duration, Instant};
 
 use integration::vm::{self, Vm, VmError, VmOutput};
-use integration::{gruntime_bin, run, stderr};
+use integration::{gruntime_bin, run, shell_quote, stderr};
 
 /// Controllers the Debian kernel offers on cgroup v2 (cgroup_no_v1=all leaves them all to v2).
 const EXPECTED_CONTROLLERS: &[&str] = &[
@@ -79,10 +79,10 @@ section share; cat {share}/in.txt && echo from-guest > {share}/out.txt && echo w
 echo to-stderr >&2
 exit {status}
 "#,
-        test_exe = test_exe.display(),
-        gruntime = gruntime.display(),
+        test_exe = shell_quote(&test_exe),
+        gruntime = shell_quote(&gruntime),
         marker = HOST_ROOT_MARKER,
-        share = share.path().display(),
+        share = shell_quote(share.path()),
         status = GUEST_STATUS,
     );
     let out = Vm::new()
