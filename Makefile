@@ -7,22 +7,34 @@ DEBUG := target/debug
 HOST := $(shell rustc -vV | sed -n 's/^host: //p')
 GRUNTIME_RELEASE := target/$(HOST)/release/gruntime
 
-# Everything the tests, the demo and the benchmarks use, all from Debian's archive.
-APT_PACKAGES := busybox-static runc crun skopeo umoci docker-registry golang-github-containers-common \
-	qemu-system-x86 linux-image-amd64 cpio xz-utils util-linux uidmap iproute2 hyperfine gcc \
-	openssl apache2-utils tmux zstd pigz libc6-dev kmod bsdutils containerd podman conmon \
-	time python3 tar gzip
+# What `make demo` needs: the build's C toolchain (cc-built crates, the static libc for gruntime's
+# release build) and the busybox its image is made of. All from Debian's archive.
+DEMO_PACKAGES := busybox-static gcc libc6-dev tar gzip
+# Everything the tests and the benchmarks use on top: peers to compare with, container engines to
+# drive gruntime, and the qemu VM with its kernel.
+TEST_PACKAGES := $(DEMO_PACKAGES) runc crun skopeo umoci docker-registry golang-github-containers-common \
+	qemu-system-x86 linux-image-amd64 cpio xz-utils util-linux uidmap iproute2 hyperfine \
+	openssl apache2-utils tmux zstd pigz kmod bsdutils containerd podman conmon \
+	time python3
 
-.PHONY: all build release deps demo test test-unit test-integration bench lint clean
+.PHONY: all build release deps deps-demo demo demo-run test test-unit test-integration bench lint clean
 
 all: build
 
-deps:
-	@missing=$$(for p in $(APT_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || echo $$p; done); \
+# apt-get install whichever of $(1) are missing.
+define apt_install
+	@missing=$$(for p in $(1); do dpkg -s $$p >/dev/null 2>&1 || echo $$p; done); \
 	if [ -n "$$missing" ]; then \
 		echo "installing: $$missing"; \
 		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq -o DPkg::Lock::Timeout=900 $$missing; \
 	fi
+endef
+
+deps:
+	$(call apt_install,$(TEST_PACKAGES))
+
+deps-demo:
+	$(call apt_install,$(DEMO_PACKAGES))
 
 build:
 	$(CARGO) build --workspace
@@ -32,9 +44,17 @@ release:
 		$(CARGO) build --release -p gruntime --target $(HOST)
 	$(CARGO) build --release -p imgtool
 
-# A container from an image, offline: busybox-static → an OCI image → imgtool unpack → gruntime run.
-demo: deps release
-	@GRUNTIME=$(GRUNTIME_RELEASE) bash bundles/demo.sh $(RELEASE)
+# A container from an image, offline, with the project's own tools only: busybox-static → an OCI
+# image layout (tar, gzip, sha256sum) → imgtool pull → imgtool unpack → gruntime run.
+demo: deps-demo release
+	@$(MAKE) --no-print-directory demo-run
+
+# The demo with binaries built already: DEMO_BIN=DIR holding imgtool and gruntime (default: the
+# release build, with its static gruntime).
+DEMO_BIN ?= $(RELEASE)
+demo-run:
+	@GRUNTIME="$(if $(filter $(RELEASE),$(DEMO_BIN)),$(GRUNTIME_RELEASE),$(DEMO_BIN)/gruntime)" \
+		bash bundles/demo.sh "$(DEMO_BIN)"
 
 test: deps build test-unit test-integration
 
@@ -46,7 +66,7 @@ test-integration: build
 	$(CARGO) test -p integration --no-fail-fast -- --test-threads=2
 
 bench: deps release
-	@GRUNTIME_BIN=$(CURDIR)/$(GRUNTIME_RELEASE) IMGTOOL_BIN=$(CURDIR)/$(RELEASE)/imgtool bash tests/integration/bench/run-all.sh
+	@GRUNTIME_BIN="$(CURDIR)/$(GRUNTIME_RELEASE)" IMGTOOL_BIN="$(CURDIR)/$(RELEASE)/imgtool" bash tests/integration/bench/run-all.sh
 
 lint:
 	$(CARGO) fmt --all -- --check
@@ -54,4 +74,4 @@ lint:
 
 clean:
 	$(CARGO) clean
-	rm -rf bundles/busybox
+	rm -rf bundles/busybox bundles/busybox-image bundles/imgtool-store

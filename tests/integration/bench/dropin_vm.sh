@@ -102,7 +102,8 @@ cmds=()
 for rt in gruntime crun runc; do
 	b=$(rt_bin $rt)
 	"$b" --root "$work/root-$rt" run -d -b "$work/bundle" "$id" </dev/null >/dev/null 2>&1
-	cmds+=(--command-name "$rt" "$b --root $work/root-$rt exec $id /bin/true")
+	# hyperfine -N splits the command line as a shell would: quote the binary's path (the checkout's).
+	cmds+=(--command-name "$rt" "$(printf %q "$b") --root $work/root-$rt exec $id /bin/true")
 done
 hyperfine -N --warmup 10 --runs "$EXEC_N" --export-json "$results" "${cmds[@]}" >/dev/null
 python3 - "$results" <<'PY'

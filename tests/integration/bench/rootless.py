@@ -7,7 +7,8 @@ import json, os, shutil, statistics, subprocess, sys, tempfile
 N = int(os.environ.get("BENCH_N", "100"))
 HERE = os.path.dirname(os.path.abspath(__file__))
 GRUNTIME = os.environ.get("GRUNTIME_BIN", os.path.join(HERE, "../../../target/release/gruntime"))
-USER = "grt-bench"
+# Per run: users are host-wide, and another checkout may be benchmarking at the same time.
+USER = f"grt-bench-{os.getpid()}"
 
 
 def sh(*a, **kw):

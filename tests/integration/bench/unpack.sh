@@ -22,6 +22,9 @@ for t in docker-registry skopeo umoci gzip zstd python3; do
     command -v "$t" >/dev/null || { echo "unpack.sh: $t is needed" >&2; exit 1; }
 done
 
+# The commands measured are bash -c strings: the binary's path (the checkout's) quoted once.
+IMGTOOL_Q=$(printf %q "$IMGTOOL")
+
 W=$(mktemp -d /tmp/imgtool-bench.XXXXXX)
 . "$(dirname "$0")/registry.sh"
 cleanup() {
@@ -155,16 +158,16 @@ measure umoci_warm "rm -rf $W/u" "umoci unpack --image $W/dst:t $W/u"
 # Warm: the image is in the store and named by its ID, as `imgtool unpack NAME` of a pulled image.
 image_id() { python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["imageId"])' "$W/b/imgtool-bundle.json"; }
 for c in gz zst; do
-    measure imgtool_${c}_pull "rm -rf $W/b $S" "$IMGTOOL --store $S --plain-http unpack $REG/bench:$c $W/b"
-    measure imgtool_${c}_cold "rm -rf $W/b $S" "$IMGTOOL --store $S unpack oci:$W/img-$c:t $W/b"
+    measure imgtool_${c}_pull "rm -rf $W/b $S" "$IMGTOOL_Q --store $S --plain-http unpack $REG/bench:$c $W/b"
+    measure imgtool_${c}_cold "rm -rf $W/b $S" "$IMGTOOL_Q --store $S unpack oci:$W/img-$c:t $W/b"
     id=$(image_id)
-    measure imgtool_${c}_warm "rm -rf $W/b" "$IMGTOOL --store $S unpack $id $W/b"
+    measure imgtool_${c}_warm "rm -rf $W/b" "$IMGTOOL_Q --store $S unpack $id $W/b"
 done
 # Overlay: cold extracts the layer cache; warm finds it and only mounts.
-ov_rm="$IMGTOOL --store $S bundle rm $W/b 2>/dev/null; rm -rf $W/b"
-measure imgtool_ov_cold "$ov_rm; rm -rf $S" "$IMGTOOL --store $S unpack --snapshot overlay oci:$W/img-gz:t $W/b"
+ov_rm="$IMGTOOL_Q --store $S bundle rm $W/b 2>/dev/null; rm -rf $W/b"
+measure imgtool_ov_cold "$ov_rm; rm -rf $S" "$IMGTOOL_Q --store $S unpack --snapshot overlay oci:$W/img-gz:t $W/b"
 id=$(image_id)
-measure imgtool_ov_warm "$ov_rm" "$IMGTOOL --store $S unpack --snapshot overlay $id $W/b"
+measure imgtool_ov_warm "$ov_rm" "$IMGTOOL_Q --store $S unpack --snapshot overlay $id $W/b"
 eval "$ov_rm"
 
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN {printf "%.2fx", a / b}'; }

@@ -11,7 +11,7 @@ use std::sync::OnceLock;
 use std::time::Duration;
 
 use crate::vm::{Vm, VmOutput};
-use crate::{gruntime_bin, make_busybox_rootfs, run, stderr, workspace_root};
+use crate::{gruntime_bin, make_busybox_rootfs, run, shell_quote, stderr, workspace_root};
 
 /// The runtime a scenario drove.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -189,7 +189,7 @@ fn run_client(client: Client) -> VmOutput {
         // The batch reads its shares and writes only to guest tmpfs, so it can run again. Two
         // retries: the lockup has only ever hit this batch, and one retry passed in CI.
         .retry_on_lockup(2)
-        .run(&format!("bash {}", script.display()))
+        .run(&format!("bash {}", shell_quote(&script)))
         .unwrap_or_else(|e| panic!("{client:?} batch in the VM failed: {e}"))
 }
 

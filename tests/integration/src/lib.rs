@@ -14,6 +14,12 @@ pub mod registry;
 pub mod unpack;
 pub mod vm;
 
+/// `path` as one POSIX shell word, for scripts that name a binary or a file of the checkout: the
+/// checkout may live in a path with spaces (or quotes).
+pub fn shell_quote(path: &Path) -> String {
+    format!("'{}'", path.to_string_lossy().replace('\'', r"'\''"))
+}
+
 /// The workspace root (two levels above this crate).
 pub fn workspace_root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))

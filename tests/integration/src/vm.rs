@@ -6,10 +6,13 @@
 //! there instead. The guest sees the host's `/` read-only (writes go to a tmpfs overlay and
 //! vanish), so built binaries and test assets are at their host paths; host directories passed
 //! with [`Vm::share`] are mounted read-write at the same path, and the only way results come
-//! back besides the output. See `tests/integration/vm/README.md`.
+//! back besides the output. A workspace, target dir or cwd under a path the guest hides with its
+//! own tmpfs (/tmp, /run, /var/tmp, ...) is shown to it read-only on its own, so a checkout may
+//! live anywhere. See `tests/integration/vm/README.md`.
 //!
 //! Boot one VM per batch of checks, not per check: a boot costs several seconds of TCG.
 
+use std::ffi::{OsStr, OsString};
 use std::fmt;
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
@@ -178,6 +181,8 @@ pub fn run_script() -> PathBuf {
 /// A batch to run in a fresh VM.
 #[derive(Debug, Clone)]
 pub struct Vm {
+    script: PathBuf,
+    host_env: Vec<(String, OsString)>,
     timeout: Duration,
     shares: Vec<PathBuf>,
     env: Vec<(String, String)>,
@@ -194,6 +199,8 @@ impl Default for Vm {
 impl Vm {
     pub fn new() -> Self {
         Vm {
+            script: run_script(),
+            host_env: Vec::new(),
             timeout: DEFAULT_TIMEOUT,
             shares: Vec::new(),
             env: PASSED_ENV
@@ -205,6 +212,22 @@ impl Vm {
         }
     }
 
+    /// Boot with the harness of the checkout at `workspace` instead of this one's: its run.sh,
+    /// which takes that checkout for the workspace to show the guest and keeps its caches in that
+    /// checkout's target dir. For tests of where a checkout may live.
+    pub fn harness_of(mut self, workspace: impl AsRef<Path>) -> Self {
+        self.script = workspace.as_ref().join("tests/integration/vm/run.sh");
+        self
+    }
+
+    /// Set an environment variable for run.sh itself, on the host (e.g. `CARGO_TARGET_DIR`);
+    /// [`Vm::env`] sets one for the batch.
+    pub fn host_env(mut self, name: &str, value: impl AsRef<OsStr>) -> Self {
+        self.host_env
+            .push((name.to_string(), value.as_ref().to_os_string()));
+        self
+    }
+
     /// Bound the whole batch, boot included; the VM is killed when it is reached.
     pub fn timeout(mut self, timeout: Duration) -> Self {
         self.timeout = timeout;
@@ -212,8 +235,9 @@ impl Vm {
     }
 
     /// Mount host directory `dir` read-write at the same path in the guest. Needed for anything
-    /// under the host's /tmp (the guest has its own tmpfs there) and for results that must come
-    /// back as files.
+    /// under the host's /tmp (the guest has its own tmpfs there) other than the workspace, the
+    /// target dir and the cwd (which run.sh shows the guest on its own, read-only), and for
+    /// results that must come back as files.
     pub fn share(mut self, dir: impl AsRef<Path>) -> Self {
         self.shares.push(dir.as_ref().to_path_buf());
         self
@@ -225,8 +249,8 @@ impl Vm {
         self
     }
 
-    /// The batch's working directory (default: the workspace root). It must be visible in the
-    /// guest: not under /tmp, /run or /var/tmp unless shared.
+    /// The batch's working directory (default: the workspace root). Under /tmp, /run or /var/tmp
+    /// it is shown to the guest read-only unless shared.
     pub fn cwd(mut self, dir: impl AsRef<Path>) -> Self {
         self.cwd = dir.as_ref().to_path_buf();
         self
@@ -289,7 +313,7 @@ impl Vm {
             source,
         })?;
 
-        let script_path = run_script();
+        let script_path = self.script.clone();
         let mut cmd = Command::new("bash");
         cmd.arg(&script_path)
             .arg("--timeout")
@@ -307,6 +331,9 @@ impl Vm {
             .stdin(Stdio::null())
             .stdout(log)
             .stderr(log_err);
+        for (name, value) in &self.host_env {
+            cmd.env(name, value);
+        }
         // Its own process group, so the guard can kill run.sh and qemu together.
         std::os::unix::process::CommandExt::process_group(&mut cmd, 0);
         // Being in its own group, run.sh does not get the terminal's ^C; a parent-death signal

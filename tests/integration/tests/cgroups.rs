@@ -18,7 +18,9 @@ use serde_json::{json, Value};
 /// The guest's root cgroup has no processes but the batch, so the default cgroup of a container is
 /// `/sys/fs/cgroup/gruntime/<id>`.
 const GUEST_SCRIPT: &str = r#"
-G="$GRUNTIME"; S="--root /run/gt"; B="$BUNDLES"
+# $G is used unquoted: give it a path without the spaces the checkout's may have.
+mkdir -p /run/gt-bin && ln -s "$GRUNTIME" /run/gt-bin/gruntime
+G=/run/gt-bin/gruntime; S="--root /run/gt"; B="$BUNDLES"
 CG=/sys/fs/cgroup/gruntime
 section() { echo "== $1"; echo "section $1 at ${SECONDS}s" >&2; }
 # wait_until SECONDS COMMAND...: poll every 0.1 s.

@@ -23,7 +23,7 @@ fn interactive_shell_run(tag: &str) -> (TestBundle, String) {
     let b = TestBundle::new(&["sh"]);
     b.edit(|c| c["process"]["terminal"] = true.into());
     let cmdline = format!(
-        "{} --root {} run -b {} {}",
+        "\"{}\" --root {} run -b {} {}",
         integration::gruntime_bin().display(),
         b.root.path().display(),
         b.path().display(),
@@ -197,7 +197,7 @@ fn exec_with_a_terminal_relays_an_interactive_shell() {
     let b = TestBundle::new(&["sleep", "1000"]);
     let id = running(&b);
     let cmdline = format!(
-        "{} --root {} exec -t {} sh",
+        "\"{}\" --root {} exec -t {} sh",
         integration::gruntime_bin().display(),
         b.root.path().display(),
         id

@@ -1245,7 +1245,7 @@ fn progress_bars_on_a_terminal_plain_lines_otherwise() {
     let store_t = Store::new();
     let cmdline = format!(
         "{} --store {} --plain-http pull {name}",
-        imgtool_bin().display(),
+        integration::shell_quote(&imgtool_bin()),
         store_t.path().display()
     );
     let o = run(Command::new("script")

@@ -67,11 +67,33 @@ fn make_user(name: &str) -> TestUser {
 }
 
 /// Two fresh users for one test (useradd serialises on /etc/passwd's lock, so names are per test).
+/// The names carry the test process's id: another checkout's tests may make theirs at the same
+/// time, and users are host-wide.
 fn users(tag: &str) -> (TestUser, TestUser) {
+    remove_stale_users(tag);
+    let pid = std::process::id();
     (
-        make_user(&format!("grt-{tag}-a")),
-        make_user(&format!("grt-{tag}-b")),
+        make_user(&format!("grt-{tag}-{pid}a")),
+        make_user(&format!("grt-{tag}-{pid}b")),
     )
+}
+
+/// Users of this test left by a test process that was killed before it could remove them: their
+/// process is gone (or they predate the process id in the name).
+fn remove_stale_users(tag: &str) {
+    let prefix = format!("grt-{tag}-");
+    let passwd = std::fs::read_to_string("/etc/passwd").unwrap_or_default();
+    for name in passwd.lines().filter_map(|l| l.split(':').next()) {
+        let Some(rest) = name.strip_prefix(&prefix) else {
+            continue;
+        };
+        let pid = rest.trim_end_matches(['a', 'b']);
+        let alive = !pid.is_empty() && Path::new("/proc").join(pid).exists();
+        if !alive {
+            let _guard = USERADD.lock().unwrap_or_else(|e| e.into_inner());
+            let _ = Command::new("userdel").arg("-r").arg(name).output();
+        }
+    }
 }
 
 struct Env {
@@ -388,7 +410,9 @@ fn rootless_limits_apply_inside_a_delegated_cgroup_in_the_vm() {
     let script = format!(
         r#"
 set -e
-G={g}
+# A path without spaces, for the unquoted $G below and in the user's shell: the checkout's may have some.
+mkdir -p /run/gt-bin && ln -s {gq} /run/gt-bin/gruntime
+G=/run/gt-bin/gruntime
 useradd -m deleg
 mkdir -p /sys/fs/cgroup/deleg/shell
 chown -R deleg:deleg /sys/fs/cgroup/deleg
@@ -415,7 +439,7 @@ sh -c 'echo $$ > /sys/fs/cgroup/deleg/shell/cgroup.procs; exec setpriv --reuid=d
 echo "== after"
 ls -d /sys/fs/cgroup/deleg/*/ | xargs -n1 basename
 "#,
-        g = gruntime.display()
+        gq = integration::shell_quote(&gruntime)
     );
     let out = integration::vm::run_batch(&script);
     assert_eq!(out.status, 0, "{out}");

@@ -800,8 +800,8 @@ fn net_devices_move_into_the_container_with_their_addresses_and_fail_back_cleanl
     let run = |b: &TestBundle, id: &str| {
         format!(
             "{} --root /run/s13-root run --bundle {} {id} 2>&1",
-            g.display(),
-            b.path().display()
+            integration::shell_quote(&g),
+            integration::shell_quote(b.path())
         )
     };
     let script = format!(

@@ -11,7 +11,7 @@ use std::sync::LazyLock;
 use std::time::{Duration, Instant};
 
 use integration::vm::{self, Vm, VmError, VmOutput};
-use integration::{gruntime_bin, run, stderr};
+use integration::{gruntime_bin, run, shell_quote, stderr};
 
 /// Controllers the Debian kernel offers on cgroup v2 (cgroup_no_v1=all leaves them all to v2).
 const EXPECTED_CONTROLLERS: &[&str] = &[
@@ -79,10 +79,10 @@ section share; cat {share}/in.txt && echo from-guest > {share}/out.txt && echo w
 echo to-stderr >&2
 exit {status}
 "#,
-        test_exe = test_exe.display(),
-        gruntime = gruntime.display(),
+        test_exe = shell_quote(&test_exe),
+        gruntime = shell_quote(&gruntime),
         marker = HOST_ROOT_MARKER,
-        share = share.path().display(),
+        share = shell_quote(share.path()),
         status = GUEST_STATUS,
     );
     let out = Vm::new()
@@ -531,11 +531,39 @@ fn bad_options_are_rejected_before_booting() {
 }
 
 #[test]
+fn a_cwd_at_a_tmpfs_mount_point_keeps_the_guests_own_tmpfs() {
+    // Sharing /run itself would hide the job share at /run/vm, and an overlay on /tmp could not
+    // be an overlay's upper layer in the guest.
+    let out = Vm::new()
+        .cwd("/run")
+        .timeout(Duration::from_secs(180))
+        .run("pwd; findmnt -n -o FSTYPE /run; findmnt -n -o FSTYPE /tmp")
+        .unwrap_or_else(|e| panic!("VM: {e}"));
+    assert_eq!(out.status, 0, "{out}");
+    assert_eq!(out.stdout, "/run\ntmpfs\ntmpfs\n", "{out}");
+}
+
+#[test]
 fn invisible_cwd_is_a_clear_guest_error() {
-    // The guest has its own tmpfs on /tmp, so an unshared host temp dir is not there.
-    let hidden = tempfile::tempdir().unwrap();
+    // Host directories under the guest's tmpfs are shared on their own now; a host process's
+    // /proc directory is one the guest cannot have: its processes are few, their pids small.
+    let mut child = Command::new("sleep").arg("300").spawn().unwrap();
+    while child.id() < 5000 {
+        child.kill().unwrap();
+        child.wait().unwrap();
+        child = Command::new("sleep").arg("300").spawn().unwrap();
+    }
+    struct Reap(std::process::Child);
+    impl Drop for Reap {
+        fn drop(&mut self) {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+    let child = Reap(child);
+    let hidden = PathBuf::from(format!("/proc/{}", child.0.id()));
     let err = Vm::new()
-        .cwd(hidden.path())
+        .cwd(&hidden)
         .timeout(Duration::from_secs(120))
         .run("true")
         .expect_err("a cwd hidden from the guest must be an error");
@@ -543,7 +571,7 @@ fn invisible_cwd_is_a_clear_guest_error() {
         VmError::Harness { reason, .. } => assert!(
             reason.contains(&format!(
                 "the working directory {} is not visible in the guest",
-                hidden.path().display()
+                hidden.display()
             )),
             "{err}"
         ),

@@ -5,6 +5,9 @@
 # Usage: run.sh [--timeout SECS] [--share DIR]... [--env NAME=VALUE]...
 #               [--output-dir DIR] [--mem MB] [--cpus N] -- CMD [ARG...]
 #
+# The workspace, the cargo target dir and the cwd are shared read-only on their
+# own when they lie under a path the guest hides (/tmp, /run, ...).
+#
 # Exit status: CMD's own exit status; 124 when the VM ran past --timeout (it is
 # killed); 125 when the VM could not run CMD (no qemu, no kernel, guest boot
 # failure), with the reason on stderr.
@@ -28,6 +31,10 @@ EXIT_HARNESS=125
 # A guest CPU stuck in its kernel this long is locked up for good, not slowed down by a busy
 # host: the kernel's watchdog first reports at 20 s and then every ~28 s while it lasts.
 LOCKUP_SECS=60
+
+# Paths where the guest mounts fresh tmpfs over the host's (see init): host files there are only
+# visible through a share.
+SHADOWED=(/tmp /var/tmp /run /dev/shm /var/lib/containers /var/lib/containerd)
 
 # Print the usage lines from the header; exit with $1 (default 2, a usage error).
 usage() {
@@ -65,6 +72,7 @@ parse_args() {
     for s in "${SHARES[@]}"; do
         [[ $s == /* ]] || fail "--share $s: not an absolute path"
         [ -d "$s" ] || fail "--share $s: not a directory"
+        [[ $s != *$'\n'* ]] || fail "--share: a path with a newline cannot be shared"
     done
     for e in "${ENVS[@]}"; do
         [[ $e =~ ^[A-Za-z_][A-Za-z0-9_]*= ]] || fail "--env $e: not NAME=VALUE"
@@ -115,6 +123,50 @@ make_job_dir() {
     fi
 }
 
+# Whether path $1 lies below one of the guest's tmpfs mounts. The mount points themselves are
+# not: the guest needs its own, real tmpfs there (an overlay upper layer cannot be on an overlay).
+# Nor is the job share's /run/vm: a share there would hide it.
+shadowed() {
+    local d
+    [[ $1 == /run/vm || $1 == /run/vm/* ]] && return 1
+    for d in "${SHADOWED[@]}"; do
+        [[ $1 == "$d"/* ]] && return 0
+    done
+    return 1
+}
+
+# Whether path $1 is $2 or lies under it.
+within() { [[ $1 == "$2" || $1 == "$2"/* ]]; }
+
+# The workspace (its scripts and built binaries), the target dir and the cwd must be where the
+# guest expects them, wherever the checkout lives: those the guest's tmpfs would hide are shared
+# read-only, under a tmpfs overlay in the guest, so the guest sees them as it sees the rest of
+# the host's root (writable, and nothing it writes reaches the host). A path an explicit --share
+# already covers is left to it; nested paths are shared once.
+# Fills AUTO_SHARES; explicit shares stay read-write.
+auto_shares() {
+    AUTO_SHARES=()
+    local p real s covered
+    for p in "$WORKSPACE" "$TARGET_DIR" "$PWD"; do
+        real=$(realpath -m -- "$p")
+        shadowed "$real" || continue
+        # A target dir cargo has not made yet has nothing to show.
+        [ -d "$real" ] || continue
+        [[ $real != *$'\n'* ]] || fail "$real: a path with a newline cannot be shared with the guest"
+        covered=0
+        for s in "${SHARES[@]}" "${AUTO_SHARES[@]}"; do
+            within "$real" "$(realpath -m -- "$s")" && covered=1
+        done
+        [ $covered = 1 ] && continue
+        # A parent shared after its child would hide the child's mount: keep only the parent.
+        local -a kept=()
+        for s in "${AUTO_SHARES[@]}"; do
+            within "$s" "$real" || kept+=("$s")
+        done
+        AUTO_SHARES=("${kept[@]}" "$real")
+    done
+}
+
 # The guest runs this with the host's PATH and cwd, as root.
 write_job() {
     local e i
@@ -129,9 +181,15 @@ write_job() {
         printf '%q ' "${CMD[@]}"
         echo
     } >"$JOB/cmd"
+    # "TAG MODE PATH" lines, mounted in this order: sorted by path, so a share inside another
+    # is mounted after it (on top) rather than hidden by it.
+    ALL_SHARES=()
+    for i in "${!AUTO_SHARES[@]}"; do ALL_SHARES+=("ro ${AUTO_SHARES[$i]}"); done
+    for i in "${!SHARES[@]}"; do ALL_SHARES+=("rw ${SHARES[$i]}"); done
+    mapfile -t ALL_SHARES < <(for i in "${ALL_SHARES[@]}"; do echo "$i"; done | LC_ALL=C sort -t " " -k 2)
     : >"$JOB/shares"
-    for i in "${!SHARES[@]}"; do
-        echo "share$i ${SHARES[$i]}" >>"$JOB/shares"
+    for i in "${!ALL_SHARES[@]}"; do
+        echo "share$i ${ALL_SHARES[$i]}" >>"$JOB/shares"
     done
     cp "$HERE/guest-run.sh" "$JOB/guest-run.sh"
 }
@@ -156,9 +214,13 @@ start_qemu() {
         -fsdev "local,id=vmjob,path=$(qemu_escape "$JOB"),security_model=none,multidevs=remap"
         -device virtio-9p-pci,fsdev=vmjob,mount_tag=vmjob
     )
-    local i
-    for i in "${!SHARES[@]}"; do
-        args+=(-fsdev "local,id=share$i,path=$(qemu_escape "${SHARES[$i]}"),security_model=none,multidevs=remap"
+    local i mode path ro
+    for i in "${!ALL_SHARES[@]}"; do
+        mode=${ALL_SHARES[$i]%% *}
+        path=${ALL_SHARES[$i]#* }
+        ro=
+        [ "$mode" = ro ] && ro=,readonly=on
+        args+=(-fsdev "local,id=share$i,path=$(qemu_escape "$path"),security_model=none,multidevs=remap$ro"
             -device "virtio-9p-pci,fsdev=share$i,mount_tag=share$i")
     done
     # --pdeathsig: qemu dies with this script even if it is SIGKILLed.
@@ -286,6 +348,7 @@ main() {
     trap cleanup EXIT
     trap 'exit 130' INT
     trap 'exit 143' TERM HUP
+    auto_shares
     write_job
     start_qemu
     local waited=0
