@@ -281,11 +281,8 @@ fn make_cwd(rootfs: &Path, cwd: &Path) -> InitResult<()> {
 /// fds 3..3+n stay open across exec; every other fd above 2 is closed by exec. Done without listing
 /// /proc/self/fd: a container that joins the host's mount namespace by path has no /proc of its own here.
 fn pass_fds(n: i32) -> InitResult<()> {
-    if let Err(e) = crate::sys::cloexec_from(3 + n) {
-        // Before Linux 5.11: list the fds instead, where /proc is there to list them.
-        if e != nix::errno::Errno::ENOSYS && e != nix::errno::Errno::EINVAL {
-            return Err(e).step(|| "mark fds close-on-exec".into());
-        }
+    if crate::sys::cloexec_from(3 + n).is_err() {
+        // Before Linux 5.11 (ENOSYS, EINVAL), or denied: list the fds instead, where /proc is there to list them.
         cloexec_listed(n)?;
     }
     for fd in 3..3 + n {
@@ -338,6 +335,8 @@ pub fn prepare_process(
     extra_env: &[String],
     preserve_fds: i32,
 ) -> InitResult<Prepared> {
+    // First: a seccomp profile installed below may deny close_range (runtime-tools' default profile does).
+    pass_fds(preserve_fds)?;
     if let Some(adj) = process.oom_score_adj() {
         std::fs::write("/proc/self/oom_score_adj", adj.to_string())
             .step(|| format!("write oomScoreAdj {adj}"))?;
@@ -381,8 +380,8 @@ pub fn prepare_process(
         .map_err(|_| fail("executable path contains NUL"))?;
     let argv_c = process::cstrings(&argv)?;
     let env_c = process::cstrings(&env)?;
-    pass_fds(preserve_fds)?;
     affinity::apply_final(process)?;
+    process::default_sigpipe();
 
     Ok(Prepared {
         exe: exe_c,
