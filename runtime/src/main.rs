@@ -25,18 +25,24 @@ use cli::{Cli, Cmd};
 use error::{Error, Result};
 
 fn main() {
-    // Rust starts with SIGPIPE ignored. runc and every C tool die of it quietly when their reader goes away
-    // (`gruntime state ID | grep -q running`), and the container's process, a fork of ours, must not
-    // inherit SIG_IGN through execve.
-    // SAFETY: restoring a default disposition, before any thread or handler exists.
-    let _ = unsafe {
-        nix::sys::signal::signal(
-            nix::sys::signal::Signal::SIGPIPE,
-            nix::sys::signal::SigHandler::SigDfl,
-        )
-    };
     let args = cli::normalize_args(std::env::args().collect());
     let cli = Cli::parse_from(args);
+    if matches!(
+        cli.cmd,
+        Some(
+            Cmd::State { .. }
+                | Cmd::List { .. }
+                | Cmd::Ps { .. }
+                | Cmd::Events { .. }
+                | Cmd::Features
+                | Cmd::Spec { .. }
+        )
+    ) {
+        // Commands that only report die quietly when their reader goes away (`state ID | grep -q running`),
+        // as runc does. The others keep Rust's SIGPIPE ignored: a hook that does not read its stdin must
+        // not kill a half-done create.
+        process::default_sigpipe();
+    }
     let format = if cli.log_format == "json" {
         log::Format::Json
     } else {

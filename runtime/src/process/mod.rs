@@ -101,3 +101,15 @@ pub fn cstrings(v: &[String]) -> InitResult<Vec<CString>> {
         })
         .collect()
 }
+
+/// SIGPIPE back to its default. Rust starts every program with it ignored, and an ignored signal survives
+/// execve: the user process must not inherit that.
+pub fn default_sigpipe() {
+    // SAFETY: setting the default disposition installs no handler; nothing else runs signal code here.
+    let _ = unsafe {
+        nix::sys::signal::signal(
+            nix::sys::signal::Signal::SIGPIPE,
+            nix::sys::signal::SigHandler::SigDfl,
+        )
+    };
+}

@@ -129,6 +129,23 @@ fn a_container_without_a_mount_namespace_runs_in_a_rootfs_that_has_no_proc() {
 }
 
 #[test]
+fn a_seccomp_profile_that_denies_close_range_does_not_stop_the_container_from_starting() {
+    // Without no_new_privs the filter goes in before the user switch, i.e. before gruntime's own last
+    // steps: those must not need a syscall the profile may deny (runtime-tools' default profile does).
+    for nnp in [false, true] {
+        let b = sh("echo started");
+        b.edit(|c| {
+            c["process"]["noNewPrivileges"] = nnp.into();
+            c["linux"]["seccomp"] = json!({
+                "defaultAction": "SCMP_ACT_ALLOW",
+                "syscalls": [{"names": ["close_range"], "action": "SCMP_ACT_ERRNO", "errnoRet": 1}]
+            });
+        });
+        assert_eq!(ok_run(&b), "started\n", "noNewPrivileges {nnp}");
+    }
+}
+
+#[test]
 fn nested_readonly_paths_are_read_only_in_either_order() {
     for order in [["/ro", "/ro/sub"], ["/ro/sub", "/ro"]] {
         let b = sh("for f in /ro/x /ro/sub/y; do touch $f 2>/dev/null && echo $f-writable || echo $f-readonly; done");
@@ -446,6 +463,19 @@ fn hooks_run_in_order_with_the_state_on_stdin() {
         };
         assert_eq!(status.trim().trim_end_matches('}'), want, "{log}");
     }
+}
+
+#[test]
+fn a_hook_that_never_reads_its_stdin_does_not_kill_the_runtime() {
+    // The state on the hook's stdin is larger than a pipe holds, and the hook closes its end unread.
+    let b = TestBundle::new(&["true"]);
+    b.edit(|c| {
+        c["annotations"] = json!({ "big": "x".repeat(1 << 20) });
+        c["hooks"] = json!({ "createRuntime": [{ "path": "/bin/sh", "args": ["sh", "-c", "exec 0<&-; sleep 0.2"] }] });
+    });
+    let out = b.run_container(&unique_id("nostdin"));
+    assert!(out.status.success(), "{:?} {}", out.status, stderr(&out));
+    assert!(b.listed().is_empty());
 }
 
 #[test]
