@@ -1,0 +1,122 @@
+#!/bin/bash
+# run.sh [--report OUT]
+# `make conformance`: the OCI runtime-tools validation suite and Kubernetes' critest against gruntime
+# and, as the control in the same run, Debian's runc; then a per-program/per-spec table and a check
+# against expected.tsv (a new failure, or a known failure that passes, fails the run).
+#   1. build.sh: both suites from $CONFORMANCE_DIR, offline, cached outside the checkout;
+#   2. runtime-tools on the host: every program that needs no cgroup (the host's cgroups are not ours);
+#   3. runtime-tools in the project's cgroup-v2 VM (tests/integration/vm/run.sh): every program;
+#   4. critest in the suite's own VM harness (cri/cri-suite.sh: containerd 1.6 + the runc shim).
+# --report OUT: only redo the table and the check from the results of an earlier run in OUT.
+# Env: GRUNTIME (default <checkout>/target/debug/gruntime), RUNC (default /usr/sbin/runc),
+#      CONFORMANCE_DIR (default <checkout>/../shared/conformance), CONFORMANCE_CACHE (see build.sh),
+#      CONFORMANCE_OUT (default <checkout>/target/conformance/<UTC time>),
+#      CONFORMANCE_PLACES (default "host vm cri"), CONFORMANCE_RUNTIMES (default "gruntime runc"),
+#      CONFORMANCE_ARGV=1: log every runtime call critest's shim makes (cri/argv-wrapper.sh; ~50 % slower),
+#      CRI_FOCUS / CRI_SKIP: passed to cri-suite.sh (a focused run is reported, not checked).
+# Exit: 0 iff every result matches expected.tsv.
+set -euo pipefail
+HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+TOP=$(git -C "$HERE" rev-parse --show-toplevel 2>/dev/null || (cd "$HERE/../../.." && pwd))
+EXPECTED=${CONFORMANCE_EXPECTED:-$HERE/expected.tsv}
+log() { printf '== %s %s\n' "$(date -u +%T)" "$*"; }
+
+if [ "${1:-}" = "--report" ]; then
+  [ -n "${2:-}" ] && [ -d "$2" ] || { echo "run.sh: --report needs the OUT dir of an earlier run" >&2; exit 2; }
+  exec python3 "$HERE/compare.py" "$2" "$EXPECTED"
+fi
+[ $# -eq 0 ] || { echo "run.sh: unexpected argument '$1' (usage: run.sh [--report OUT])" >&2; exit 2; }
+
+CDIR=${CONFORMANCE_DIR:-$TOP/../shared/conformance}
+[ -d "$CDIR" ] || { echo "run.sh: no conformance dir '$CDIR' (set CONFORMANCE_DIR)" >&2; exit 2; }
+CDIR=$(cd "$CDIR" && pwd)
+GRUNTIME=${GRUNTIME:-$TOP/target/debug/gruntime}
+RUNC=${RUNC:-/usr/sbin/runc}
+PLACES=${CONFORMANCE_PLACES:-host vm cri}
+RUNTIMES=${CONFORMANCE_RUNTIMES:-gruntime runc}
+for p in $PLACES; do case $p in host|vm|cri) ;; *) echo "run.sh: unknown place '$p' in CONFORMANCE_PLACES (host vm cri)" >&2; exit 2 ;; esac; done
+for r in $RUNTIMES; do case $r in gruntime|runc) ;; *) echo "run.sh: unknown runtime '$r' in CONFORMANCE_RUNTIMES (gruntime runc)" >&2; exit 2 ;; esac; done
+[ -x "$GRUNTIME" ] || { echo "run.sh: no gruntime at '$GRUNTIME' (cargo build -p gruntime, or set GRUNTIME)" >&2; exit 2; }
+[ -x "$RUNC" ] || { echo "run.sh: no runc at '$RUNC' (apt-get install runc, or set RUNC)" >&2; exit 2; }
+[ "$(id -u)" = 0 ] || { echo "run.sh: needs root (the suites create containers)" >&2; exit 2; }
+
+T0=$(date +%s)
+OUT=${CONFORMANCE_OUT:-$TOP/target/conformance/$(date -u +%Y%m%dT%H%M%SZ)}
+mkdir -p "$OUT"; OUT=$(cd "$OUT" && pwd)
+log "results in $OUT"
+
+# ---------------------------------------------------------------- build (cached)
+BUILD_OUT=$("$HERE/build.sh" all)
+RT_BIN=$(sed -n 's/^RT_BIN=//p' <<<"$BUILD_OUT")
+CRI_WORK=$(sed -n 's/^CRI_WORK=//p' <<<"$BUILD_OUT")
+log "runtime-tools: $RT_BIN; critest: $CRI_WORK/bin"
+
+# The runtimes travel with the results: the VMs share OUT, and a checkout under /tmp is hidden in them.
+mkdir -p "$OUT/bin"
+cp "$GRUNTIME" "$OUT/bin/gruntime"
+cp "$HERE/rt-run.sh" "$OUT/bin/rt-run.sh"
+rtpath() { case $1 in gruntime) echo "$OUT/bin/gruntime" ;; runc) echo "$RUNC" ;; esac; }
+{ echo "gruntime: $GRUNTIME ($("$GRUNTIME" --version 2>&1 | head -1))"
+  echo "gruntime commit: $(git -C "$TOP" rev-parse HEAD 2>/dev/null || echo unknown)"
+  echo "runc: $RUNC ($("$RUNC" --version 2>&1 | head -1))"
+  echo "kernel (host): $(uname -r)"
+  echo "runtime-tools: $(basename "$(ls "$CDIR"/runtime-tools-*.tar.gz)")"
+} > "$OUT/versions.txt"
+
+ALL=$(cd "$RT_BIN" && for f in *; do [ -x "$f" ] && [ "$f" != runtimetest ] && echo "$f"; done)
+# Host: not the programs that make cgroups at fixed places (/sys/fs/cgroup/pids/cgrouptest, cgroupsPath
+# /cgrouptest…): the host's cgroups belong to its supervisor, and tests stay inside their own.
+HOSTP=$(grep -vE '^(linux_cgroups_|delete_resources$|delete_only_create_resources$)' <<<"$ALL")
+echo "$ALL" > "$OUT/programs-vm.txt"; echo "$HOSTP" > "$OUT/programs-host.txt"
+
+# ---------------------------------------------------------------- runtime-tools on the host
+if [[ " $PLACES " == *" host "* ]]; then
+  for r in $RUNTIMES; do
+    log "runtime-tools host $r ($(wc -l <<<"$HOSTP") programs)"
+    # shellcheck disable=SC2086
+    "$HERE/rt-run.sh" "$RT_BIN" "$OUT/host" "$r" "$(rtpath "$r")" $HOSTP > "$OUT/host-$r.log" 2>&1 \
+      || { echo "run.sh: runtime-tools host $r: rt-run.sh failed (see $OUT/host-$r.log)" >&2; tail -5 "$OUT/host-$r.log" >&2; }
+  done
+fi
+
+# ---------------------------------------------------------------- runtime-tools in the cgroup-v2 VM
+if [[ " $PLACES " == *" vm "* ]]; then
+  log "runtime-tools vm ($RUNTIMES, $(wc -l <<<"$ALL") programs each)"
+  {
+    echo 'set -u'
+    for r in $RUNTIMES; do
+      # shellcheck disable=SC2086
+      printf 'bash %q %q %q %q %q %s || echo "rt-run %s failed: $?"\n' \
+        "$OUT/bin/rt-run.sh" "$RT_BIN" "$OUT/vm" "$r" "$(rtpath "$r")" "$(echo $ALL)" "$r"
+    done
+  } > "$OUT/bin/vm-batch.sh"
+  set +e
+  ( cd "$OUT" && "$TOP/tests/integration/vm/run.sh" --timeout "${CONFORMANCE_VM_TIMEOUT:-3000}" \
+      --share "$OUT" --share "$RT_BIN" --mem 3072 -- bash "$OUT/bin/vm-batch.sh" ) > "$OUT/vm.log" 2>&1
+  vrc=$?
+  set -e
+  [ "$vrc" -eq 0 ] || { echo "run.sh: the runtime-tools VM ended with status $vrc (see $OUT/vm.log)" >&2; tail -5 "$OUT/vm.log" >&2; }
+fi
+
+# ---------------------------------------------------------------- critest (cri/cri-suite.sh's VM)
+if [[ " $PLACES " == *" cri "* ]]; then
+  for r in $RUNTIMES; do
+    log "critest $r"
+    co=$OUT/cri/$r; mkdir -p "$co"
+    rt=$(rtpath "$r"); envs=()
+    if [ "${CONFORMANCE_ARGV:-0}" = 1 ]; then
+      envs=(ARGV_REAL_RUNTIME="$rt"); rt=$CDIR/cri/argv-wrapper.sh
+    fi
+    set +e
+    env "${envs[@]}" CRI_OUT="$co" CRI_WORK="$CRI_WORK" "$CDIR/cri/cri-suite.sh" "$rt" > "$OUT/cri-$r.log" 2>&1
+    crc=$?
+    set -e
+    [ -s "$co/results.tsv" ] || { echo "run.sh: critest $r gave no results (status $crc, see $OUT/cri-$r.log)" >&2; tail -5 "$OUT/cri-$r.log" >&2; }
+    # the guest's tmpfs-only copies of the images are large; the logs are what is worth keeping
+    rm -rf "$co/assets/oci" "$co/assets/preload.tar" "$co/cri-bin" 2>/dev/null || true
+  done
+fi
+
+log "done in $(( $(date +%s) - T0 )) s"
+[ -z "${CRI_FOCUS:-}${CRI_SKIP:-}" ] || export CONFORMANCE_PARTIAL=1
+python3 "$HERE/compare.py" "$OUT" "$EXPECTED"
