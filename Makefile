@@ -55,3 +55,10 @@ lint:
 clean:
 	$(CARGO) clean
 	rm -rf bundles/busybox
+
+# OCI runtime-tools + Kubernetes critest against gruntime and (control) runc, offline; results in
+# target/conformance/, checked against tests/integration/conformance/expected.tsv. See docs/conformance.md.
+.PHONY: conformance
+conformance:
+	$(CARGO) build -p gruntime
+	bash tests/integration/conformance/run.sh
