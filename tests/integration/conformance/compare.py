@@ -2,8 +2,15 @@
 """compare.py OUT EXPECTED.tsv [--write-expected]
 
 Reads the results of a conformance run in OUT:
-  OUT/{host,vm}/<runtime>/results.tsv   program, pass|fail|error, ok points, not-ok points, exit status
+  OUT/{host,vm}/<runtime>/results.tsv   program, exit status, ok points, not-ok points, seconds (rt-run.sh)
+  OUT/{host,vm}/<runtime>/<program>.tap its output
   OUT/cri/<runtime>/results.tsv         PASS|FAIL|SKIP, seconds, spec (cri/cri-report.py)
+A runtime-tools program is
+  fail   when it printed a "not ok" point, or no point at all but a diagnostic with an "error"
+         (the lifecycle programs - hooks, prestart, poststop... - report a failed check that way);
+  error  when it exited non-zero otherwise (util.Fatal: create failed where the program did not
+         expect it, a crash, the timeout);
+  pass   otherwise (the *_fail programs print nothing and exit 0 when the runtime refused the config).
 prints one table row per program/spec (gruntime beside runc), the totals, and every difference from
 EXPECTED.tsv, and writes the same into OUT/report.txt. Exit 1 on any difference: a new failure, a
 known failure that now passes (flip its line to pass), a result that is missing.
@@ -15,7 +22,7 @@ With CONFORMANCE_PARTIAL=1 (a focused critest run) critest specs that did not ru
 --write-expected: rewrite EXPECTED.tsv from OUT's results, keeping the reasons already written for
 lines whose expectation is unchanged (and "TODO" where a reason is missing).
 """
-import os, sys
+import os, re, sys
 from collections import defaultdict
 
 out, exp_path = sys.argv[1], sys.argv[2]
@@ -23,6 +30,36 @@ write = "--write-expected" in sys.argv[3:]
 PLACES = ("host", "vm", "cri")
 RUNTIMES = ("gruntime", "runc")
 
+ERR_DIAG = re.compile(r'^\s+"error": "(?!")', re.M)
+
+def classify(rc, ok, nok, text):
+    if nok > 0:
+        return "fail"
+    if ok == 0 and ERR_DIAG.search(text):
+        return "fail"
+    if rc != 0:
+        return "error"
+    return "pass"
+
+def why(text, rc):
+    """One line: the first not-ok point, the runtime's error message, or the diagnostic."""
+    parts = []
+    m = re.search(r"^not ok \d+ - (.*)$", text, re.M)
+    if m:
+        parts.append(m.group(1)[:120])
+    m = re.search(r'level=error msg="((?:[^"\\]|\\.)*)"', text)
+    if m:
+        parts.append(m.group(1).replace('\\"', '"')[:200])
+    elif not parts:
+        m = re.search(r'^\s+"error": "(.+?)(?:\\n|")', text, re.M)
+        if m:
+            parts.append(m.group(1)[:200])
+    if rc not in (0,) and not parts:
+        lines = [l for l in text.splitlines() if l.strip()]
+        parts.append("exit %d: %s" % (rc, lines[-1][:200] if lines else "no output"))
+    return " | ".join(parts)
+
+WHY = {}
 res = {}            # (place, rt) -> {test: (state, detail)}
 for place in PLACES:
     for rt in RUNTIMES:
@@ -39,7 +76,11 @@ for place in PLACES:
             else:
                 if len(f) < 5:
                     continue
-                d[f[0]] = (f[1], "%s/%s" % (f[2], f[3]))
+                rc, ok, nok = int(f[1]), int(f[2]), int(f[3])
+                tap = os.path.join(out, place, rt, f[0] + ".tap")
+                text = open(tap, errors="replace").read() if os.path.exists(tap) else ""
+                d[f[0]] = (classify(rc, ok, nok, text), "%d/%d" % (ok, nok))
+                WHY[(place, rt, f[0])] = why(text, rc)
         res[(place, rt)] = d
 
 # programs that should have run but left no line (VM died, rt-run aborted)
@@ -65,6 +106,7 @@ if os.path.exists(exp_path):
         exp[(f[0], f[1], f[2])] = (f[3], f[4] if len(f) > 4 else "")
 
 partial = os.environ.get("CONFORMANCE_PARTIAL") == "1"
+VERBOSE = os.environ.get("CONFORMANCE_QUIET") != "1"
 lines, diffs = [], []
 def say(s=""):
     lines.append(s)
@@ -98,6 +140,10 @@ for place in PLACES:
                     place, rt, t, e, st, " (%s)" % det if det else "", kind + ("; control: the environment changed?" if rt == "runc" else "")))
             cells.append("%-8s" % (mark + st + (" " + det if place != "cri" and det else "")))
         say("  ".join("%-14s" % c for c in cells) + "  " + t)
+        for rt in rts:
+            st = res[(place, rt)].get(t, ("missing", ""))[0]
+            if st not in ("pass", "skip", "missing") and WHY.get((place, rt, t)) and VERBOSE:
+                say("    %s: %s" % (rt, WHY[(place, rt, t)]))
     for rt in rts:
         t = tot[rt]
         extra = "" if place == "cri" else ", points %d ok / %d not ok" % tuple(pts[rt])

@@ -69,53 +69,73 @@ ALL=$(cd "$RT_BIN" && for f in *; do [ -x "$f" ] && [ "$f" != runtimetest ] && e
 HOSTP=$(grep -vE '^(linux_cgroups_|delete_resources$|delete_only_create_resources$)' <<<"$ALL")
 echo "$ALL" > "$OUT/programs-vm.txt"; echo "$HOSTP" > "$OUT/programs-host.txt"
 
-# ---------------------------------------------------------------- runtime-tools on the host
-if [[ " $PLACES " == *" host "* ]]; then
-  for r in $RUNTIMES; do
-    log "runtime-tools host $r ($(wc -l <<<"$HOSTP") programs)"
-    # shellcheck disable=SC2086
-    "$HERE/rt-run.sh" "$RT_BIN" "$OUT/host" "$r" "$(rtpath "$r")" $HOSTP > "$OUT/host-$r.log" 2>&1 \
-      || { echo "run.sh: runtime-tools host $r: rt-run.sh failed (see $OUT/host-$r.log)" >&2; tail -5 "$OUT/host-$r.log" >&2; }
-  done
-fi
+# Each (place, runtime) is one job: the host runs, one VM per runtime for runtime-tools, one critest VM
+# per runtime. With CONFORMANCE_JOBS > 1 (default 4) they run side by side: the VMs are TCG-bound and
+# each gets its own share of a busy machine (memory: up to 2 x 4 GB + 2 x 2 GB).
+host_job() {
+  log "runtime-tools host $1 ($(wc -l <<<"$HOSTP") programs)"
+  # shellcheck disable=SC2086
+  "$HERE/rt-run.sh" "$RT_BIN" "$OUT/host" "$1" "$(rtpath "$1")" $HOSTP > "$OUT/host-$1.log" 2>&1 \
+    || { echo "run.sh: runtime-tools host $1: rt-run.sh failed (see $OUT/host-$1.log)" >&2; tail -5 "$OUT/host-$1.log" >&2; }
+  log "runtime-tools host $1 done"
+}
 
-# ---------------------------------------------------------------- runtime-tools in the cgroup-v2 VM
-if [[ " $PLACES " == *" vm "* ]]; then
-  log "runtime-tools vm ($RUNTIMES, $(wc -l <<<"$ALL") programs each)"
-  {
-    echo 'set -u'
-    for r in $RUNTIMES; do
-      # shellcheck disable=SC2086
-      printf 'bash %q %q %q %q %q %s || echo "rt-run %s failed: $?"\n' \
-        "$OUT/bin/rt-run.sh" "$RT_BIN" "$OUT/vm" "$r" "$(rtpath "$r")" "$(echo $ALL)" "$r"
-    done
-  } > "$OUT/bin/vm-batch.sh"
+vm_job() {
+  local r=$1 vrc
+  log "runtime-tools vm $r ($(wc -l <<<"$ALL") programs)"
+  # shellcheck disable=SC2086
+  printf 'bash %q %q %q %q %q %s\n' "$OUT/bin/rt-run.sh" "$RT_BIN" "$OUT/vm" "$r" "$(rtpath "$r")" "$(echo $ALL)" \
+    > "$OUT/bin/vm-batch-$r.sh"
   set +e
-  ( cd "$OUT" && "$TOP/tests/integration/vm/run.sh" --timeout "${CONFORMANCE_VM_TIMEOUT:-3000}" \
-      --share "$OUT" --share "$RT_BIN" --mem 3072 -- bash "$OUT/bin/vm-batch.sh" ) > "$OUT/vm.log" 2>&1
+  ( cd "$OUT" && "$TOP/tests/integration/vm/run.sh" --timeout "${CONFORMANCE_VM_TIMEOUT:-4800}" \
+      --share "$OUT" --share "$RT_BIN" --mem "${CONFORMANCE_VM_MEM:-2048}" -- bash "$OUT/bin/vm-batch-$r.sh" ) > "$OUT/vm-$r.log" 2>&1
   vrc=$?
   set -e
-  [ "$vrc" -eq 0 ] || { echo "run.sh: the runtime-tools VM ended with status $vrc (see $OUT/vm.log)" >&2; tail -5 "$OUT/vm.log" >&2; }
-fi
+  [ "$vrc" -eq 0 ] || { echo "run.sh: the runtime-tools VM for $r ended with status $vrc (see $OUT/vm-$r.log)" >&2; tail -5 "$OUT/vm-$r.log" >&2; }
+  log "runtime-tools vm $r done"
+}
 
-# ---------------------------------------------------------------- critest (cri/cri-suite.sh's VM)
-if [[ " $PLACES " == *" cri "* ]]; then
-  for r in $RUNTIMES; do
-    log "critest $r"
-    co=$OUT/cri/$r; mkdir -p "$co"
-    rt=$(rtpath "$r"); envs=()
-    if [ "${CONFORMANCE_ARGV:-0}" = 1 ]; then
-      envs=(ARGV_REAL_RUNTIME="$rt"); rt=$CDIR/cri/argv-wrapper.sh
-    fi
-    set +e
-    env "${envs[@]}" CRI_OUT="$co" CRI_WORK="$CRI_WORK" "$CDIR/cri/cri-suite.sh" "$rt" > "$OUT/cri-$r.log" 2>&1
-    crc=$?
-    set -e
-    [ -s "$co/results.tsv" ] || { echo "run.sh: critest $r gave no results (status $crc, see $OUT/cri-$r.log)" >&2; tail -5 "$OUT/cri-$r.log" >&2; }
-    # the guest's tmpfs-only copies of the images are large; the logs are what is worth keeping
-    rm -rf "$co/assets/oci" "$co/assets/preload.tar" "$co/cri-bin" 2>/dev/null || true
-  done
-fi
+cri_job() {
+  local r=$1 co rt crc envs=()
+  log "critest $r"
+  co=$OUT/cri/$r; mkdir -p "$co/rt"
+  # The guest has fresh tmpfs on /tmp, /var/tmp and /run and sees only CRI_OUT of ours: the runtime
+  # (and the argv wrapper) must be in there when they live under those paths on the host.
+  rt=$(rtpath "$r")
+  case $rt in /tmp/*|/var/tmp/*|/run/*) cp "$rt" "$co/rt/$r"; rt=$co/rt/$r ;; esac
+  if [ "${CONFORMANCE_ARGV:-0}" = 1 ]; then
+    cp "$CDIR/cri/argv-wrapper.sh" "$co/rt/argv-wrapper.sh"
+    envs=(ARGV_REAL_RUNTIME="$rt"); rt=$co/rt/argv-wrapper.sh
+  fi
+  set +e
+  env "${envs[@]}" CRI_OUT="$co" CRI_WORK="$CRI_WORK" "$CDIR/cri/cri-suite.sh" "$rt" > "$OUT/cri-$r.log" 2>&1
+  crc=$?
+  set -e
+  [ -s "$co/results.tsv" ] || { echo "run.sh: critest $r gave no results (status $crc, see $OUT/cri-$r.log)" >&2; tail -5 "$OUT/cri-$r.log" >&2; }
+  # the stand-in images are rebuilt on every run; the logs are what is worth keeping
+  rm -rf "$co/assets/oci" "$co/assets/preload.tar" "$co/cri-bin" 2>/dev/null || true
+  log "critest $r done"
+}
+
+JOBS=()
+for p in cri vm host; do
+  [[ " $PLACES " == *" $p "* ]] || continue
+  for r in $RUNTIMES; do JOBS+=("$p:$r"); done
+done
+PIDS=()
+# job control: each job is its own process group, so that stopping the run stops its VMs and containers
+set -m
+stop_jobs() { local p; for p in "${PIDS[@]}"; do kill -- "-$p" 2>/dev/null || true; done; wait; }
+trap 'stop_jobs; exit 130' INT TERM HUP
+MAXJ=${CONFORMANCE_JOBS:-4}
+for j in "${JOBS[@]}"; do
+  while [ "$(jobs -rp | wc -l)" -ge "$MAXJ" ]; do wait -n || true; done
+  "${j%%:*}_job" "${j#*:}" &
+  PIDS+=($!)
+done
+wait
+set +m
+trap - INT TERM HUP
 
 log "done in $(( $(date +%s) - T0 )) s"
 [ -z "${CRI_FOCUS:-}${CRI_SKIP:-}" ] || export CONFORMANCE_PARTIAL=1
