@@ -148,4 +148,5 @@ trap - INT TERM HUP
 
 log "done in $(( $(date +%s) - T0 )) s"
 [ -z "${CRI_FOCUS:-}${CRI_SKIP:-}" ] || export CONFORMANCE_PARTIAL=1
+export CONFORMANCE_RAN="${JOBS[*]}"
 python3 "$HERE/compare.py" "$OUT" "$EXPECTED"
