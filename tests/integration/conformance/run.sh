@@ -53,10 +53,12 @@ log "runtime-tools: $RT_BIN; critest: $CRI_WORK/bin"
 
 # The runtimes travel with the results: the VMs share OUT, and a checkout under /tmp is hidden in them.
 mkdir -p "$OUT/bin"
-# (copy + rename: another run.sh on the same OUT may be running the old copy)
+# (copy + rename: another run.sh on the same OUT may be running the old copy). gruntime's copy loses its
+# debug info (same code): a debug build is ~60 MB, and the guests read it through 9p on every call.
 for f in "$GRUNTIME:gruntime" "$HERE/rt-run.sh:rt-run.sh"; do
   cp "${f%%:*}" "$OUT/bin/.${f#*:}.new"; mv -f "$OUT/bin/.${f#*:}.new" "$OUT/bin/${f#*:}"
 done
+strip --strip-debug "$OUT/bin/gruntime" 2>/dev/null || true
 rtpath() { case $1 in gruntime) echo "$OUT/bin/gruntime" ;; runc) echo "$RUNC" ;; esac; }
 { echo "gruntime: $GRUNTIME ($("$GRUNTIME" --version 2>&1 | head -1))"
   echo "gruntime commit: $(git -C "$TOP" rev-parse HEAD 2>/dev/null || echo unknown)"
@@ -85,9 +87,11 @@ host_job() {
 vm_job() {
   local r=$1 vrc try
   log "runtime-tools vm $r ($(wc -l <<<"$ALL") programs)"
+  # In the guest the runtime runs from its tmpfs: OUT is a 9p share without caching.
   # shellcheck disable=SC2086
-  printf 'bash %q %q %q %q %q %s\n' "$OUT/bin/rt-run.sh" "$RT_BIN" "$OUT/vm" "$r" "$(rtpath "$r")" "$(echo $ALL)" \
-    > "$OUT/bin/vm-batch-$r.sh"
+  { printf 'set -e\ncp %q /tmp/%q\n' "$(rtpath "$r")" "$r"
+    printf 'bash %q %q %q %q %q %s\n' "$OUT/bin/rt-run.sh" "$RT_BIN" "$OUT/vm" "$r" "/tmp/$r" "$(echo $ALL)"
+  } > "$OUT/bin/vm-batch-$r.sh"
   # A guest that never got to the command (125 and no result yet: under a loaded TCG host the kernel
   # can panic at boot, "IO-APIC + timer doesn't work") boots again, twice at most.
   for try in 1 2 3; do
@@ -110,8 +114,17 @@ cri_job() {
   co=$OUT/cri/$r; mkdir -p "$co/rt"
   # The guest has fresh tmpfs on /tmp, /var/tmp and /run and sees only CRI_OUT of ours: the runtime
   # (and the argv wrapper) must be in there when they live under those paths on the host.
+  # Best from the host's root, which the guest caches; else from CRI_OUT (a 9p share without caching).
   rt=$(rtpath "$r")
-  case $rt in /tmp/*|/var/tmp/*|/run/*) cp "$rt" "$co/rt/$r"; rt=$co/rt/$r ;; esac
+  case $rt in
+    /tmp/*|/var/tmp/*|/run/*)
+      case $TOP in
+        /tmp/*|/var/tmp/*|/run/*) cp "$rt" "$co/rt/$r"; rt=$co/rt/$r ;;
+        *) mkdir -p "$TOP/target/conformance-bin"
+           cp "$rt" "$TOP/target/conformance-bin/.$r.new"; mv -f "$TOP/target/conformance-bin/.$r.new" "$TOP/target/conformance-bin/$r"
+           rt=$TOP/target/conformance-bin/$r ;;
+      esac ;;
+  esac
   if [ "${CONFORMANCE_ARGV:-0}" = 1 ]; then
     cp "$CDIR/cri/argv-wrapper.sh" "$co/rt/argv-wrapper.sh"
     envs=(ARGV_REAL_RUNTIME="$rt"); rt=$co/rt/argv-wrapper.sh
