@@ -20,7 +20,7 @@ gruntime|runc, expect pass|fail|error|skip|flaky ("flaky": seen both passing and
 written down; either is accepted). A test without a line must pass. '#' starts a comment line. Only
 places/runtimes present in OUT are checked. runc is the control: its differences are listed (they say
 the environment or the suite changed) but fail the run only with CONFORMANCE_STRICT_CONTROL=1.
-With CONFORMANCE_PARTIAL=1 (a focused critest run) critest specs that did not run are not checked.
+With CONFORMANCE_PARTIAL=1 (CRI_FOCUS, CONFORMANCE_PROGRAMS) what did not run is not checked.
 --write-expected: rewrite EXPECTED.tsv from OUT's results, keeping the reasons already written for
 lines whose expectation is unchanged (and "TODO" where a reason is missing).
 """
@@ -127,7 +127,7 @@ for place in PLACES:
         cells = []
         for rt in rts:
             st, det = res[(place, rt)].get(t, ("missing", ""))
-            if partial and place == "cri" and st in ("missing", "skip"):
+            if partial and (st == "missing" or (place == "cri" and st == "skip")):
                 cells.append("%-8s" % "-"); continue
             tot[rt][st] += 1
             if place != "cri" and "/" in det:
