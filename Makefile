@@ -61,6 +61,13 @@ test: deps build test-unit test-integration
 test-unit:
 	$(CARGO) test --workspace --bins --lib
 
+# OCI runtime-tools + Kubernetes critest against gruntime and (control) runc, offline; results in
+# target/conformance/, checked against tests/integration/conformance/expected.tsv. See docs/conformance.md.
+.PHONY: conformance
+conformance:
+	$(CARGO) build -p gruntime
+	bash tests/integration/conformance/run.sh
+
 # Integration tests run one file at a time: each drives real containers, registries or a VM.
 test-integration: build
 	$(CARGO) test -p integration --no-fail-fast -- --test-threads=2
