@@ -298,14 +298,22 @@ fn pass_fds(n: i32) -> InitResult<()> {
 }
 
 fn cloexec_listed(n: i32) -> InitResult<()> {
-    let dir = std::fs::read_dir("/proc/self/fd").step(|| "list /proc/self/fd".into())?;
-    let fds: Vec<RawFd> = dir
-        .flatten()
-        .filter_map(|e| e.file_name().to_str()?.parse().ok())
-        .filter(|fd| *fd >= 3 + n)
-        .collect();
+    let fds: Vec<RawFd> = match std::fs::read_dir("/proc/self/fd") {
+        Ok(dir) => dir
+            .flatten()
+            .filter_map(|e| e.file_name().to_str()?.parse().ok())
+            .filter(|fd| *fd >= 3 + n)
+            .collect(),
+        // No /proc either: every number the fd limit allows.
+        Err(_) => {
+            let (soft, _) =
+                nix::sys::resource::getrlimit(nix::sys::resource::Resource::RLIMIT_NOFILE)
+                    .step(|| "read RLIMIT_NOFILE".into())?;
+            (3 + n..soft.min(1 << 20) as RawFd).collect()
+        }
+    };
     for fd in fds {
-        // SAFETY: F_GETFD/F_SETFD on an fd number; a stale number (the read_dir fd) just fails.
+        // SAFETY: F_GETFD/F_SETFD on an fd number; a stale or closed number just fails.
         unsafe {
             let flags = libc::fcntl(fd, libc::F_GETFD);
             if flags >= 0 {

@@ -132,16 +132,23 @@ fn a_container_without_a_mount_namespace_runs_in_a_rootfs_that_has_no_proc() {
 fn a_seccomp_profile_that_denies_close_range_does_not_stop_the_container_from_starting() {
     // Without no_new_privs the filter goes in before the user switch, i.e. before gruntime's own last
     // steps: those must not need a syscall the profile may deny (runtime-tools' default profile does).
-    for nnp in [false, true] {
+    // The last case has no /proc to list fds in either (no mount namespace).
+    for (nnp, own_mountns) in [(false, true), (true, true), (false, false)] {
         let b = sh("echo started");
         b.edit(|c| {
+            if !own_mountns {
+                c.as_object_mut().unwrap().remove("hostname");
+                c["linux"]["namespaces"] = json!([]);
+                c["linux"]["maskedPaths"] = json!([]);
+                c["linux"]["readonlyPaths"] = json!([]);
+            }
             c["process"]["noNewPrivileges"] = nnp.into();
             c["linux"]["seccomp"] = json!({
                 "defaultAction": "SCMP_ACT_ALLOW",
                 "syscalls": [{"names": ["close_range"], "action": "SCMP_ACT_ERRNO", "errnoRet": 1}]
             });
         });
-        assert_eq!(ok_run(&b), "started\n", "noNewPrivileges {nnp}");
+        assert_eq!(ok_run(&b), "started\n", "noNewPrivileges {nnp}, mount namespace {own_mountns}");
     }
 }
 
