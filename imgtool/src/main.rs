@@ -2,6 +2,9 @@
 //!
 //! Parse the command line (clap), build the `Context`, dispatch; every error is printed as one
 //! line `imgtool: <error>` and the exit status is 1.
+#[macro_use]
+mod output;
+
 mod auth;
 mod bundle;
 mod commands;
@@ -168,7 +171,11 @@ fn run(cli: Cli) -> Result<()> {
 fn main() {
     let cli = Cli::parse();
     if let Err(e) = run(cli) {
-        eprintln!("imgtool: {e}");
+        errln!("imgtool: {e}");
+        std::process::exit(1);
+    }
+    if let Some(e) = output::failure() {
+        errln!("imgtool: write to stdout: {e}");
         std::process::exit(1);
     }
 }

@@ -225,20 +225,20 @@ pub fn run_login(ctx: &Context, args: LoginArgs) -> Result<()> {
         .map_err(|e| Error::Other(format!("start async runtime: {e}")))?;
     rt.block_on(check_credentials(ctx, &registry, &user, &pass))?;
     let path = crate::auth::store_credentials(ctx, &registry, &user, &pass)?;
-    eprintln!("Credentials for {registry} written to {}", path.display());
-    println!("Login Succeeded!");
+    errln!("Credentials for {registry} written to {}", path.display());
+    outln!("Login Succeeded!");
     Ok(())
 }
 
 pub fn run_logout(ctx: &Context, args: LogoutArgs) -> Result<()> {
     if args.all {
         let n = crate::auth::remove_all_credentials(ctx)?;
-        println!("Removed login credentials for {n} registries");
+        outln!("Removed login credentials for {n} registries");
         return Ok(());
     }
     let registry = registry_host(args.registry.as_deref().unwrap_or_default());
     if crate::auth::remove_credentials(ctx, &registry)? {
-        println!("Removed login credentials for {registry}");
+        outln!("Removed login credentials for {registry}");
         Ok(())
     } else {
         Err(Error::Auth {

@@ -446,7 +446,7 @@ pub fn run_bundle(ctx: &Context, cmd: BundleCmd) -> Result<(), Error> {
             let layers = snapshot::layers_dir(&ctx.store_dir);
             let n = snapshot::prune_unused(&ctx.store_dir)
                 .map_err(Error::io("prune layer cache", &layers))?;
-            println!("removed {n} unused cached layers");
+            outln!("removed {n} unused cached layers");
             Ok(())
         }
     }
@@ -499,6 +499,6 @@ fn bundle_info(dir: &Path) -> Result<(), Error> {
         "SizeRw": rw,
         "SizeRootFs": total,
     });
-    println!("{}", serde_json::to_string_pretty(&out).unwrap_or_default());
+    outln!("{}", serde_json::to_string_pretty(&out).unwrap_or_default());
     Ok(())
 }

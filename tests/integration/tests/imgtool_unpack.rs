@@ -1083,3 +1083,37 @@ fn archive_sources_match_umoci() {
         assert_same_tree(&b.join("rootfs"), &f.path("theirs/rootfs"));
     }
 }
+
+#[test]
+fn a_closed_stdout_ends_a_command_quietly() {
+    let f = Fixture::new();
+    let src = f.layout("rich", &rich_image(Compression::Gzip));
+    let o = f.imgtool(&["pull", "-q", &src]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let id = stdout(&o).trim().to_string();
+    let b = f.path("b");
+    f.unpack(&src, &b, &[]);
+    let b = b.to_str().unwrap();
+    for args in [
+        &["images", "--format", "json"][..],
+        &["images"],
+        &["inspect", &id],
+        &["inspect", "--format", "json", &id],
+        &["bundle", "info", b],
+    ] {
+        // A reader that is gone before anything is written, as `| grep -q` is once it matched.
+        let (read, write) = nix::unistd::pipe().unwrap();
+        drop(read);
+        let o = run(Command::new(imgtool_bin())
+            .arg("--store")
+            .arg(f.store())
+            .args(args)
+            .stdout(write));
+        assert!(
+            o.status.success() && stderr(&o).is_empty(),
+            "imgtool {args:?} with stdout closed: {} {}",
+            o.status,
+            stderr(&o)
+        );
+    }
+}
