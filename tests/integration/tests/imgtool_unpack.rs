@@ -1117,3 +1117,48 @@ fn a_closed_stdout_ends_a_command_quietly() {
         );
     }
 }
+
+/// An image of many small files: long enough to kill or signal half way through.
+fn many_files_image() -> OciImage {
+    let mut entries = vec![];
+    for d in 0..100 {
+        entries.push(dir(&format!("d{d}")));
+        for i in 0..300 {
+            entries.push(file(&format!("d{d}/f{i}"), "x"));
+        }
+    }
+    OciImage::new(&["/bin/sh"]).layer(layer_tar(&entries), Compression::Gzip)
+}
+#[test]
+fn nohup_keeps_an_unpack_going_when_the_terminal_hangs_up() {
+    let f = Fixture::new();
+    let src = f.layout("many", &many_files_image());
+    let b = f.path("b");
+    let child = Command::new("nohup")
+        .arg(imgtool_bin())
+        .arg("--store")
+        .arg(f.store())
+        .args(["unpack", &src])
+        .arg(&b)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    // nohup execs imgtool: the hangup goes to imgtool itself, half way through the layer.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    while !b.join("rootfs/d1").exists() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the unpack never started"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    }
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(child.id() as i32),
+        nix::sys::signal::Signal::SIGHUP,
+    )
+    .unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(b.join("config.json").is_file() && b.join("rootfs/d99/f299").is_file());
+}
