@@ -1162,3 +1162,30 @@ fn nohup_keeps_an_unpack_going_when_the_terminal_hangs_up() {
     assert!(out.status.success(), "{}", stderr(&out));
     assert!(b.join("config.json").is_file() && b.join("rootfs/d99/f299").is_file());
 }
+
+#[test]
+fn two_unpacks_of_one_image_give_byte_identical_config_json() {
+    let f = Fixture::new();
+    let labels: serde_json::Map<String, serde_json::Value> = (0..16)
+        .map(|i| (format!("label.{i}"), serde_json::json!(format!("v{i}"))))
+        .collect();
+    let img = rich_image(Compression::Gzip)
+        .set("Labels", serde_json::Value::Object(labels))
+        .set("StopSignal", serde_json::json!("SIGQUIT"))
+        .set(
+            "ExposedPorts",
+            serde_json::json!({"80/tcp": {}, "443/tcp": {}}),
+        );
+    let src = f.layout("rich", &img);
+    let configs: Vec<Vec<u8>> = (0..3)
+        .map(|i| {
+            let b = f.path(&format!("b{i}"));
+            f.unpack(&src, &b, &[]);
+            std::fs::read(b.join("config.json")).unwrap()
+        })
+        .collect();
+    assert!(
+        configs.windows(2).all(|w| w[0] == w[1]),
+        "config.json differs between unpacks"
+    );
+}
