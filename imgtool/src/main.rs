@@ -108,6 +108,12 @@ fn context(cli: &Cli) -> Result<Context> {
         (None, Some(d)) if !d.is_empty() => PathBuf::from(d),
         _ => Context::default_store_dir(),
     };
+    // Absolute from here on: the store's path is recorded in bundles, and a relative one would
+    // name another store (or none) when `bundle rm` runs from another directory.
+    let store_dir = std::path::absolute(&store_dir).map_err(|e| Error::InvalidArgument {
+        arg: "--store",
+        reason: format!("{}: {e}", store_dir.display()),
+    })?;
     let creds = match &cli.creds {
         Some(c) => {
             let (u, p) = c.split_once(':').ok_or_else(|| Error::InvalidArgument {

@@ -459,6 +459,16 @@ fn bundle_rm(dir: &Path) -> Result<(), Error> {
         .map_err(Error::io("resolve bundle dir", dir))?;
     let rootfs = dir.join("rootfs");
     if rec.snapshot == SnapshotMode::Overlay {
+        // A bundle recorded before store paths were made absolute: its relative path meant
+        // the directory unpack ran in, and from here it may name no store or another one.
+        if rec.store.is_relative() && !rec.store.join(".imgtool").is_dir() {
+            return Err(unpack_err(format!(
+                "{}: made with the relative store path {}, which names no store from here; \
+                 run bundle rm from the directory the unpack ran in",
+                dir.display(),
+                rec.store.display()
+            )));
+        }
         if snapshot::is_mountpoint(&rootfs) {
             snapshot::unmount(&rootfs)?;
         }

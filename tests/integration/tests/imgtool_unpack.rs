@@ -1189,3 +1189,37 @@ fn two_unpacks_of_one_image_give_byte_identical_config_json() {
         "config.json differs between unpacks"
     );
 }
+
+#[test]
+fn bundle_rm_from_another_directory_releases_the_layers_of_a_relative_store() {
+    let f = Fixture::new();
+    let src = f.layout("rich", &rich_image(Compression::Gzip));
+    let o = run(Command::new(imgtool_bin()).current_dir(f.tmp.path()).args([
+        "--store",
+        "store",
+        "unpack",
+        "--snapshot",
+        "overlay",
+        &src,
+        "b",
+    ]));
+    assert!(o.status.success(), "{}", stderr(&o));
+    let b = f.path("b");
+    assert!(b.join("rootfs").is_dir());
+    let o = run(Command::new(imgtool_bin())
+        .current_dir("/")
+        .arg("--store")
+        .arg(f.store())
+        .args(["bundle", "rm"])
+        .arg(&b));
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(!b.exists());
+    // Nothing pins the three layers any more.
+    let o = f.imgtool(&["bundle", "prune"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(
+        stdout(&o).contains("removed 3 unused cached layers"),
+        "{}",
+        stdout(&o)
+    );
+}
