@@ -87,7 +87,7 @@ pub fn chain_ids(diff_ids: &[String]) -> Vec<String> {
 }
 
 pub fn layers_dir(store: &Path) -> PathBuf {
-    store.join("snapshots/layers")
+    store.join(crate::store::LAYER_CACHE)
 }
 
 pub fn layer_dir(store: &Path, chain_id: &str) -> PathBuf {

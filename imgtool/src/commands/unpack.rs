@@ -443,8 +443,10 @@ pub fn run_bundle(ctx: &Context, cmd: BundleCmd) -> Result<(), Error> {
         BundleCmd::Rm { dir } => bundle_rm(&dir),
         BundleCmd::Info { dir } => bundle_info(&dir),
         BundleCmd::Prune => {
-            let layers = snapshot::layers_dir(&ctx.store_dir);
-            let n = snapshot::prune_unused(&ctx.store_dir)
+            // Opening the store sweeps what dead unpacks left in the layer cache.
+            let store = Store::open(ctx)?;
+            let layers = snapshot::layers_dir(store.root());
+            let n = snapshot::prune_unused(store.root())
                 .map_err(Error::io("prune layer cache", &layers))?;
             outln!("removed {n} unused cached layers");
             Ok(())

@@ -1223,3 +1223,60 @@ fn bundle_rm_from_another_directory_releases_the_layers_of_a_relative_store() {
         stdout(&o)
     );
 }
+
+/// Wait (at most a minute) for `ready`, then SIGKILL `child` and reap it.
+fn kill_when(child: &mut std::process::Child, ready: impl Fn() -> bool) {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    while !ready() {
+        assert!(std::time::Instant::now() < deadline, "never got ready");
+        assert!(
+            child.try_wait().unwrap().is_none(),
+            "the child ended before it was killed"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    }
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(child.id() as i32),
+        nix::sys::signal::Signal::SIGKILL,
+    )
+    .unwrap();
+    child.wait().unwrap();
+}
+#[test]
+fn the_next_command_clears_what_a_killed_overlay_unpack_left() {
+    let f = Fixture::new();
+    let src = f.layout("many", &many_files_image());
+    let b = f.path("b");
+    let mut child = Command::new(imgtool_bin())
+        .arg("--store")
+        .arg(f.store())
+        .args(["unpack", "--snapshot", "overlay", &src])
+        .arg(&b)
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let layers = f.store().join("snapshots/layers");
+    let debris = || -> Vec<PathBuf> {
+        std::fs::read_dir(&layers)
+            .map(|rd| {
+                rd.flatten()
+                    .map(|e| e.path())
+                    .filter(|p| {
+                        p.file_name()
+                            .unwrap()
+                            .to_string_lossy()
+                            .starts_with(".tmp-")
+                    })
+                    .collect()
+            })
+            .unwrap_or_default()
+    };
+    // Killed while the layer is being extracted into its temporary cache dir.
+    kill_when(&mut child, || {
+        debris().iter().any(|d| d.join("fs/d1").exists())
+    });
+    assert!(!debris().is_empty());
+    let o = f.imgtool(&["bundle", "prune"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(debris().is_empty(), "left behind: {:?}", debris());
+}
