@@ -1279,4 +1279,39 @@ fn the_next_command_clears_what_a_killed_overlay_unpack_left() {
     let o = f.imgtool(&["bundle", "prune"]);
     assert!(o.status.success(), "{}", stderr(&o));
     assert!(debris().is_empty(), "left behind: {:?}", debris());
+    // The unfinished bundle is ours: bundle rm removes it.
+    let o = f.imgtool(&["bundle", "rm", b.to_str().unwrap()]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(!b.exists());
+    // And the layer is extracted again from scratch.
+    f.unpack(&src, &b, &["--snapshot", "overlay"]);
+    assert!(b.join("rootfs/d99/f299").is_file());
+    let o = f.imgtool(&["bundle", "rm", b.to_str().unwrap()]);
+    assert!(o.status.success(), "{}", stderr(&o));
+}
+
+#[test]
+fn bundle_rm_removes_a_copy_bundle_whose_unpack_was_killed() {
+    let f = Fixture::new();
+    let src = f.layout("many", &many_files_image());
+    let b = f.path("b");
+    let mut child = Command::new(imgtool_bin())
+        .arg("--store")
+        .arg(f.store())
+        .args(["unpack", &src])
+        .arg(&b)
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    kill_when(&mut child, || b.join("rootfs/d1").exists());
+    assert!(b.join("rootfs").is_dir() && !b.join("config.json").exists());
+    let o = f.imgtool(&["bundle", "rm", b.to_str().unwrap()]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(!b.exists(), "the partial bundle is still there");
+    // A directory that is not ours is still refused.
+    std::fs::create_dir_all(f.path("other/rootfs")).unwrap();
+    let o = f.imgtool(&["bundle", "rm", f.path("other").to_str().unwrap()]);
+    assert!(!o.status.success());
+    assert_one_line_error(&stderr(&o));
+    assert!(f.path("other/rootfs").is_dir());
 }
