@@ -71,6 +71,12 @@ struct Cli {
     #[arg(long, global = true, default_value_t = 3, value_name = "N")]
     retry_times: u32,
 
+    /// Seconds a registry may send nothing (while connecting, or between two reads) before
+    /// the request fails as stalled (and is retried)
+    #[arg(long, global = true, default_value_t = 30, value_name = "SECS",
+          value_parser = clap::value_parser!(u64).range(1..=86400))]
+    timeout: u64,
+
     #[command(subcommand)]
     command: Command,
 }
@@ -144,6 +150,7 @@ fn context(cli: &Cli) -> Result<Context> {
             plain_http: cli.plain_http,
             platform,
             retries: cli.retry_times,
+            timeout: std::time::Duration::from_secs(cli.timeout),
         },
         quiet: false,
         verify_diff_ids: false,

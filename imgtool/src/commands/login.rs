@@ -42,8 +42,9 @@ fn registry_host(input: &str) -> String {
 
 fn http_client(ctx: &Context, registry: &str) -> Result<reqwest::Client> {
     let mut b = reqwest::Client::builder()
-        .connect_timeout(Duration::from_secs(30))
-        .timeout(Duration::from_secs(60))
+        .connect_timeout(ctx.registry.timeout)
+        .read_timeout(ctx.registry.timeout)
+        .timeout(Duration::from_secs(60).max(ctx.registry.timeout))
         .tls_danger_accept_invalid_certs(!ctx.registry.tls_verify);
     let mut certs = vec![];
     let mut dirs = vec![];
