@@ -1315,3 +1315,42 @@ fn bundle_rm_removes_a_copy_bundle_whose_unpack_was_killed() {
     assert_one_line_error(&stderr(&o));
     assert!(f.path("other/rootfs").is_dir());
 }
+
+#[test]
+fn bundle_prune_removes_an_unfinished_overlay_bundle_that_pins_layers() {
+    let f = Fixture::new();
+    let src = f.layout("rich", &rich_image(Compression::Gzip));
+    let b = f.path("b");
+    f.unpack(&src, &b, &["--snapshot", "overlay"]);
+    // The state an unpack killed after taking its layer refs and mounting leaves (too short a
+    // moment to hit with a real kill): refs, a mount, the marker naming a dead pid, no record.
+    let mut dead = Command::new("true").spawn().unwrap();
+    let pid = dead.id();
+    dead.wait().unwrap();
+    let record: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(b.join("imgtool-bundle.json")).unwrap()).unwrap();
+    std::fs::remove_file(b.join("imgtool-bundle.json")).unwrap();
+    std::fs::write(
+        b.join(".imgtool-unpacking"),
+        serde_json::json!({
+            "pid": pid, "snapshot": "overlay", "store": f.store(),
+            "chainIds": record["chainIds"],
+        })
+        .to_string(),
+    )
+    .unwrap();
+    let o = f.imgtool(&["bundle", "prune"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(
+        stdout(&o).contains("removed 1 unfinished bundles")
+            && stdout(&o).contains("removed 3 unused cached layers"),
+        "{}",
+        stdout(&o)
+    );
+    assert!(!b.exists());
+    let mounts = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
+    assert!(
+        !mounts.contains(f.tmp.path().to_str().unwrap()),
+        "still mounted"
+    );
+}
