@@ -1246,15 +1246,6 @@ fn kill_when(child: &mut std::process::Child, ready: impl Fn() -> bool) {
 fn the_next_command_clears_what_a_killed_overlay_unpack_left() {
     let f = Fixture::new();
     let src = f.layout("many", &many_files_image());
-    let b = f.path("b");
-    let mut child = Command::new(imgtool_bin())
-        .arg("--store")
-        .arg(f.store())
-        .args(["unpack", "--snapshot", "overlay", &src])
-        .arg(&b)
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .unwrap();
     let layers = f.store().join("snapshots/layers");
     let debris = || -> Vec<PathBuf> {
         std::fs::read_dir(&layers)
@@ -1271,23 +1262,42 @@ fn the_next_command_clears_what_a_killed_overlay_unpack_left() {
             })
             .unwrap_or_default()
     };
-    // Killed while the layer is being extracted into its temporary cache dir.
-    kill_when(&mut child, || {
-        debris().iter().any(|d| d.join("fs/d1").exists())
-    });
-    assert!(!debris().is_empty());
-    let o = f.imgtool(&["bundle", "prune"]);
+    let o = f.imgtool(&["pull", "-q", &src]);
     assert!(o.status.success(), "{}", stderr(&o));
-    assert!(debris().is_empty(), "left behind: {:?}", debris());
-    // The unfinished bundle is ours: bundle rm removes it.
-    let o = f.imgtool(&["bundle", "rm", b.to_str().unwrap()]);
-    assert!(o.status.success(), "{}", stderr(&o));
-    assert!(!b.exists());
-    // And the layer is extracted again from scratch.
-    f.unpack(&src, &b, &["--snapshot", "overlay"]);
-    assert!(b.join("rootfs/d99/f299").is_file());
-    let o = f.imgtool(&["bundle", "rm", b.to_str().unwrap()]);
-    assert!(o.status.success(), "{}", stderr(&o));
+    let id = stdout(&o).trim().to_string();
+    // Any command that opens the store clears it, whatever it was asked to do.
+    let small = f.layout(
+        "small",
+        &OciImage::new(&["/bin/sh"]).layer(layer_tar(&[file("f", "x")]), Compression::Gzip),
+    );
+    let other = f.path("other").to_string_lossy().into_owned();
+    for next in [
+        &["bundle", "prune"][..],
+        &["unpack", &small, &other],
+        &["rmi", &id],
+    ] {
+        let b = f.path("b");
+        let mut child = Command::new(imgtool_bin())
+            .arg("--store")
+            .arg(f.store())
+            .args(["unpack", "--snapshot", "overlay", &src])
+            .arg(&b)
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        // Killed while the layer is being extracted into its temporary cache dir.
+        kill_when(&mut child, || {
+            debris().iter().any(|d| d.join("fs/d1").exists())
+        });
+        assert!(!debris().is_empty());
+        let o = f.imgtool(next);
+        assert!(o.status.success(), "{next:?}: {}", stderr(&o));
+        assert!(debris().is_empty(), "{next:?} left: {:?}", debris());
+        // The unfinished bundle is ours: bundle rm removes it.
+        let o = f.imgtool(&["bundle", "rm", b.to_str().unwrap()]);
+        assert!(o.status.success(), "{}", stderr(&o));
+        assert!(!b.exists());
+    }
 }
 
 #[test]
