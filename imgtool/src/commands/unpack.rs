@@ -449,7 +449,12 @@ pub fn run_unpack(ctx: &Context, args: UnpackArgs) -> Result<(), Error> {
 fn read_record(dir: &Path) -> Result<BundleRecord, Error> {
     let p = dir.join(RECORD);
     let data = fs::read(&p).map_err(|e| {
-        if e.kind() == std::io::ErrorKind::NotFound {
+        if e.kind() == std::io::ErrorKind::NotFound && dir.join(UNFINISHED).exists() {
+            unpack_err(format!(
+                "{}: its unpack never finished (bundle rm removes it)",
+                dir.display()
+            ))
+        } else if e.kind() == std::io::ErrorKind::NotFound {
             unpack_err(format!(
                 "{}: not a bundle made by imgtool unpack (no {RECORD})",
                 dir.display()

@@ -1315,6 +1315,10 @@ fn bundle_rm_removes_a_copy_bundle_whose_unpack_was_killed() {
         .unwrap();
     kill_when(&mut child, || b.join("rootfs/d1").exists());
     assert!(b.join("rootfs").is_dir() && !b.join("config.json").exists());
+    let o = f.imgtool(&["bundle", "info", b.to_str().unwrap()]);
+    assert!(!o.status.success());
+    assert_one_line_error(&stderr(&o));
+    assert!(stderr(&o).contains("never finished"), "{}", stderr(&o));
     let o = f.imgtool(&["bundle", "rm", b.to_str().unwrap()]);
     assert!(o.status.success(), "{}", stderr(&o));
     assert!(!b.exists(), "the partial bundle is still there");
