@@ -475,11 +475,50 @@ pub fn make_spec(
 /// Write `spec` as `bundle/config.json` (pretty, as runc spec does).
 pub fn write_config(bundle: &Path, spec: &Spec) -> Result<(), BundleError> {
     let path = bundle.join("config.json");
-    let json = serde_json::to_vec_pretty(spec).map_err(|e| BundleError::Write {
+    let json = render_config(spec).map_err(|e| BundleError::Write {
         path: path.clone(),
         source: std::io::Error::other(e),
     })?;
     std::fs::write(&path, json).map_err(|source| BundleError::Write { path, source })
+}
+
+/// `spec` as JSON, the same bytes for the same spec: oci-spec keeps annotations in a HashMap
+/// and capabilities in HashSets, whose order changes from one run to the next, so two unpacks
+/// of one image would give config.json files that differ for no reason (and defeat anyone
+/// comparing or caching them). Object keys and capability lists are sorted.
+fn render_config(spec: &Spec) -> serde_json::Result<Vec<u8>> {
+    let mut v = serde_json::to_value(spec)?;
+    if let Some(caps) = v
+        .pointer_mut("/process/capabilities")
+        .and_then(|c| c.as_object_mut())
+    {
+        for list in caps.values_mut() {
+            if let Some(list) = list.as_array_mut() {
+                list.sort_by(|a, b| a.as_str().cmp(&b.as_str()));
+            }
+        }
+    }
+    serde_json::to_vec_pretty(&sorted_keys(v))
+}
+
+/// Rebuilt with every object's keys in sorted order, whichever map serde_json was built with.
+fn sorted_keys(v: serde_json::Value) -> serde_json::Value {
+    match v {
+        serde_json::Value::Object(m) => {
+            let mut entries: Vec<_> = m.into_iter().collect();
+            entries.sort_by(|a, b| a.0.cmp(&b.0));
+            serde_json::Value::Object(
+                entries
+                    .into_iter()
+                    .map(|(k, v)| (k, sorted_keys(v)))
+                    .collect(),
+            )
+        }
+        serde_json::Value::Array(a) => {
+            serde_json::Value::Array(a.into_iter().map(sorted_keys).collect())
+        }
+        other => other,
+    }
 }
 
 #[cfg(test)]
@@ -603,5 +642,37 @@ mod tests {
         )
         .unwrap_err();
         assert!(matches!(err, BundleError::NoCommand));
+    }
+
+    #[test]
+    fn config_json_is_the_same_bytes_for_the_same_image() {
+        let t = rootfs_with("root:x:0:0:root:/root:/bin/sh\n", "root:x:0:\n");
+        let labels: serde_json::Map<String, serde_json::Value> = (0..16)
+            .map(|i| (format!("label.{i}"), format!("v{i}").into()))
+            .collect();
+        let image: ImageConfiguration = serde_json::from_value(serde_json::json!({
+            "architecture": "amd64", "os": "linux",
+            "config": {"Cmd": ["/bin/sh"], "Labels": labels, "StopSignal": "SIGQUIT"},
+            "rootfs": {"type": "layers", "diff_ids": []}
+        }))
+        .unwrap();
+        // Every spec has its own HashMap and HashSets, each with its own iteration order.
+        let render = || {
+            let spec = make_spec(&image, t.path(), &ConfigOptions::default()).unwrap();
+            render_config(&spec).unwrap()
+        };
+        let first = render();
+        for _ in 0..8 {
+            assert!(
+                render() == first,
+                "config.json differs between two renderings"
+            );
+        }
+        let v: serde_json::Value = serde_json::from_slice(&first).unwrap();
+        let bounding = &v["process"]["capabilities"]["bounding"];
+        assert_eq!(
+            bounding,
+            &serde_json::json!(["CAP_AUDIT_WRITE", "CAP_KILL", "CAP_NET_BIND_SERVICE"])
+        );
     }
 }

@@ -85,6 +85,9 @@ pub struct RegistryOptions {
     pub platform: Platform,
     /// How many times a transient failure (5xx, reset, timeout) is retried.
     pub retries: u32,
+    /// `--timeout`: how long a registry may send nothing (connecting, or between two reads)
+    /// before the request counts as stalled.
+    pub timeout: std::time::Duration,
 }
 
 impl Default for RegistryOptions {
@@ -97,6 +100,7 @@ impl Default for RegistryOptions {
             plain_http: false,
             platform: Platform::host(),
             retries: 3,
+            timeout: std::time::Duration::from_secs(30),
         }
     }
 }

@@ -2,6 +2,9 @@
 //!
 //! Parse the command line (clap), build the `Context`, dispatch; every error is printed as one
 //! line `imgtool: <error>` and the exit status is 1.
+#[macro_use]
+mod output;
+
 mod auth;
 mod bundle;
 mod commands;
@@ -68,6 +71,12 @@ struct Cli {
     #[arg(long, global = true, default_value_t = 3, value_name = "N")]
     retry_times: u32,
 
+    /// Seconds a registry may send nothing (while connecting, or between two reads) before
+    /// the request fails as stalled (and is retried)
+    #[arg(long, global = true, default_value_t = 30, value_name = "SECS",
+          value_parser = clap::value_parser!(u64).range(1..=86400))]
+    timeout: u64,
+
     #[command(subcommand)]
     command: Command,
 }
@@ -105,6 +114,12 @@ fn context(cli: &Cli) -> Result<Context> {
         (None, Some(d)) if !d.is_empty() => PathBuf::from(d),
         _ => Context::default_store_dir(),
     };
+    // Absolute from here on: the store's path is recorded in bundles, and a relative one would
+    // name another store (or none) when `bundle rm` runs from another directory.
+    let store_dir = std::path::absolute(&store_dir).map_err(|e| Error::InvalidArgument {
+        arg: "--store",
+        reason: format!("{}: {e}", store_dir.display()),
+    })?;
     let creds = match &cli.creds {
         Some(c) => {
             let (u, p) = c.split_once(':').ok_or_else(|| Error::InvalidArgument {
@@ -135,6 +150,7 @@ fn context(cli: &Cli) -> Result<Context> {
             plain_http: cli.plain_http,
             platform,
             retries: cli.retry_times,
+            timeout: std::time::Duration::from_secs(cli.timeout),
         },
         quiet: false,
         verify_diff_ids: false,
@@ -168,7 +184,11 @@ fn run(cli: Cli) -> Result<()> {
 fn main() {
     let cli = Cli::parse();
     if let Err(e) = run(cli) {
-        eprintln!("imgtool: {e}");
+        errln!("imgtool: {e}");
+        std::process::exit(1);
+    }
+    if let Some(e) = output::failure() {
+        errln!("imgtool: write to stdout: {e}");
         std::process::exit(1);
     }
 }

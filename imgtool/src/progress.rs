@@ -53,7 +53,7 @@ impl Progress {
     pub fn message(&self, msg: &str) {
         match &self.mode {
             Mode::Quiet => {}
-            Mode::Plain => eprintln!("{msg}"),
+            Mode::Plain => errln!("{msg}"),
             Mode::Bars { multi, .. } => {
                 let _ = multi.println(msg);
             }
@@ -126,7 +126,7 @@ impl BlobProgress {
             b.finish_with_message(how.to_string());
         }
         if self.plain {
-            eprintln!("Copying {} {how}", self.label);
+            errln!("Copying {} {how}", self.label);
         }
     }
 

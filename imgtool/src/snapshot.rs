@@ -12,6 +12,7 @@
 //! A layer directory with refs is in use: `layer_in_use` tells `rmi`/gc to leave it alone.
 use std::fs;
 use std::io;
+use std::os::unix::ffi::OsStringExt;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 
@@ -87,7 +88,7 @@ pub fn chain_ids(diff_ids: &[String]) -> Vec<String> {
 }
 
 pub fn layers_dir(store: &Path) -> PathBuf {
-    store.join("snapshots/layers")
+    store.join(crate::store::LAYER_CACHE)
 }
 
 pub fn layer_dir(store: &Path, chain_id: &str) -> PathBuf {
@@ -174,6 +175,25 @@ pub fn remove_refs(store: &Path, chain_ids: &[String], bundle: &Path) {
     for d in chain_ids {
         let _ = fs::remove_file(layer_dir(store, d).join("refs").join(&key));
     }
+}
+
+/// The bundle dirs that hold refs on any cached layer (each once).
+pub fn referencing_bundles(store: &Path) -> Vec<PathBuf> {
+    let mut out = std::collections::BTreeSet::new();
+    let Ok(rd) = fs::read_dir(layers_dir(store)) else {
+        return Vec::new();
+    };
+    for layer in rd.flatten() {
+        let Ok(refs) = fs::read_dir(layer.path().join("refs")) else {
+            continue;
+        };
+        for r in refs.flatten() {
+            if let Ok(p) = fs::read(r.path()) {
+                out.insert(PathBuf::from(std::ffi::OsString::from_vec(p)));
+            }
+        }
+    }
+    out.into_iter().collect()
 }
 
 /// Whether a live bundle still uses the layer (for `rmi` and store gc).

@@ -41,6 +41,10 @@ pub const ANNOTATION_REPO_DIGEST: &str = "io.imgtool.repo-digest";
 /// RFC 3339 time the name was written into the store.
 pub const ANNOTATION_PULLED: &str = "io.imgtool.pulled";
 
+/// Where snapshot.rs caches overlay layers; named here so that opening the store can sweep the
+/// extraction dirs of dead unpacks.
+pub const LAYER_CACHE: &str = "snapshots/layers";
+
 /// An open store holding a shared lock.
 pub struct Store {
     root: PathBuf,
@@ -433,6 +437,23 @@ impl Store {
                 }
             }
         }
+        // An overlay layer being extracted is `.tmp-<chain id>-<pid>` (the pid last).
+        let Ok(rd) = fs::read_dir(self.root.join(LAYER_CACHE)) else {
+            return;
+        };
+        for e in rd.flatten() {
+            let name = e.file_name().to_string_lossy().into_owned();
+            let Some(pid) = name
+                .strip_prefix(".tmp-")
+                .and_then(|r| r.rsplit('-').next())
+                .and_then(|p| p.parse::<i32>().ok())
+            else {
+                continue;
+            };
+            if !process_alive(pid) {
+                let _ = fs::remove_dir_all(e.path());
+            }
+        }
     }
 
     /// Blobs reachable from the index: each manifest, its config and layers (and, for an
@@ -521,7 +542,7 @@ fn temp_owner(name: &str) -> Option<i32> {
     rest.split('-').next()?.parse().ok()
 }
 
-fn process_alive(pid: i32) -> bool {
+pub fn process_alive(pid: i32) -> bool {
     match nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), None) {
         Ok(()) => true,
         Err(nix::errno::Errno::ESRCH) => false,

@@ -246,7 +246,7 @@ pub fn run(ctx: &Context, args: ImagesArgs) -> Result<()> {
         let mut seen = BTreeSet::new();
         for r in &rows {
             if seen.insert(r.id.clone()) {
-                println!("{}", show_id(&r.id));
+                outln!("{}", show_id(&r.id));
             }
         }
         return Ok(());
@@ -267,7 +267,7 @@ pub fn run(ctx: &Context, args: ImagesArgs) -> Result<()> {
                 })
             })
             .collect();
-        println!("{}", serde_json::to_string_pretty(&v).unwrap_or_default());
+        outln!("{}", serde_json::to_string_pretty(&v).unwrap_or_default());
         return Ok(());
     }
     let mut table: Vec<Vec<String>> = vec![];
@@ -309,6 +309,6 @@ pub fn print_table(rows: &[Vec<String>]) {
                 line.push_str(&format!("{cell:<w$}   ", w = widths[i]));
             }
         }
-        println!("{}", line.trim_end());
+        outln!("{}", line.trim_end());
     }
 }

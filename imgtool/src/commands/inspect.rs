@@ -64,14 +64,14 @@ pub fn run(ctx: &Context, args: InspectArgs) -> Result<()> {
             "Manifest": manifest,
             "ImageConfig": config,
         });
-        println!("{}", serde_json::to_string_pretty(&v).unwrap_or_default());
+        outln!("{}", serde_json::to_string_pretty(&v).unwrap_or_default());
         return Ok(());
     }
-    println!("ID:            {}", img.id);
-    println!("Manifest:      {}", img.manifest_digest);
-    println!("Names:         {}", img.names().join(", "));
+    outln!("ID:            {}", img.id);
+    outln!("Manifest:      {}", img.manifest_digest);
+    outln!("Names:         {}", img.names().join(", "));
     if !repo_digests.is_empty() {
-        println!("Repo digests:  {}", repo_digests.join(", "));
+        outln!("Repo digests:  {}", repo_digests.join(", "));
     }
     let s = |k: &str| {
         config
@@ -80,9 +80,9 @@ pub fn run(ctx: &Context, args: InspectArgs) -> Result<()> {
             .unwrap_or("")
             .to_string()
     };
-    println!("Created:       {}", s("created"));
+    outln!("Created:       {}", s("created"));
     let variant = s("variant");
-    println!(
+    outln!(
         "Platform:      {}/{}{}",
         s("os"),
         s("architecture"),
@@ -101,11 +101,11 @@ pub fn run(ctx: &Context, args: InspectArgs) -> Result<()> {
             ("User", "User"),
         ] {
             if let Some(v) = c.get(key).filter(|v| !v.is_null()) {
-                println!("{:<15}{}", format!("{label}:"), v);
+                outln!("{:<15}{}", format!("{label}:"), v);
             }
         }
     }
-    println!();
+    outln!();
     let mut table = vec![vec![
         "LAYER".to_string(),
         "DIGEST".into(),
@@ -124,8 +124,8 @@ pub fn run(ctx: &Context, args: InspectArgs) -> Result<()> {
     }
     crate::commands::images::print_table(&table);
     if let Some(h) = config.get("history").and_then(|h| h.as_array()) {
-        println!();
-        println!("History:");
+        outln!();
+        outln!("History:");
         for e in h {
             let created = e.get("created").and_then(|v| v.as_str()).unwrap_or("");
             let by = e.get("created_by").and_then(|v| v.as_str()).unwrap_or("");
@@ -133,7 +133,7 @@ pub fn run(ctx: &Context, args: InspectArgs) -> Result<()> {
                 .get("empty_layer")
                 .and_then(|v| v.as_bool())
                 .unwrap_or(false);
-            println!(
+            outln!(
                 "  {created}  {by}{}",
                 if empty { "  (empty layer)" } else { "" }
             );

@@ -75,10 +75,10 @@ pub fn run(ctx: &Context, args: LoadArgs) -> Result<()> {
         let img = crate::image::load(&store, &d)?;
         let names = img.names();
         if names.is_empty() {
-            println!("Loaded image ID: {}", img.id);
+            outln!("Loaded image ID: {}", img.id);
         }
         for n in names {
-            println!("Loaded image: {n}");
+            outln!("Loaded image: {n}");
         }
     }
     Ok(())

@@ -42,8 +42,9 @@ fn registry_host(input: &str) -> String {
 
 fn http_client(ctx: &Context, registry: &str) -> Result<reqwest::Client> {
     let mut b = reqwest::Client::builder()
-        .connect_timeout(Duration::from_secs(30))
-        .timeout(Duration::from_secs(60))
+        .connect_timeout(ctx.registry.timeout)
+        .read_timeout(ctx.registry.timeout)
+        .timeout(Duration::from_secs(60).max(ctx.registry.timeout))
         .tls_danger_accept_invalid_certs(!ctx.registry.tls_verify);
     let mut certs = vec![];
     let mut dirs = vec![];
@@ -225,20 +226,20 @@ pub fn run_login(ctx: &Context, args: LoginArgs) -> Result<()> {
         .map_err(|e| Error::Other(format!("start async runtime: {e}")))?;
     rt.block_on(check_credentials(ctx, &registry, &user, &pass))?;
     let path = crate::auth::store_credentials(ctx, &registry, &user, &pass)?;
-    eprintln!("Credentials for {registry} written to {}", path.display());
-    println!("Login Succeeded!");
+    errln!("Credentials for {registry} written to {}", path.display());
+    outln!("Login Succeeded!");
     Ok(())
 }
 
 pub fn run_logout(ctx: &Context, args: LogoutArgs) -> Result<()> {
     if args.all {
         let n = crate::auth::remove_all_credentials(ctx)?;
-        println!("Removed login credentials for {n} registries");
+        outln!("Removed login credentials for {n} registries");
         return Ok(());
     }
     let registry = registry_host(args.registry.as_deref().unwrap_or_default());
     if crate::auth::remove_credentials(ctx, &registry)? {
-        println!("Removed login credentials for {registry}");
+        outln!("Removed login credentials for {registry}");
         Ok(())
     } else {
         Err(Error::Auth {

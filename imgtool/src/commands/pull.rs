@@ -34,6 +34,6 @@ pub fn run(ctx: &Context, args: PullArgs) -> Result<()> {
     if ctx.verify_diff_ids {
         image.verify_diff_ids()?;
     }
-    println!("{}", image.id.trim_start_matches("sha256:"));
+    outln!("{}", image.id.trim_start_matches("sha256:"));
     Ok(())
 }

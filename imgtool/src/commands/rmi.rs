@@ -31,10 +31,10 @@ pub fn run(ctx: &Context, args: RmiArgs) -> Result<()> {
     let mut last_err = None;
     for input in &args.images {
         match remove_one(&store, input, args.force) {
-            Ok(lines) => lines.iter().for_each(|l| println!("{l}")),
+            Ok(lines) => lines.iter().for_each(|l| outln!("{l}")),
             Err(e) if args.images.len() > 1 => {
                 // Go on with the others, as docker rmi does; each failure gets its own line.
-                eprintln!("imgtool: {e}");
+                errln!("imgtool: {e}");
                 failed += 1;
             }
             Err(e) => last_err = Some(e),

@@ -99,6 +99,21 @@ struct BundleRecord {
 
 const RECORD: &str = "imgtool-bundle.json";
 
+/// DIR/.imgtool-unpacking: written as soon as DIR is claimed and removed after the record, so
+/// a bundle whose unpack was killed (SIGKILL, a crash, a power cut) is still known as ours and
+/// `bundle rm` / `bundle prune` can undo it, refs and mount included.
+#[derive(Serialize, Deserialize, Debug)]
+#[serde(rename_all = "camelCase")]
+struct Unfinished {
+    pid: i32,
+    snapshot: SnapshotMode,
+    store: PathBuf,
+    #[serde(default)]
+    chain_ids: Vec<String>,
+}
+
+const UNFINISHED: &str = ".imgtool-unpacking";
+
 fn unpack_err(msg: String) -> Error {
     Error::Unpack(msg)
 }
@@ -126,7 +141,7 @@ impl Drop for Cleanup {
         if self.created_dir {
             let _ = remove_tree(&self.dir);
         } else {
-            for n in ["rootfs", "config.json", "overlay", RECORD] {
+            for n in ["rootfs", "config.json", "overlay", RECORD, UNFINISHED] {
                 let _ = remove_tree(&self.dir.join(n));
             }
         }
@@ -373,6 +388,21 @@ pub fn run_unpack(ctx: &Context, args: UnpackArgs) -> Result<(), Error> {
         refs: None,
         keep: false,
     };
+    let unfinished = Unfinished {
+        pid: std::process::id() as i32,
+        snapshot: args.snapshot,
+        store: store.clone(),
+        chain_ids: match args.snapshot {
+            SnapshotMode::Overlay => {
+                snapshot::chain_ids(&layers.iter().map(|l| l.diff_id.clone()).collect::<Vec<_>>())
+            }
+            SnapshotMode::Copy => Vec::new(),
+        },
+    };
+    let marker = dir.join(UNFINISHED);
+    let json = serde_json::to_vec(&unfinished)
+        .map_err(|e| unpack_err(format!("encode {UNFINISHED}: {e}")))?;
+    fs::write(&marker, json).map_err(Error::io("write", &marker))?;
     let rootfs = dir.join("rootfs");
     fs::create_dir(&rootfs).map_err(Error::io("create rootfs", &rootfs))?;
 
@@ -405,17 +435,13 @@ pub fn run_unpack(ctx: &Context, args: UnpackArgs) -> Result<(), Error> {
         snapshot: args.snapshot,
         store,
         layers: layers.iter().map(|l| l.diff_id.clone()).collect(),
-        chain_ids: match args.snapshot {
-            SnapshotMode::Overlay => {
-                snapshot::chain_ids(&layers.iter().map(|l| l.diff_id.clone()).collect::<Vec<_>>())
-            }
-            SnapshotMode::Copy => Vec::new(),
-        },
+        chain_ids: unfinished.chain_ids,
     };
     let rec_path = dir.join(RECORD);
     let json = serde_json::to_vec_pretty(&record)
         .map_err(|e| unpack_err(format!("encode {RECORD}: {e}")))?;
     fs::write(&rec_path, json).map_err(Error::io("write", &rec_path))?;
+    fs::remove_file(&marker).map_err(Error::io("remove", &marker))?;
     cleanup.keep = true;
     Ok(())
 }
@@ -423,7 +449,12 @@ pub fn run_unpack(ctx: &Context, args: UnpackArgs) -> Result<(), Error> {
 fn read_record(dir: &Path) -> Result<BundleRecord, Error> {
     let p = dir.join(RECORD);
     let data = fs::read(&p).map_err(|e| {
-        if e.kind() == std::io::ErrorKind::NotFound {
+        if e.kind() == std::io::ErrorKind::NotFound && dir.join(UNFINISHED).exists() {
+            unpack_err(format!(
+                "{}: its unpack never finished (bundle rm removes it)",
+                dir.display()
+            ))
+        } else if e.kind() == std::io::ErrorKind::NotFound {
             unpack_err(format!(
                 "{}: not a bundle made by imgtool unpack (no {RECORD})",
                 dir.display()
@@ -443,22 +474,92 @@ pub fn run_bundle(ctx: &Context, cmd: BundleCmd) -> Result<(), Error> {
         BundleCmd::Rm { dir } => bundle_rm(&dir),
         BundleCmd::Info { dir } => bundle_info(&dir),
         BundleCmd::Prune => {
-            let layers = snapshot::layers_dir(&ctx.store_dir);
-            let n = snapshot::prune_unused(&ctx.store_dir)
+            // Opening the store sweeps what dead unpacks left in the layer cache.
+            let store = Store::open(ctx)?;
+            let removed = remove_dead_unfinished(store.root());
+            let layers = snapshot::layers_dir(store.root());
+            let n = snapshot::prune_unused(store.root())
                 .map_err(Error::io("prune layer cache", &layers))?;
-            println!("removed {n} unused cached layers");
+            if removed > 0 {
+                outln!("removed {removed} unfinished bundles");
+            }
+            outln!("removed {n} unused cached layers");
             Ok(())
         }
     }
 }
 
+/// The unfinished-unpack marker of `dir`, if it has one.
+fn read_unfinished(dir: &Path) -> Option<Unfinished> {
+    serde_json::from_slice(&fs::read(dir.join(UNFINISHED)).ok()?).ok()
+}
+
+/// Remove the unfinished bundles (their unpack died) that hold refs on this store's cached
+/// layers, so that the refs stop pinning the layers; returns how many were removed.
+fn remove_dead_unfinished(store: &Path) -> usize {
+    let mut n = 0;
+    for bundle in snapshot::referencing_bundles(store) {
+        let Some(u) = read_unfinished(&bundle) else {
+            continue;
+        };
+        if u.store == store
+            && !crate::store::process_alive(u.pid)
+            && remove_unfinished(&bundle, &u).is_ok()
+        {
+            n += 1;
+        }
+    }
+    n
+}
+
+/// Undo what a dead unpack of `dir` did: its mount, its layer refs, the directory.
+fn remove_unfinished(dir: &Path, u: &Unfinished) -> Result<(), Error> {
+    let rootfs = dir.join("rootfs");
+    if u.snapshot == SnapshotMode::Overlay && snapshot::is_mountpoint(&rootfs) {
+        snapshot::unmount(&rootfs)?;
+    }
+    if snapshot::is_mountpoint(&rootfs) {
+        return Err(unpack_err(format!(
+            "{}: still mounted, not removing",
+            rootfs.display()
+        )));
+    }
+    snapshot::remove_refs(&u.store, &u.chain_ids, dir);
+    remove_tree(dir).map_err(Error::io("remove bundle", dir))
+}
+
 fn bundle_rm(dir: &Path) -> Result<(), Error> {
+    if !dir.join(RECORD).exists() {
+        if let Some(u) = read_unfinished(dir) {
+            let dir = dir
+                .canonicalize()
+                .map_err(Error::io("resolve bundle dir", dir))?;
+            if u.pid != std::process::id() as i32 && crate::store::process_alive(u.pid) {
+                return Err(unpack_err(format!(
+                    "{}: still being unpacked by process {}",
+                    dir.display(),
+                    u.pid
+                )));
+            }
+            return remove_unfinished(&dir, &u);
+        }
+    }
     let rec = read_record(dir)?;
     let dir = dir
         .canonicalize()
         .map_err(Error::io("resolve bundle dir", dir))?;
     let rootfs = dir.join("rootfs");
     if rec.snapshot == SnapshotMode::Overlay {
+        // A bundle recorded before store paths were made absolute: its relative path meant
+        // the directory unpack ran in, and from here it may name no store or another one.
+        if rec.store.is_relative() && !rec.store.join(".imgtool").is_dir() {
+            return Err(unpack_err(format!(
+                "{}: made with the relative store path {}, which names no store from here; \
+                 run bundle rm from the directory the unpack ran in",
+                dir.display(),
+                rec.store.display()
+            )));
+        }
         if snapshot::is_mountpoint(&rootfs) {
             snapshot::unmount(&rootfs)?;
         }
@@ -499,6 +600,6 @@ fn bundle_info(dir: &Path) -> Result<(), Error> {
         "SizeRw": rw,
         "SizeRootFs": total,
     });
-    println!("{}", serde_json::to_string_pretty(&out).unwrap_or_default());
+    outln!("{}", serde_json::to_string_pretty(&out).unwrap_or_default());
     Ok(())
 }

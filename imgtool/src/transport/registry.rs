@@ -5,6 +5,7 @@
 //! decompresses a layer (see `image.rs`), or here while the layer streams in with
 //! `--verify-diff-ids`.
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -103,11 +104,40 @@ pub fn client_for(ctx: &Context, registry: &str) -> Result<Client> {
         accept_invalid_certificates: !opts.tls_verify,
         extra_root_certificates,
         max_concurrent_download: CONCURRENT_LAYERS,
-        connect_timeout: Some(Duration::from_secs(30)),
-        read_timeout: Some(Duration::from_secs(60)),
+        // Idle timeouts, not whole-request ones: a big layer may take long, but a registry
+        // that accepts the connection and then sends nothing would otherwise hold us forever.
+        connect_timeout: Some(opts.timeout),
+        read_timeout: Some(opts.timeout),
         ..Default::default()
     };
+    STALL_SECS.store(opts.timeout.as_secs(), Ordering::Relaxed);
+    RETRIES.store(opts.retries.into(), Ordering::Relaxed);
     Ok(Client::new(config))
+}
+
+/// The `--timeout` in force, for the error that reports a stall (errors are made far from the
+/// options, and one process has one `--timeout`).
+static STALL_SECS: AtomicU64 = AtomicU64::new(30);
+
+/// Whether a failure is the registry sending nothing for `--timeout`.
+fn stalled(e: &(dyn std::error::Error + 'static)) -> bool {
+    let mut cur = Some(e);
+    while let Some(c) = cur {
+        if c.downcast_ref::<reqwest::Error>()
+            .is_some_and(|r| r.is_timeout())
+        {
+            return true;
+        }
+        cur = c.source();
+    }
+    error_chain(e).contains("timed out")
+}
+
+fn stall_reason(registry: &str) -> String {
+    format!(
+        "{registry} sent nothing for {} s (stalled; --timeout SECS to wait longer)",
+        STALL_SECS.load(Ordering::Relaxed)
+    )
 }
 
 /// Credentials for the reference, as oci-client wants them.
@@ -195,6 +225,11 @@ fn registry_err(r: &Reference, step: &'static str, e: OciDistributionError) -> E
             step,
             reason: format!("manifest unknown: {}", one_line(&m)),
         },
+        other if stalled(&other) => Error::Registry {
+            reference: r.whole(),
+            step,
+            reason: stall_reason(r.registry()),
+        },
         other => {
             let mut reason = one_line(&error_chain(&other));
             if reason.contains("InvalidContentType") {
@@ -227,8 +262,27 @@ fn one_line(s: &str) -> String {
     s.split_whitespace().collect::<Vec<_>>().join(" ")
 }
 
+/// A stall that will be retried is said at once: with the default `--timeout` and retries the
+/// whole wait is minutes, which must not pass in silence.
+fn warn_stall(r: &Reference, step: &str, e: &(dyn std::error::Error + 'static), attempt: u32) {
+    if stalled(e) {
+        errln!(
+            "imgtool: warning: {}: {step}: {}; retrying ({} of {})",
+            r.whole(),
+            stall_reason(r.registry()),
+            attempt + 1,
+            RETRIES.load(Ordering::Relaxed)
+        );
+    }
+}
+
+/// The `--retry-times` in force, for `warn_stall` (as `STALL_SECS`).
+static RETRIES: AtomicU64 = AtomicU64::new(3);
+
 /// Run `f` until it succeeds, fails permanently, or the retries are used up.
 async fn with_retries<T, F, Fut>(
+    r: &Reference,
+    step: &str,
     retries: u32,
     mut f: F,
 ) -> std::result::Result<T, OciDistributionError>
@@ -242,6 +296,7 @@ where
             Ok(v) => return Ok(v),
             Err(e) if attempt < retries && transient(&e) => {
                 tracing::debug!("transient registry error, retrying: {e}");
+                warn_stall(r, step, &e, attempt);
                 tokio::time::sleep(backoff(attempt)).await;
                 attempt += 1;
             }
@@ -285,9 +340,11 @@ async fn pull_async(
     if auth != RegistryAuth::Anonymous {
         // Up front so that a token endpoint refusing the credentials is reported as such;
         // anonymous pulls let the first request do the /v2/ ping (one round trip less).
-        with_retries(retries, || client.auth(r, &auth, RegistryOperation::Pull))
-            .await
-            .map_err(|e| registry_err(r, "authenticate", e))?;
+        with_retries(r, "authenticate", retries, || {
+            client.auth(r, &auth, RegistryOperation::Pull)
+        })
+        .await
+        .map_err(|e| registry_err(r, "authenticate", e))?;
     }
 
     let (raw, digest) = fetch_manifest(&client, &auth, r, retries).await?;
@@ -335,6 +392,7 @@ async fn pull_async(
             match client.pull_blob(r, config_digest.as_str(), &mut buf).await {
                 Ok(()) => break buf,
                 Err(e) if attempt < retries && transient(&e) => {
+                    warn_stall(r, "fetch config", &e, attempt);
                     tokio::time::sleep(backoff(attempt)).await;
                     attempt += 1;
                 }
@@ -452,16 +510,18 @@ async fn fetch_manifest(
     r: &Reference,
     retries: u32,
 ) -> Result<(Vec<u8>, String)> {
-    let (raw, header_digest) = with_retries(retries, || client.pull_manifest_raw(r, auth, ACCEPT))
-        .await
-        .map_err(|e| match e {
-            OciDistributionError::DigestError(de) => Error::DigestMismatch {
-                what: "manifest",
-                digest: r.digest().unwrap_or("(from registry)").to_string(),
-                actual: de.to_string(),
-            },
-            e => registry_err(r, "fetch manifest", e),
-        })?;
+    let (raw, header_digest) = with_retries(r, "fetch manifest", retries, || {
+        client.pull_manifest_raw(r, auth, ACCEPT)
+    })
+    .await
+    .map_err(|e| match e {
+        OciDistributionError::DigestError(de) => Error::DigestMismatch {
+            what: "manifest",
+            digest: r.digest().unwrap_or("(from registry)").to_string(),
+            actual: de.to_string(),
+        },
+        e => registry_err(r, "fetch manifest", e),
+    })?;
     let actual = sha256_digest(&raw);
     let expected = r.digest().map(String::from).unwrap_or(header_digest);
     if expected.starts_with("sha256:") && actual != expected {
@@ -548,6 +608,7 @@ async fn fetch_layer(
                 s.stream
             }
             Err(e) if attempt < retries && transient(&e) => {
+                warn_stall(r, "fetch layer", &e, attempt);
                 tokio::time::sleep(backoff(attempt)).await;
                 attempt += 1;
                 continue;
@@ -602,15 +663,23 @@ async fn fetch_layer(
             None if !short => break,
             Some(_) | None if attempt < retries => {
                 tracing::debug!("layer {digest} interrupted at {} bytes, resuming", w.len());
+                if let Some(e) = &failure {
+                    warn_stall(r, "fetch layer", e, attempt);
+                }
                 tokio::time::sleep(backoff(attempt)).await;
                 attempt += 1;
             }
             Some(e) => {
                 w.abort();
+                let reason = if stalled(&e) {
+                    stall_reason(r.registry())
+                } else {
+                    e.to_string()
+                };
                 return Err(Error::Registry {
                     reference: r.whole(),
                     step: "fetch layer",
-                    reason: format!("{digest}: {e}"),
+                    reason: format!("{digest}: {reason}"),
                 });
             }
             None => {

@@ -34,7 +34,7 @@ pub type Warnings = Arc<Mutex<HashSet<String>>>;
 pub fn warn_once(warnings: &Warnings, msg: String) {
     let mut w = warnings.lock().unwrap_or_else(|p| p.into_inner());
     if w.insert(msg.clone()) {
-        eprintln!("imgtool: warning: {msg}");
+        errln!("imgtool: warning: {msg}");
     }
 }
 

@@ -549,6 +549,9 @@ pub enum Fault {
     Slow(usize),
     /// Serve the blob whose digest hex is given with 1 MiB of extra bytes after it.
     Oversize(String),
+    /// Send half of the next `n` layer-sized blob responses, then keep the connection open
+    /// without sending anything more (a registry stalled mid-blob).
+    StallMidBlob(usize),
 }
 
 /// A one-request-per-connection HTTP proxy in front of a registry that injects `Fault`s.
@@ -680,6 +683,16 @@ fn proxy_one(
             let _ = client.write_all(&body[..body.len() / 2]);
             let _ = client.flush();
             let _ = client.shutdown(Shutdown::Both);
+            return;
+        }
+        Fault::StallMidBlob(n) if is_blob_get && n > 0 && body.len() > 4096 => {
+            *fault.lock().unwrap() = Fault::StallMidBlob(n - 1);
+            let _ = client.write_all(head.as_bytes());
+            let _ = client.write_all(&body[..body.len() / 2]);
+            let _ = client.flush();
+            // Hold the connection open, silent, until the client gives up on it.
+            let _ = client.set_read_timeout(Some(Duration::from_secs(300)));
+            let _ = client.read(&mut [0u8; 1]);
             return;
         }
         Fault::CorruptBlob(hex) if is_blob_get && target.contains(&hex) && !body.is_empty() => {

@@ -1307,3 +1307,84 @@ fn a_long_pull_does_not_block_another_pull_and_gc_waits_for_it() {
     assert_eq!(names, vec![format!("{}/test/slow:v1", proxy.addr)]);
     store.ok(&["inspect", &names[0]]);
 }
+
+/// A registry that accepts connections and never answers them (holding each one open).
+fn silent_registry() -> String {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap().to_string();
+    std::thread::spawn(move || {
+        let mut held = vec![];
+        for s in listener.incoming().flatten() {
+            held.push(s);
+        }
+    });
+    addr
+}
+
+#[test]
+fn a_registry_that_never_answers_is_a_stall_error_naming_it_after_the_retries() {
+    let addr = silent_registry();
+    let store = Store::new();
+    let name = format!("{addr}/test/silent:v1");
+    let started = std::time::Instant::now();
+    let err = store.fails(&[
+        "--plain-http",
+        "--timeout",
+        "1",
+        "--retry-times",
+        "1",
+        "pull",
+        &name,
+    ]);
+    let took = started.elapsed();
+    assert!(
+        err.contains(&addr) && err.contains("manifest") && err.contains("sent nothing for 1 s"),
+        "the error names the registry, what was fetched and the stall: {err}"
+    );
+    // One retry of a 1 s stall (the ping and the manifest each): seconds, not minutes.
+    assert!(took < std::time::Duration::from_secs(20), "took {took:?}");
+    assert!(store.images_json().is_empty());
+    assert!(store.temp_files().is_empty());
+}
+
+#[test]
+fn a_registry_that_stalls_mid_blob_is_retried_and_then_reported() {
+    let reg = TestRegistry::plain();
+    let imgs = Images::new();
+    let img = push_basic(&reg, &imgs, "test/stall", "v1", "stall-1");
+    // One stall: the retry resumes the layer and the pull completes.
+    let proxy = FaultProxy::start(&reg.addr, Fault::StallMidBlob(1));
+    let store = Store::new();
+    let name = format!("{}/test/stall:v1", proxy.addr);
+    let started = std::time::Instant::now();
+    assert_eq!(
+        store
+            .ok(&["--plain-http", "--timeout", "1", "pull", "-q", &name])
+            .trim(),
+        id_hex(&img)
+    );
+    assert!(started.elapsed() < std::time::Duration::from_secs(30));
+
+    // Stalls every time: a one-line error naming the registry, the layer and the stall, and
+    // nothing half-made in the store.
+    let proxy = FaultProxy::start(&reg.addr, Fault::StallMidBlob(usize::MAX));
+    let store = Store::new();
+    let name = format!("{}/test/stall:v1", proxy.addr);
+    let err = store.fails(&[
+        "--plain-http",
+        "--timeout",
+        "1",
+        "--retry-times",
+        "1",
+        "pull",
+        &name,
+    ]);
+    assert!(
+        err.contains(&proxy.addr)
+            && err.contains("fetch layer")
+            && err.contains("sent nothing for 1 s"),
+        "{err}"
+    );
+    assert!(store.images_json().is_empty());
+    assert!(store.temp_files().is_empty());
+}

@@ -1083,3 +1083,288 @@ fn archive_sources_match_umoci() {
         assert_same_tree(&b.join("rootfs"), &f.path("theirs/rootfs"));
     }
 }
+
+#[test]
+fn a_closed_stdout_ends_a_command_quietly() {
+    let f = Fixture::new();
+    let src = f.layout("rich", &rich_image(Compression::Gzip));
+    let o = f.imgtool(&["pull", "-q", &src]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let id = stdout(&o).trim().to_string();
+    let b = f.path("b");
+    f.unpack(&src, &b, &[]);
+    let b = b.to_str().unwrap();
+    for args in [
+        &["images", "--format", "json"][..],
+        &["images"],
+        &["inspect", &id],
+        &["inspect", "--format", "json", &id],
+        &["bundle", "info", b],
+    ] {
+        // A reader that is gone before anything is written, as `| grep -q` is once it matched.
+        let (read, write) = nix::unistd::pipe().unwrap();
+        drop(read);
+        let o = run(Command::new(imgtool_bin())
+            .arg("--store")
+            .arg(f.store())
+            .args(args)
+            .stdout(write));
+        assert!(
+            o.status.success() && stderr(&o).is_empty(),
+            "imgtool {args:?} with stdout closed: {} {}",
+            o.status,
+            stderr(&o)
+        );
+    }
+}
+
+/// An image of many small files: long enough to kill or signal half way through.
+fn many_files_image() -> OciImage {
+    let mut entries = vec![];
+    for d in 0..100 {
+        entries.push(dir(&format!("d{d}")));
+        for i in 0..300 {
+            entries.push(file(&format!("d{d}/f{i}"), "x"));
+        }
+    }
+    OciImage::new(&["/bin/sh"]).layer(layer_tar(&entries), Compression::Gzip)
+}
+#[test]
+fn nohup_keeps_an_unpack_going_when_the_terminal_hangs_up() {
+    let f = Fixture::new();
+    let src = f.layout("many", &many_files_image());
+    let b = f.path("b");
+    let child = Command::new("nohup")
+        .arg(imgtool_bin())
+        .arg("--store")
+        .arg(f.store())
+        .args(["unpack", &src])
+        .arg(&b)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    // nohup execs imgtool: the hangup goes to imgtool itself, half way through the layer.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    while !b.join("rootfs/d1").exists() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the unpack never started"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    }
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(child.id() as i32),
+        nix::sys::signal::Signal::SIGHUP,
+    )
+    .unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(b.join("config.json").is_file() && b.join("rootfs/d99/f299").is_file());
+}
+
+#[test]
+fn two_unpacks_of_one_image_give_byte_identical_config_json() {
+    let f = Fixture::new();
+    let labels: serde_json::Map<String, serde_json::Value> = (0..16)
+        .map(|i| (format!("label.{i}"), serde_json::json!(format!("v{i}"))))
+        .collect();
+    let img = rich_image(Compression::Gzip)
+        .set("Labels", serde_json::Value::Object(labels))
+        .set("StopSignal", serde_json::json!("SIGQUIT"))
+        .set(
+            "ExposedPorts",
+            serde_json::json!({"80/tcp": {}, "443/tcp": {}}),
+        );
+    let src = f.layout("rich", &img);
+    let configs: Vec<Vec<u8>> = (0..3)
+        .map(|i| {
+            let b = f.path(&format!("b{i}"));
+            f.unpack(&src, &b, &[]);
+            std::fs::read(b.join("config.json")).unwrap()
+        })
+        .collect();
+    assert!(
+        configs.windows(2).all(|w| w[0] == w[1]),
+        "config.json differs between unpacks"
+    );
+}
+
+#[test]
+fn bundle_rm_from_another_directory_releases_the_layers_of_a_relative_store() {
+    let f = Fixture::new();
+    let src = f.layout("rich", &rich_image(Compression::Gzip));
+    let o = run(Command::new(imgtool_bin()).current_dir(f.tmp.path()).args([
+        "--store",
+        "store",
+        "unpack",
+        "--snapshot",
+        "overlay",
+        &src,
+        "b",
+    ]));
+    assert!(o.status.success(), "{}", stderr(&o));
+    let b = f.path("b");
+    assert!(b.join("rootfs").is_dir());
+    let o = run(Command::new(imgtool_bin())
+        .current_dir("/")
+        .arg("--store")
+        .arg(f.store())
+        .args(["bundle", "rm"])
+        .arg(&b));
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(!b.exists());
+    // Nothing pins the three layers any more.
+    let o = f.imgtool(&["bundle", "prune"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(
+        stdout(&o).contains("removed 3 unused cached layers"),
+        "{}",
+        stdout(&o)
+    );
+}
+
+/// Wait (at most a minute) for `ready`, then SIGKILL `child` and reap it.
+fn kill_when(child: &mut std::process::Child, ready: impl Fn() -> bool) {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    while !ready() {
+        assert!(std::time::Instant::now() < deadline, "never got ready");
+        assert!(
+            child.try_wait().unwrap().is_none(),
+            "the child ended before it was killed"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    }
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(child.id() as i32),
+        nix::sys::signal::Signal::SIGKILL,
+    )
+    .unwrap();
+    child.wait().unwrap();
+}
+#[test]
+fn the_next_command_clears_what_a_killed_overlay_unpack_left() {
+    let f = Fixture::new();
+    let src = f.layout("many", &many_files_image());
+    let layers = f.store().join("snapshots/layers");
+    let debris = || -> Vec<PathBuf> {
+        std::fs::read_dir(&layers)
+            .map(|rd| {
+                rd.flatten()
+                    .map(|e| e.path())
+                    .filter(|p| {
+                        p.file_name()
+                            .unwrap()
+                            .to_string_lossy()
+                            .starts_with(".tmp-")
+                    })
+                    .collect()
+            })
+            .unwrap_or_default()
+    };
+    let o = f.imgtool(&["pull", "-q", &src]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let id = stdout(&o).trim().to_string();
+    // Any command that opens the store clears it, whatever it was asked to do.
+    let small = f.layout(
+        "small",
+        &OciImage::new(&["/bin/sh"]).layer(layer_tar(&[file("f", "x")]), Compression::Gzip),
+    );
+    let other = f.path("other").to_string_lossy().into_owned();
+    for next in [
+        &["bundle", "prune"][..],
+        &["unpack", &small, &other],
+        &["rmi", &id],
+    ] {
+        let b = f.path("b");
+        let mut child = Command::new(imgtool_bin())
+            .arg("--store")
+            .arg(f.store())
+            .args(["unpack", "--snapshot", "overlay", &src])
+            .arg(&b)
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        // Killed while the layer is being extracted into its temporary cache dir.
+        kill_when(&mut child, || {
+            debris().iter().any(|d| d.join("fs/d1").exists())
+        });
+        assert!(!debris().is_empty());
+        let o = f.imgtool(next);
+        assert!(o.status.success(), "{next:?}: {}", stderr(&o));
+        assert!(debris().is_empty(), "{next:?} left: {:?}", debris());
+        // The unfinished bundle is ours: bundle rm removes it.
+        let o = f.imgtool(&["bundle", "rm", b.to_str().unwrap()]);
+        assert!(o.status.success(), "{}", stderr(&o));
+        assert!(!b.exists());
+    }
+}
+
+#[test]
+fn bundle_rm_removes_a_copy_bundle_whose_unpack_was_killed() {
+    let f = Fixture::new();
+    let src = f.layout("many", &many_files_image());
+    let b = f.path("b");
+    let mut child = Command::new(imgtool_bin())
+        .arg("--store")
+        .arg(f.store())
+        .args(["unpack", &src])
+        .arg(&b)
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    kill_when(&mut child, || b.join("rootfs/d1").exists());
+    assert!(b.join("rootfs").is_dir() && !b.join("config.json").exists());
+    let o = f.imgtool(&["bundle", "info", b.to_str().unwrap()]);
+    assert!(!o.status.success());
+    assert_one_line_error(&stderr(&o));
+    assert!(stderr(&o).contains("never finished"), "{}", stderr(&o));
+    let o = f.imgtool(&["bundle", "rm", b.to_str().unwrap()]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(!b.exists(), "the partial bundle is still there");
+    // A directory that is not ours is still refused.
+    std::fs::create_dir_all(f.path("other/rootfs")).unwrap();
+    let o = f.imgtool(&["bundle", "rm", f.path("other").to_str().unwrap()]);
+    assert!(!o.status.success());
+    assert_one_line_error(&stderr(&o));
+    assert!(f.path("other/rootfs").is_dir());
+}
+
+#[test]
+fn bundle_prune_removes_an_unfinished_overlay_bundle_that_pins_layers() {
+    let f = Fixture::new();
+    let src = f.layout("rich", &rich_image(Compression::Gzip));
+    let b = f.path("b");
+    f.unpack(&src, &b, &["--snapshot", "overlay"]);
+    // The state an unpack killed after taking its layer refs and mounting leaves (too short a
+    // moment to hit with a real kill): refs, a mount, the marker naming a dead pid, no record.
+    let mut dead = Command::new("true").spawn().unwrap();
+    let pid = dead.id();
+    dead.wait().unwrap();
+    let record: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(b.join("imgtool-bundle.json")).unwrap()).unwrap();
+    std::fs::remove_file(b.join("imgtool-bundle.json")).unwrap();
+    std::fs::write(
+        b.join(".imgtool-unpacking"),
+        serde_json::json!({
+            "pid": pid, "snapshot": "overlay", "store": f.store(),
+            "chainIds": record["chainIds"],
+        })
+        .to_string(),
+    )
+    .unwrap();
+    let o = f.imgtool(&["bundle", "prune"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(
+        stdout(&o).contains("removed 1 unfinished bundles")
+            && stdout(&o).contains("removed 3 unused cached layers"),
+        "{}",
+        stdout(&o)
+    );
+    assert!(!b.exists());
+    let mounts = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
+    assert!(
+        !mounts.contains(f.tmp.path().to_str().unwrap()),
+        "still mounted"
+    );
+}
