@@ -148,7 +148,11 @@ fn a_seccomp_profile_that_denies_close_range_does_not_stop_the_container_from_st
                 "syscalls": [{"names": ["close_range"], "action": "SCMP_ACT_ERRNO", "errnoRet": 1}]
             });
         });
-        assert_eq!(ok_run(&b), "started\n", "noNewPrivileges {nnp}, mount namespace {own_mountns}");
+        assert_eq!(
+            ok_run(&b),
+            "started\n",
+            "noNewPrivileges {nnp}, mount namespace {own_mountns}"
+        );
     }
 }
 
