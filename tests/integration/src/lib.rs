@@ -121,10 +121,13 @@ pub fn stderr(o: &Output) -> String {
     String::from_utf8_lossy(&o.stderr).into_owned()
 }
 
-/// A unique id for a test container or image, so tests can run in parallel.
-/// Send SIGINT (Ctrl-C) to `child` once `ready()` holds, failing the test if the child ends
-/// first or `ready` never comes within a minute.
-pub fn interrupt_when(child: &mut std::process::Child, ready: impl Fn() -> bool) {
+/// Send `sig` to `child` once `ready()` holds, failing the test if the child ends first or `ready` never
+/// comes within a minute: a signal at a real moment of the child's work, not after a guessed sleep.
+pub fn signal_when(
+    child: &mut std::process::Child,
+    sig: nix::sys::signal::Signal,
+    ready: impl Fn() -> bool,
+) {
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
     while !ready() {
         assert!(
@@ -133,17 +136,19 @@ pub fn interrupt_when(child: &mut std::process::Child, ready: impl Fn() -> bool)
         );
         assert!(
             child.try_wait().unwrap().is_none(),
-            "the child ended before it was interrupted"
+            "the child ended before it got {sig}"
         );
         std::thread::sleep(std::time::Duration::from_millis(5));
     }
-    nix::sys::signal::kill(
-        nix::unistd::Pid::from_raw(child.id() as i32),
-        nix::sys::signal::Signal::SIGINT,
-    )
-    .unwrap();
+    nix::sys::signal::kill(nix::unistd::Pid::from_raw(child.id() as i32), sig).unwrap();
 }
 
+/// Ctrl-C (SIGINT) once `ready()` holds.
+pub fn interrupt_when(child: &mut std::process::Child, ready: impl Fn() -> bool) {
+    signal_when(child, nix::sys::signal::Signal::SIGINT, ready)
+}
+
+/// A unique id for a test container or image, so tests can run in parallel.
 pub fn unique_id(prefix: &str) -> String {
     use std::sync::atomic::{AtomicUsize, Ordering};
     static N: AtomicUsize = AtomicUsize::new(0);

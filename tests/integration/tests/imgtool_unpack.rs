@@ -1134,7 +1134,7 @@ fn nohup_keeps_an_unpack_going_when_the_terminal_hangs_up() {
     let f = Fixture::new();
     let src = f.layout("many", &many_files_image());
     let b = f.path("b");
-    let child = Command::new("nohup")
+    let mut child = Command::new("nohup")
         .arg(imgtool_bin())
         .arg("--store")
         .arg(f.store())
@@ -1145,19 +1145,9 @@ fn nohup_keeps_an_unpack_going_when_the_terminal_hangs_up() {
         .spawn()
         .unwrap();
     // nohup execs imgtool: the hangup goes to imgtool itself, half way through the layer.
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
-    while !b.join("rootfs/d1").exists() {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "the unpack never started"
-        );
-        std::thread::sleep(std::time::Duration::from_millis(5));
-    }
-    nix::sys::signal::kill(
-        nix::unistd::Pid::from_raw(child.id() as i32),
-        nix::sys::signal::Signal::SIGHUP,
-    )
-    .unwrap();
+    integration::signal_when(&mut child, nix::sys::signal::Signal::SIGHUP, || {
+        b.join("rootfs/d1").exists()
+    });
     let out = child.wait_with_output().unwrap();
     assert!(out.status.success(), "{}", stderr(&out));
     assert!(b.join("config.json").is_file() && b.join("rootfs/d99/f299").is_file());
@@ -1226,20 +1216,7 @@ fn bundle_rm_from_another_directory_releases_the_layers_of_a_relative_store() {
 
 /// Wait (at most a minute) for `ready`, then SIGKILL `child` and reap it.
 fn kill_when(child: &mut std::process::Child, ready: impl Fn() -> bool) {
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
-    while !ready() {
-        assert!(std::time::Instant::now() < deadline, "never got ready");
-        assert!(
-            child.try_wait().unwrap().is_none(),
-            "the child ended before it was killed"
-        );
-        std::thread::sleep(std::time::Duration::from_millis(5));
-    }
-    nix::sys::signal::kill(
-        nix::unistd::Pid::from_raw(child.id() as i32),
-        nix::sys::signal::Signal::SIGKILL,
-    )
-    .unwrap();
+    integration::signal_when(child, nix::sys::signal::Signal::SIGKILL, ready);
     child.wait().unwrap();
 }
 #[test]
