@@ -1,7 +1,6 @@
 //! `mounts[]` entries: runc's option table (flags, propagation, recursive attributes, data), and one mount
 //! onto a destination already resolved inside the rootfs.
 
-use std::os::fd::AsRawFd;
 use std::path::Path;
 
 use nix::mount::MsFlags;
@@ -146,13 +145,11 @@ pub fn set_recursive_attrs(target: &Path, set: u64, clr: u64) -> nix::Result<()>
 /// The flags a bind remount must keep: the kernel refuses to clear flags that are locked on the source
 /// (e.g. nosuid/nodev from a user namespace's view), so carry over what statvfs reports.
 pub fn locked_flags(target: &Path) -> MsFlags {
-    let Ok(f) = std::fs::File::open(target) else {
+    // statvfs on the path, not on an opened file: opening a FIFO (a read-only path may be one) blocks until
+    // a writer comes, and opening a device node may fail or act on the device.
+    let Ok(st) = nix::sys::statvfs::statvfs(target) else {
         return MsFlags::empty();
     };
-    let Ok(st) = nix::sys::statvfs::fstatvfs(&f) else {
-        return MsFlags::empty();
-    };
-    let _ = f.as_raw_fd();
     use nix::sys::statvfs::FsFlags;
     let mut m = MsFlags::empty();
     let fl = st.flags();

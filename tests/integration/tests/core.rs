@@ -157,6 +157,26 @@ fn a_seccomp_profile_that_denies_close_range_does_not_stop_the_container_from_st
 }
 
 #[test]
+fn a_fifo_or_device_node_as_a_readonly_path_does_not_hang_create() {
+    // Opening a FIFO blocks until a writer comes: nothing on the way may open the read-only path itself.
+    let b = sh("echo started");
+    nix::unistd::mkfifo(
+        &b.rootfs().join("fifo"),
+        nix::sys::stat::Mode::from_bits_truncate(0o666),
+    )
+    .unwrap();
+    nix::sys::stat::mknod(
+        &b.rootfs().join("chr"),
+        nix::sys::stat::SFlag::S_IFCHR,
+        nix::sys::stat::Mode::from_bits_truncate(0o666),
+        0,
+    )
+    .unwrap();
+    b.edit(|c| c["linux"]["readonlyPaths"] = json!(["/fifo", "/chr"]));
+    assert_eq!(ok_run(&b), "started\n");
+}
+
+#[test]
 fn nested_readonly_paths_are_read_only_in_either_order() {
     for order in [["/ro", "/ro/sub"], ["/ro/sub", "/ro"]] {
         let b = sh("for f in /ro/x /ro/sub/y; do touch $f 2>/dev/null && echo $f-writable || echo $f-readonly; done");
