@@ -46,7 +46,11 @@ mkdir -p "$OUT"; OUT=$(cd "$OUT" && pwd)
 log "results in $OUT"
 
 # ---------------------------------------------------------------- build (cached)
-BUILD_OUT=$("$HERE/build.sh" all)
+# Only what the places need: the host and VM places run runtime-tools, the cri place critest.
+WHAT=all
+if [[ " $PLACES " != *" cri "* ]]; then WHAT=runtime-tools
+elif [[ " $PLACES " != *" host "* && " $PLACES " != *" vm "* ]]; then WHAT=critest; fi
+BUILD_OUT=$("$HERE/build.sh" "$WHAT")
 RT_BIN=$(sed -n 's/^RT_BIN=//p' <<<"$BUILD_OUT")
 CRI_WORK=$(sed -n 's/^CRI_WORK=//p' <<<"$BUILD_OUT")
 log "runtime-tools: $RT_BIN; critest: $CRI_WORK/bin"
