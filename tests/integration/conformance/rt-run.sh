@@ -36,6 +36,9 @@ delete_left() {
   for id in $("$RT" --root "$ROOT" list -q 2>/dev/null || true); do
     "$RT" --root "$ROOT" delete --force "$id" >/dev/null 2>&1 || true
   done
+  # A runtime process the program's timeout orphaned before its container was recorded (an init stuck
+  # in its setup) is not listed: every process still started with this run's private --root goes.
+  pkill -KILL -f -- "--root $ROOT " 2>/dev/null || true
 }
 cleanup() {
   delete_left
