@@ -286,15 +286,25 @@ fn pass_fds(n: i32) -> InitResult<()> {
         cloexec_listed(n)?;
     }
     for fd in 3..3 + n {
-        // SAFETY: F_GETFD/F_SETFD on an fd number the caller passed us; a closed one just fails.
-        unsafe {
-            let flags = libc::fcntl(fd, libc::F_GETFD);
-            if flags >= 0 {
-                libc::fcntl(fd, libc::F_SETFD, flags & !libc::FD_CLOEXEC);
-            }
-        }
+        set_cloexec(fd, false);
     }
     Ok(())
+}
+
+/// FD_CLOEXEC on or off for an fd number; a closed or stale number is left alone.
+fn set_cloexec(fd: RawFd, on: bool) {
+    // SAFETY: F_GETFD/F_SETFD only read and write the descriptor flags; a closed number just fails.
+    unsafe {
+        let flags = libc::fcntl(fd, libc::F_GETFD);
+        if flags >= 0 {
+            let want = if on {
+                flags | libc::FD_CLOEXEC
+            } else {
+                flags & !libc::FD_CLOEXEC
+            };
+            libc::fcntl(fd, libc::F_SETFD, want);
+        }
+    }
 }
 
 fn cloexec_listed(n: i32) -> InitResult<()> {
@@ -313,13 +323,7 @@ fn cloexec_listed(n: i32) -> InitResult<()> {
         }
     };
     for fd in fds {
-        // SAFETY: F_GETFD/F_SETFD on an fd number; a stale or closed number just fails.
-        unsafe {
-            let flags = libc::fcntl(fd, libc::F_GETFD);
-            if flags >= 0 {
-                libc::fcntl(fd, libc::F_SETFD, flags | libc::FD_CLOEXEC);
-            }
-        }
+        set_cloexec(fd, true);
     }
     Ok(())
 }
