@@ -30,23 +30,22 @@ pub fn run(g: &Globals, id: &str, force: bool) -> Result<()> {
 
 /// Kill what is left (the init, then anything else in its cgroup), wait for it, run poststop hooks (warn on failure), remove the cgroup and the state.
 pub fn destroy(c: Container) -> Result<()> {
-    if c.init_alive() {
+    let init_alive = c.init_alive();
+    // Processes the init's death did not end (a shared pid namespace, as in a pod) still pin the cgroup:
+    // kill_all reaches them through it, as runc's destroy does, and the removal below waits while they die.
+    let leftovers = c
+        .saved
+        .cgroup
+        .as_ref()
+        .is_some_and(|cg| !cgroups::pids(cg).is_empty());
+    if init_alive || leftovers {
         let _ = crate::commands::kill::kill_all(&c, Signal::SIGKILL);
         if let Some(cg) = &c.saved.cgroup {
             let _ = cgroups::thaw(cg);
         }
-        wait_gone(c.saved.pid, Duration::from_secs(10))?;
     }
-    // Processes the init's death did not end (a shared pid namespace, as in a pod) still pin the cgroup:
-    // kill them too, as runc's destroy does, and the removal below waits while they die.
-    if let Some(cg) = c
-        .saved
-        .cgroup
-        .as_ref()
-        .filter(|cg| !cgroups::pids(cg).is_empty())
-    {
-        let _ = cgroups::kill_all(cg, Signal::SIGKILL);
-        let _ = cgroups::thaw(cg);
+    if init_alive {
+        wait_gone(c.saved.pid, Duration::from_secs(10))?;
     }
     if let Ok(spec) = c.dir.load_config() {
         if let Some(hs) = spec.hooks().as_ref().and_then(|h| h.poststop().as_ref()) {
