@@ -125,11 +125,28 @@ impl Bus {
                 }
             },
         };
-        let conn = zbus::blocking::connection::Builder::address(addr.as_str())
-            .map(|b| b.user_id(outer_uid()).method_timeout(JOB_TIMEOUT))
-            .and_then(|b| b.build())
-            .map_err(|e| bus_error(&addr, e))?;
-        Ok(Bus { conn, name: addr })
+        let uid = outer_uid();
+        let first = zbus::blocking::connection::Builder::address(addr.as_str())
+            .map(|b| b.user_id(uid).method_timeout(JOB_TIMEOUT))
+            .and_then(|b| b.build());
+        let bus_err = match first {
+            Ok(conn) => return Ok(Bus { conn, name: addr }),
+            Err(e) => e,
+        };
+        // No session bus (no dbus-user-session): the user's manager listens on its own private socket.
+        if let Some(private) = std::env::var_os("XDG_RUNTIME_DIR")
+            .map(|d| Path::new(&d).join("systemd/private"))
+            .filter(|p| p.exists())
+        {
+            let name = private.display().to_string();
+            let conn =
+                zbus::blocking::connection::Builder::address(format!("unix:path={name}").as_str())
+                    .map(|b| b.p2p().user_id(uid).method_timeout(JOB_TIMEOUT))
+                    .and_then(|b| b.build())
+                    .map_err(|e| bus_error(&name, e))?;
+            return Ok(Bus { conn, name });
+        }
+        Err(bus_error(&addr, bus_err))
     }
 
     fn call<B, R>(&self, path: &str, iface: &str, method: &str, body: &B) -> Result<R, CallError>
