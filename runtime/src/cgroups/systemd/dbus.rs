@@ -49,6 +49,34 @@ const F_REPLY_SERIAL: u8 = 5;
 const F_DESTINATION: u8 = 6;
 const F_SIGNATURE: u8 = 8;
 
+/// A header field's value, a variant. zvariant writes a parsed signature of several arguments as
+/// one struct, with parentheses (`(ss)` where the body is `ss`), so the body's signature goes out
+/// as a string typed `g` instead of as a `Signature`.
+enum Field<'a> {
+    Value(zvariant::Value<'a>),
+    BodySignature(&'a str),
+}
+
+impl zvariant::Type for Field<'_> {
+    const SIGNATURE: &'static Signature = &Signature::Variant;
+}
+
+impl serde::Serialize for Field<'_> {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeStruct;
+        match self {
+            Field::Value(v) => v.serialize(serializer),
+            Field::BodySignature(sig) => {
+                // The shape zvariant gives a variant: its signature, then its value.
+                let mut st = serializer.serialize_struct("Variant", 2)?;
+                st.serialize_field("signature", "g")?;
+                st.serialize_field("value", sig)?;
+                st.end()
+            }
+        }
+    }
+}
+
 pub struct Bus {
     stream: UnixStream,
     serial: u32,
@@ -226,25 +254,20 @@ impl Bus {
         let ctxt = Context::new_dbus(Endian::Little, 0);
         let body_bytes = zvariant::to_bytes(ctxt, body).map_err(wire)?;
         // A tuple's signature is `(…)`; a message body lists the arguments without the parentheses.
-        let sig = body.signature().to_string();
-        let sig = sig
-            .strip_prefix('(')
-            .and_then(|s| s.strip_suffix(')'))
-            .unwrap_or(&sig)
-            .to_string();
+        let sig = body.signature().to_string_no_parens();
         self.serial = self.serial.wrapping_add(1).max(1);
         let serial = self.serial;
-        let mut fields: Vec<(u8, zvariant::Value<'_>)> = vec![
-            (F_PATH, ObjectPath::try_from(path).map_err(wire)?.into()),
-            (F_INTERFACE, iface.into()),
-            (F_MEMBER, member.into()),
-            (F_DESTINATION, dest.into()),
+        let mut fields: Vec<(u8, Field<'_>)> = vec![
+            (
+                F_PATH,
+                Field::Value(ObjectPath::try_from(path).map_err(wire)?.into()),
+            ),
+            (F_INTERFACE, Field::Value(iface.into())),
+            (F_MEMBER, Field::Value(member.into())),
+            (F_DESTINATION, Field::Value(dest.into())),
         ];
         if !sig.is_empty() {
-            fields.push((
-                F_SIGNATURE,
-                Signature::try_from(sig.as_str()).map_err(wire)?.into(),
-            ));
+            fields.push((F_SIGNATURE, Field::BodySignature(&sig)));
         }
         let header = (
             b'l',
@@ -485,23 +508,23 @@ mod tests {
         assert_eq!(socket_of("tcp:host=localhost,port=1"), None);
     }
 
-    /// A fake manager on a socketpair: our call goes out in the wire format, a reply signed by a
-    /// well-known sender (as systemd signs them on its private socket) comes back and decodes.
-    #[test]
-    fn a_call_round_trips_through_the_wire_format() {
-        let (ours, mut theirs) = UnixStream::pair().unwrap();
-        let server = std::thread::spawn(move || {
+    /// A fake manager on a socketpair: answers one call with an object path, in a reply signed by a
+    /// well-known sender (as systemd signs them on its private socket); hands back the raw header
+    /// and body it received.
+    fn fake_manager(mut theirs: UnixStream) -> std::thread::JoinHandle<(Vec<u8>, Vec<u8>)> {
+        std::thread::spawn(move || {
             let mut fixed = [0u8; 16];
             theirs.read_exact(&mut fixed).unwrap();
             let body_len = u32::from_le_bytes(fixed[4..8].try_into().unwrap()) as usize;
             let serial = u32::from_le_bytes(fixed[8..12].try_into().unwrap());
             let fields_len = u32::from_le_bytes(fixed[12..16].try_into().unwrap()) as usize;
-            let mut rest = vec![0u8; (16 + fields_len).next_multiple_of(8) - 16 + body_len];
+            let header_len = (16 + fields_len).next_multiple_of(8);
+            let mut rest = vec![0u8; header_len - 16 + body_len];
             theirs.read_exact(&mut rest).unwrap();
+            let mut header = fixed.to_vec();
+            header.extend_from_slice(&rest[..header_len - 16]);
+            let body = rest[header_len - 16..].to_vec();
             let ctxt = Context::new_dbus(Endian::Little, 0);
-            let body = &rest[rest.len() - body_len..];
-            let ((unit,), _) = Data::new(body, ctxt).deserialize::<(String,)>().unwrap();
-            assert_eq!(unit, "x.scope");
             let path = ObjectPath::try_from("/org/freedesktop/systemd1/unit/x_2escope").unwrap();
             let reply_body = zvariant::to_bytes(ctxt, &(path,)).unwrap();
             let fields: Vec<(u8, zvariant::Value<'_>)> = vec![
@@ -509,7 +532,7 @@ mod tests {
                 (7, DEST.into()), // SENDER: a well-known name
                 (F_SIGNATURE, Signature::try_from("o").unwrap().into()),
             ];
-            let header = (
+            let reply = (
                 b'l',
                 METHOD_RETURN,
                 0u8,
@@ -518,18 +541,63 @@ mod tests {
                 9u32,
                 fields,
             );
-            let mut msg = zvariant::to_bytes(ctxt, &header).unwrap().to_vec();
+            let mut msg = zvariant::to_bytes(ctxt, &reply).unwrap().to_vec();
             msg.resize(msg.len().next_multiple_of(8), 0);
             msg.extend_from_slice(&reply_body);
             theirs.write_all(&msg).unwrap();
-        });
-        let mut bus = Bus {
-            stream: ours,
+            (header, body)
+        })
+    }
+
+    /// The SIGNATURE header field as it is on the wire: code 8, variant type `g`, length, text.
+    fn signature_field(sig: &str) -> Vec<u8> {
+        let mut v = vec![F_SIGNATURE, 1, b'g', 0, sig.len() as u8];
+        v.extend_from_slice(sig.as_bytes());
+        v.push(0);
+        v
+    }
+
+    fn bus_on(stream: UnixStream) -> Bus {
+        Bus {
+            stream,
             serial: 0,
             name: "test".into(),
-        };
-        let unit = bus.get_unit("x.scope").map_err(|e| e.to_string()).unwrap();
+        }
+    }
+
+    #[test]
+    fn a_call_round_trips_through_the_wire_format() {
+        let (ours, theirs) = UnixStream::pair().unwrap();
+        let server = fake_manager(theirs);
+        let unit = bus_on(ours)
+            .get_unit("x.scope")
+            .map_err(|e| e.to_string())
+            .unwrap();
         assert_eq!(unit.as_str(), "/org/freedesktop/systemd1/unit/x_2escope");
-        server.join().unwrap();
+        let (header, body) = server.join().unwrap();
+        let ctxt = Context::new_dbus(Endian::Little, 0);
+        let ((name,), _) = Data::new(&body[..], ctxt)
+            .deserialize::<(String,)>()
+            .unwrap();
+        assert_eq!(name, "x.scope");
+        let want = signature_field("s");
+        assert!(header.windows(want.len()).any(|w| w == &want[..]));
+    }
+
+    /// systemd refuses a call whose body signature has a struct's parentheses around the arguments.
+    #[test]
+    fn a_call_of_several_arguments_is_signed_without_parentheses() {
+        let (ours, theirs) = UnixStream::pair().unwrap();
+        let server = fake_manager(theirs);
+        let props = [("Delegate".to_string(), Value::Bool(true))];
+        let job = bus_on(ours).start_transient_unit("x.scope", &props);
+        assert!(job.is_ok());
+        let (header, _) = server.join().unwrap();
+        let want = signature_field("ssa(sv)a(sa(sv))");
+        assert!(
+            header.windows(want.len()).any(|w| w == &want[..]),
+            "{:?}",
+            String::from_utf8_lossy(&header)
+        );
     }
 }
