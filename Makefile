@@ -17,7 +17,7 @@ DEMO_PACKAGES := busybox-static gcc libc6-dev tar gzip
 TEST_PACKAGES := $(DEMO_PACKAGES) runc crun skopeo umoci docker-registry golang-github-containers-common \
 	qemu-system-x86 linux-image-amd64 cpio xz-utils util-linux uidmap iproute2 hyperfine \
 	openssl apache2-utils tmux zstd pigz kmod bsdutils containerd podman conmon docker.io \
-	systemd dbus apparmor time python3 python3-venv
+	systemd dbus dbus-user-session apparmor time python3 python3-venv
 
 .PHONY: all build release deps deps-demo demo demo-run test test-unit test-integration bench lint clean
 
