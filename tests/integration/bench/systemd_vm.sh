@@ -4,7 +4,8 @@
 # (= create + start + wait + delete, a transient scope per container, started and stopped over
 # D-Bus) of /bin/true, N times each, for gruntime, runc and crun (Debian's), same bundle, same
 # limits. Prints the median and the mean in ms per runtime and the ratios to crun, and gruntime's
-# peak RSS (GNU time) for one run with and one without --systemd-cgroup.
+# peak RSS (GNU time) for one run with and one without --systemd-cgroup. Then Docker Engine with its
+# systemd cgroup driver: `docker run --rm IMG /bin/true`, DOCKER_N times, gruntime vs docker's runc.
 #
 #   tests/integration/bench/systemd_vm.sh          # uses target/release/gruntime (built if missing)
 #   N=100 GRUNTIME_BIN=... tests/integration/bench/systemd_vm.sh
@@ -15,19 +16,21 @@
 # per runtime is not counted; the runs are interleaved (gruntime, runc, crun, gruntime, …). The VM
 # is TCG (no KVM here): absolute times are several times a native host's and move with the host's
 # load, the ratios are what compares. Needs qemu-system-x86, linux-image-amd64,
-# busybox-static, runc, crun, python3.
+# busybox-static, runc, crun, docker.io, python3.
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "$0")/../../.." && pwd)
 N=${N:-50}
+DOCKER_N=${DOCKER_N:-10}
 GRUNTIME=${GRUNTIME_BIN:-$ROOT/target/release/gruntime}
 if [ ! -x "$GRUNTIME" ]; then
     (cd "$ROOT" && cargo build --release -p gruntime >&2)
 fi
-for t in runc crun python3 busybox /usr/bin/time; do
+for t in runc crun python3 busybox /usr/bin/time dockerd; do
     command -v "$t" >/dev/null || { echo "systemd_vm.sh: $t is needed" >&2; exit 1; }
 done
 [[ $N =~ ^[1-9][0-9]*$ ]] || { echo "systemd_vm.sh: N=$N: not a positive number" >&2; exit 2; }
+[[ $DOCKER_N =~ ^[1-9][0-9]*$ ]] || { echo "systemd_vm.sh: DOCKER_N=$DOCKER_N: not a positive number" >&2; exit 2; }
 
 # The guest part: everything happens on the guest's own tmpfs, nothing reaches the host.
 GUEST=$(cat <<'EOF'
@@ -83,9 +86,42 @@ cp -r $W/bundle $W/bundle-fs
 python3 -c 'import json,sys; p=sys.argv[1]; c=json.load(open(p)); c["linux"]["cgroupsPath"]="/bench-rss"; json.dump(c,open(p,"w"))' $W/bundle-fs/config.json
 rss() { /usr/bin/time -f %M "$GRUNTIME" --root /run/bench-rss "$@" rss 2>&1 >/dev/null | tail -n1; }
 rss_sd=$(rss --systemd-cgroup run --bundle $W/bundle); rss_fs=$(rss run --bundle $W/bundle-fs)
-python3 - "$W/times" "$N" "$left" "$failed" "$rss_sd" "$rss_fs" <<'PY'
+
+# Docker Engine (Debian's dockerd 20.10 and its containerd) with its default systemd cgroup driver:
+# `docker run --rm IMG true` with gruntime and with docker's own runc, interleaved. The data root is
+# a tmpfs (overlay2 cannot sit on the guest's overlay root); no bridge: --network none.
+mkdir -p /var/lib/docker /etc/docker
+mount -t tmpfs -o mode=0711 tmpfs /var/lib/docker
+cat >/etc/docker/daemon.json <<CONF
+{ "runtimes": { "gruntime": { "path": "$GRUNTIME" } }, "exec-opts": ["native.cgroupdriver=systemd"],
+  "bridge": "none", "iptables": false, "ip-forward": false, "ip-masq": false }
+CONF
+dockerd >$W/dockerd.log 2>&1 &
+dockerd_pid=$!
+stop_dockerd() { kill $dockerd_pid 2>/dev/null; wait $dockerd_pid 2>/dev/null || true; umount -l /var/lib/docker 2>/dev/null || true; }
+trap stop_dockerd EXIT
+for _ in $(seq 1 90); do /usr/bin/docker version >/dev/null 2>&1 && break; sleep 1; done
+/usr/bin/docker version >/dev/null 2>&1 || { echo "dockerd did not start:" >&2; cat $W/dockerd.log >&2; exit 1; }
+tar -C $W/bundle/rootfs -c . | /usr/bin/docker import - localhost/bench:latest >/dev/null
+echo "systemd_vm: $DOCKER_N rounds of docker run --rm with gruntime, runc" >&2
+for rt in gruntime runc; do
+    /usr/bin/docker run --rm --network none --runtime $rt localhost/bench:latest /bin/true
+    : > $W/times/docker-$rt
+done
+for i in $(seq 1 "$DOCKER_N"); do
+    for rt in gruntime runc; do
+        t0=$(now_ns)
+        /usr/bin/docker run --rm --network none --runtime $rt localhost/bench:latest /bin/true
+        t1=$(now_ns)
+        echo $(( (t1 - t0) / 1000 )) >> $W/times/docker-$rt
+    done
+done
+docker_left=$(systemctl list-units --all --no-legend --plain 'docker-*.scope' | wc -l)
+stop_dockerd
+trap - EXIT
+python3 - "$W/times" "$N" "$left" "$failed" "$rss_sd" "$rss_fs" "$DOCKER_N" "$docker_left" <<'PY'
 import statistics, sys
-d, n, left, failed, rss_sd, rss_fs = sys.argv[1:7]
+d, n, left, failed, rss_sd, rss_fs, dn, dleft = sys.argv[1:9]
 t = {rt: [int(x) / 1000 for x in open(f"{d}/{rt}")] for rt in ("gruntime", "runc", "crun")}
 med = {rt: statistics.median(v) for rt, v in t.items()}
 print(f"systemd driver: --systemd-cgroup run (create+start+wait+delete) of /bin/true with limits, N={n}, systemd guest (TCG)")
@@ -95,9 +131,17 @@ for rt in ("gruntime", "runc", "crun"):
     print(f"{rt:<10}{med[rt]:>12.1f}{statistics.mean(v):>10.1f}{min(v):>10.1f}{med[rt] / med['crun']:>25.2f}")
 print(f"units left after all runs: {left}, failed units: {failed}")
 print(f"gruntime peak RSS of one run: {rss_sd} KiB with --systemd-cgroup (D-Bus client), {rss_fs} KiB without")
+dk = {rt: [int(x) / 1000 for x in open(f"{d}/docker-{rt}")] for rt in ("gruntime", "runc")}
+dmed = {rt: statistics.median(v) for rt, v in dk.items()}
+print(f"\ndocker run --rm --network none IMG /bin/true, dockerd 20.10, native.cgroupdriver=systemd, N={dn}")
+print(f"{'runtime':<10}{'median ms':>12}{'mean ms':>10}{'min ms':>10}{'ratio to runc (median)':>25}")
+for rt in ("gruntime", "runc"):
+    v = dk[rt]
+    print(f"{rt:<10}{dmed[rt]:>12.1f}{statistics.mean(v):>10.1f}{min(v):>10.1f}{dmed[rt] / dmed['runc']:>25.2f}")
+print(f"docker scopes left after all runs: {dleft}")
 PY
 EOF
 )
 
 exec "$ROOT/tests/integration/vm/run.sh" --init systemd --timeout "${TIMEOUT:-1500}" \
-    --env "GRUNTIME=$GRUNTIME" --env "N=$N" -- bash -c "$GUEST"
+    --env "GRUNTIME=$GRUNTIME" --env "N=$N" --env "DOCKER_N=$DOCKER_N" -- bash -c "$GUEST"
