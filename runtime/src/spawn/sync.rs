@@ -3,10 +3,12 @@
 
 use std::io::{IoSlice, IoSliceMut};
 use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
+use std::path::Path;
 
+use nix::fcntl::OFlag;
 use nix::sys::socket::{
     recvmsg, sendmsg, socketpair, AddressFamily, ControlMessage, ControlMessageOwned, MsgFlags,
-    SockFlag, SockType,
+    SockFlag, SockType, UnixAddr,
 };
 use serde::{Deserialize, Serialize};
 
@@ -38,19 +40,46 @@ fn seqpacket_socket() -> nix::Result<OwnedFd> {
     )
 }
 
+/// The longest path a Unix socket address holds (`sun_path` is 108 bytes with its NUL).
+const SUN_PATH_MAX: usize = 107;
+
+/// The address of the socket at `path`. A path too long for `sun_path` is reached through an
+/// O_PATH fd on its directory, as `/proc/self/fd/N/NAME`: Docker's state root and 64-digit ids
+/// make `/var/run/docker/runtime-runc/moby/<id>/start.sock` 109 bytes. The fd must stay open
+/// until the bind or connect is done.
+fn address(path: &Path) -> nix::Result<(UnixAddr, Option<OwnedFd>)> {
+    if path.as_os_str().len() <= SUN_PATH_MAX {
+        return Ok((UnixAddr::new(path)?, None));
+    }
+    let (Some(dir), Some(name)) = (path.parent(), path.file_name()) else {
+        return Err(nix::errno::Errno::ENAMETOOLONG);
+    };
+    let dir = nix::fcntl::open(
+        dir,
+        OFlag::O_PATH | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC,
+        nix::sys::stat::Mode::empty(),
+    )?;
+    let short = Path::new("/proc/self/fd")
+        .join(dir.as_raw_fd().to_string())
+        .join(name);
+    Ok((UnixAddr::new(&short)?, Some(dir)))
+}
+
 /// The init's start socket: a SOCK_SEQPACKET listener at `path` (in the 0700 state dir).
-pub fn listen(path: &std::path::Path) -> nix::Result<OwnedFd> {
-    use nix::sys::socket::{bind, listen as listen_on, Backlog, UnixAddr};
+pub fn listen(path: &Path) -> nix::Result<OwnedFd> {
+    use nix::sys::socket::{bind, listen as listen_on, Backlog};
     let fd = seqpacket_socket()?;
-    bind(fd.as_raw_fd(), &UnixAddr::new(path)?)?;
+    let (addr, _dir) = address(path)?;
+    bind(fd.as_raw_fd(), &addr)?;
     listen_on(&fd, Backlog::new(4)?)?;
     Ok(fd)
 }
 
-pub fn connect(path: &std::path::Path) -> nix::Result<OwnedFd> {
-    use nix::sys::socket::{connect as connect_to, UnixAddr};
+pub fn connect(path: &Path) -> nix::Result<OwnedFd> {
+    use nix::sys::socket::connect as connect_to;
     let fd = seqpacket_socket()?;
-    connect_to(fd.as_raw_fd(), &UnixAddr::new(path)?)?;
+    let (addr, _dir) = address(path)?;
+    connect_to(fd.as_raw_fd(), &addr)?;
     Ok(fd)
 }
 
@@ -106,4 +135,27 @@ pub fn recv(sock: BorrowedFd) -> nix::Result<Option<(Msg, Option<OwnedFd>)>> {
     }
     let msg = serde_json::from_slice(&buf[..n]).map_err(|_| nix::errno::Errno::EBADMSG)?;
     Ok(Some((msg, fd)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::fd::AsFd;
+
+    /// Docker's state root with a 64-digit id puts the start socket past sun_path's 108 bytes.
+    #[test]
+    fn a_start_socket_path_longer_than_sun_path_still_binds_and_connects() {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path().join("runtime-runc/moby").join("a".repeat(64));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("start.sock");
+        assert!(path.as_os_str().len() > SUN_PATH_MAX, "{}", path.display());
+        let listener = listen(&path).unwrap();
+        assert!(path.exists(), "the socket is at its real path");
+        let ours = connect(&path).unwrap();
+        let theirs = nix::sys::socket::accept(&listener).unwrap();
+        send(ours.as_fd(), &Msg::Start, None).unwrap();
+        let (msg, _) = recv(theirs.as_fd()).unwrap().unwrap();
+        assert_eq!(msg, Msg::Start);
+    }
 }

@@ -898,3 +898,28 @@ fn ambient_capabilities_without_inheritable_ones_are_skipped_as_runc_does() {
     let out = ok_run(&b);
     assert!(out.contains("CapAmb:\t0000000020000420"), "{out}");
 }
+
+/// Docker keeps runc's state in /var/run/docker/runtime-runc/moby and names containers with 64 hex
+/// digits: the state dir's start socket is then longer than a Unix socket address can hold.
+#[test]
+fn a_state_root_and_id_as_long_as_dockers_still_create_start_and_delete() {
+    let b = sh("echo long-path-ok; sleep 30");
+    let root = b.root.path().join("var/run/docker/runtime-runc/moby");
+    let id = format!("{:0<64}", unique_id("long"));
+    let socket = root.join(&id).join("start.sock");
+    assert!(socket.as_os_str().len() > 108, "{}", socket.display());
+    let g = |args: &[&str]| {
+        let mut c = std::process::Command::new(integration::gruntime_bin());
+        c.arg("--root").arg(&root).args(args).current_dir(b.path());
+        integration::run_via_files(&mut c)
+    };
+    let out = g(&["create", "--bundle", b.path().to_str().unwrap(), &id]);
+    assert!(out.status.success(), "create: {}", stderr(&out));
+    let out = g(&["start", &id]);
+    assert!(out.status.success(), "start: {}", stderr(&out));
+    let out = g(&["state", &id]);
+    assert!(stdout(&out).contains("\"running\""), "{}", stdout(&out));
+    let out = g(&["delete", "--force", &id]);
+    assert!(out.status.success(), "delete: {}", stderr(&out));
+    assert!(!root.join(&id).exists());
+}
