@@ -35,8 +35,16 @@ fn split_domain(name: &str) -> (String, String) {
     (domain, rest)
 }
 
-/// Parse and normalise a registry reference.
+/// Parse and normalise a registry reference (a short name goes through registries.conf first
+/// when `--short-name-aliases` asked for it).
 pub fn parse_reference(input: &str) -> Result<Reference> {
+    match crate::registries_conf::expand_short(input) {
+        Some(full) => parse_normalised(&full),
+        None => parse_normalised(input),
+    }
+}
+
+fn parse_normalised(input: &str) -> Result<Reference> {
     let bad = |reason: &str| Error::InvalidReference {
         input: input.to_string(),
         reason: reason.to_string(),
