@@ -5,10 +5,12 @@
 #[macro_use]
 mod output;
 
+mod accept;
 mod auth;
 mod bundle;
 mod commands;
 mod context;
+mod copy;
 mod error;
 mod follow;
 mod image;
@@ -16,6 +18,7 @@ mod interrupt;
 mod manifest;
 mod progress;
 mod reference;
+mod registries_conf;
 mod snapshot;
 mod store;
 mod transport;
@@ -77,6 +80,16 @@ struct Cli {
           value_parser = clap::value_parser!(u64).range(1..=86400))]
     timeout: u64,
 
+    /// registries.conf to read instead of $CONTAINERS_REGISTRIES_CONF,
+    /// ~/.config/containers/registries.conf or /etc/containers/registries.conf(.d)
+    #[arg(long, global = true, value_name = "FILE")]
+    registries_conf: Option<PathBuf>,
+
+    /// Resolve short names (no registry part) with registries.conf's [aliases] and first
+    /// unqualified-search-registries entry instead of Docker's docker.io/library
+    #[arg(long, global = true)]
+    short_name_aliases: bool,
+
     #[command(subcommand)]
     command: Command,
 }
@@ -106,6 +119,14 @@ enum Command {
     /// Manage bundles made by unpack
     #[command(subcommand)]
     Bundle(commands::unpack::BundleCmd),
+    /// Copy an image between registries, layouts, archives and the store (as skopeo copy)
+    Copy(commands::copy::CopyArgs),
+    /// Copy an image from the store to a registry (or another destination)
+    Push(commands::push::PushArgs),
+    /// List a registry repository's tags
+    ListTags(commands::list_tags::ListTagsArgs),
+    /// Delete an image from a registry
+    Delete(commands::delete::DeleteArgs),
 }
 
 fn context(cli: &Cli) -> Result<Context> {
@@ -151,6 +172,7 @@ fn context(cli: &Cli) -> Result<Context> {
             platform,
             retries: cli.retry_times,
             timeout: std::time::Duration::from_secs(cli.timeout),
+            registries_conf: cli.registries_conf.clone(),
         },
         quiet: false,
         verify_diff_ids: false,
@@ -159,6 +181,9 @@ fn context(cli: &Cli) -> Result<Context> {
 
 fn run(cli: Cli) -> Result<()> {
     let mut ctx = context(&cli)?;
+    if cli.short_name_aliases {
+        registries_conf::enable_short_names(&ctx)?;
+    }
     match cli.command {
         Command::Pull(a) => {
             ctx.quiet = a.quiet;
@@ -178,6 +203,10 @@ fn run(cli: Cli) -> Result<()> {
         Command::Logout(a) => commands::login::run_logout(&ctx, a),
         Command::Unpack(a) => commands::unpack::run_unpack(&ctx, a),
         Command::Bundle(c) => commands::unpack::run_bundle(&ctx, c),
+        Command::Copy(a) => commands::copy::run(&ctx, a),
+        Command::Push(a) => commands::push::run(&ctx, a),
+        Command::ListTags(a) => commands::list_tags::run(&ctx, a),
+        Command::Delete(a) => commands::delete::run(&ctx, a),
     }
 }
 

@@ -5,6 +5,7 @@ pub mod archive;
 pub mod layout;
 pub mod record;
 pub mod registry;
+pub mod remote;
 
 use crate::context::Context;
 use crate::error::{Error, Result};
