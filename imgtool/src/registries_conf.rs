@@ -110,10 +110,29 @@ pub struct RegistriesConf {
 }
 
 fn parse_err(path: &Path, text: &str, e: &toml::de::Error) -> Error {
-    let line = e
-        .span()
-        .map(|s| text[..s.start.min(text.len())].lines().count().max(1));
     let msg = e.message().split_whitespace().collect::<Vec<_>>().join(" ");
+    let start = e.span().map(|s| s.start.min(text.len()));
+    // serde reports an unknown key with the span of its whole table: the key's own line is
+    // what the reader needs.
+    let key = msg
+        .strip_prefix("unknown field `")
+        .and_then(|k| k.split('`').next());
+    let key_at = key.zip(start).and_then(|(k, from)| {
+        let mut off = from;
+        for l in text[from..].split_inclusive('\n') {
+            let t = l.trim_start();
+            if t.strip_prefix(k)
+                .is_some_and(|r| r.trim_start().starts_with('='))
+            {
+                return Some(off);
+            }
+            off += l.len();
+        }
+        None
+    });
+    let line = key_at
+        .or(start)
+        .map(|at| text[..at].matches('\n').count() + 1);
     Error::Parse {
         what: match line {
             Some(l) => format!("{} line {l}", path.display()),

@@ -403,7 +403,7 @@ async fn transfer(t: &Transfer<'_>, b: &Blob) -> Result<()> {
     }
     if let Dest::Registry(r) = t.dest {
         if r.try_mount(t.source.reference(), &b.digest).await {
-            bar.skipped();
+            bar.skipped_as("mounted");
             return Ok(());
         }
     }

@@ -397,7 +397,9 @@ pub fn registry_err(r: &Reference, step: &'static str, e: OciDistributionError) 
         other => {
             let mut reason = one_line(&error_chain(&other));
             if reason.contains("InvalidContentType") {
-                reason.push_str(" (the registry may speak plain HTTP: see --plain-http)");
+                reason.push_str(
+                    " (the registry may speak plain HTTP: see --tls-verify=false or --plain-http)",
+                );
             }
             Error::Registry {
                 reference: r.whole(),
