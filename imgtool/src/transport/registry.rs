@@ -161,22 +161,41 @@ fn client_reaching(ctx: &Context, registry: &str, reach: &Reach, monolithic: boo
     Client::new(config)
 }
 
-/// Whether `registry` answers a TLS handshake (any certificate accepted). Only a handshake
-/// that fails on its merits says no: a registry that is down is left to the real request,
-/// which reports it.
+/// Whether `registry` speaks TLS, asked the cheap way: a plain `GET /v2/` over TCP. A plain
+/// HTTP registry answers it with an HTTP status line at once; a TLS server either answers with
+/// a TLS alert, closes, or (Go, nginx) sends a 400 saying an HTTP request reached an HTTPS
+/// port. (A TLS handshake against a plain HTTP server, as containers/image tries first, waits
+/// tens of milliseconds for the server to give up on it.) A registry that cannot be reached
+/// counts as TLS, so the real request reports why.
 async fn speaks_tls(registry: &str, timeout: Duration) -> bool {
-    let Ok(c) = reqwest::Client::builder()
-        .tls_danger_accept_invalid_certs(true)
-        .connect_timeout(timeout)
-        .timeout(timeout)
-        .build()
-    else {
-        return true;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let host = if registry.contains(':') && !registry.ends_with(']') {
+        registry.to_string()
+    } else {
+        format!("{registry}:443")
     };
-    match c.get(format!("https://{registry}/v2/")).send().await {
-        Ok(_) => true,
-        Err(e) => !tls_refused(&e),
-    }
+    let probe = async {
+        let mut s = tokio::net::TcpStream::connect(&host).await.ok()?;
+        let req = format!("GET /v2/ HTTP/1.0\r\nHost: {registry}\r\n\r\n");
+        s.write_all(req.as_bytes()).await.ok()?;
+        // HTTP/1.0: the server closes after its answer, so read to the end (1 KiB is enough
+        // for the status line and the start of a body that may say "HTTPS").
+        let mut buf = vec![0u8; 1024];
+        let mut n = 0;
+        while n < buf.len() {
+            match s.read(&mut buf[n..]).await {
+                Ok(0) | Err(_) => break,
+                Ok(k) => n += k,
+            }
+        }
+        let text = String::from_utf8_lossy(&buf[..n]).to_ascii_lowercase();
+        Some(!text.starts_with("http/") || text.contains("https"))
+    };
+    tokio::time::timeout(timeout, probe)
+        .await
+        .ok()
+        .flatten()
+        .unwrap_or(true)
 }
 
 /// A registry reached for one image: the client, the credentials, and the reference as this
