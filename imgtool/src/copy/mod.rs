@@ -28,6 +28,8 @@ use source::{Source, Top};
 
 /// How many blobs cross at once.
 const CONCURRENT_BLOBS: usize = 4;
+/// How many "does the destination have it" checks are in flight at once.
+const CONCURRENT_CHECKS: usize = 16;
 
 #[derive(Debug, Default)]
 pub struct Options {
@@ -197,8 +199,20 @@ async fn copy_async(
         progress: &progress,
     };
     let ctx = &ctx;
-    let results: Vec<Result<()>> = futures_util::stream::iter(blobs.into_values())
-        .map(|b| async move { transfer(ctx, &b).await })
+    // Every HEAD at once (they are small), then the transfers four at a time: a re-push of
+    // an image the registry has is one round of HEADs.
+    let dest_ref = &dest;
+    let checked: Vec<Result<(Blob, bool)>> = futures_util::stream::iter(blobs.into_values())
+        .map(|b| async move {
+            let has = dest_ref.has_blob(&b.digest).await?;
+            Ok((b, has))
+        })
+        .buffer_unordered(CONCURRENT_CHECKS)
+        .collect()
+        .await;
+    let checked: Vec<(Blob, bool)> = checked.into_iter().collect::<Result<_>>()?;
+    let results: Vec<Result<()>> = futures_util::stream::iter(checked)
+        .map(|(b, has)| async move { transfer(ctx, &b, has).await })
         .buffer_unordered(CONCURRENT_BLOBS)
         .collect()
         .await;
@@ -395,9 +409,10 @@ struct Transfer<'a> {
     progress: &'a Progress,
 }
 
-async fn transfer(t: &Transfer<'_>, b: &Blob) -> Result<()> {
+/// Bring one blob to the destination; `present` says the destination already has it.
+async fn transfer(t: &Transfer<'_>, b: &Blob, present: bool) -> Result<()> {
     let bar = Arc::new(t.progress.blob("blob", &b.digest, b.size));
-    if t.dest.has_blob(&b.digest).await? {
+    if present {
         bar.skipped();
         return Ok(());
     }
