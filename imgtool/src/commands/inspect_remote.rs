@@ -74,7 +74,8 @@ pub fn run(ctx: &Context, args: &InspectArgs) -> Result<()> {
                 reason: "no config digest".into(),
             })?
             .to_string();
-        let config_raw =
+        // The config and the tag list are independent: one round trip for both.
+        let config_fetch = async {
             registry::with_retries(&conn.reference, "fetch config", conn.retries, || async {
                 let mut buf = Vec::new();
                 conn.client
@@ -83,7 +84,17 @@ pub fn run(ctx: &Context, args: &InspectArgs) -> Result<()> {
                     .map(|()| buf)
             })
             .await
-            .map_err(|e| registry::registry_err(&conn.reference, "fetch config", e))?;
+            .map_err(|e| registry::registry_err(&conn.reference, "fetch config", e))
+        };
+        let tags_fetch = async {
+            if args.no_tags || args.config {
+                Ok(vec![])
+            } else {
+                crate::transport::remote::list_tags(&conn).await
+            }
+        };
+        let (config_raw, tags) = tokio::join!(config_fetch, tags_fetch);
+        let (config_raw, tags) = (config_raw?, tags?);
         let actual = crate::verify::sha256_digest(&config_raw);
         if actual != config_digest {
             return Err(Error::DigestMismatch {
@@ -98,11 +109,6 @@ pub fn run(ctx: &Context, args: &InspectArgs) -> Result<()> {
         }
         let config: serde_json::Value = serde_json::from_slice(&config_raw)
             .map_err(|e| parse(format!("image config {config_digest}"), e))?;
-        let tags = if args.no_tags {
-            vec![]
-        } else {
-            crate::transport::remote::list_tags(&conn).await?
-        };
         let layers = manifest["layers"].as_array().cloned().unwrap_or_default();
         let out = Inspect {
             name: format!("{}/{}", r.registry(), r.repository()),
