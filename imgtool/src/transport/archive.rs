@@ -168,6 +168,8 @@ pub fn import_docker_archive(
         let config_raw =
             std::fs::read(&config_path).map_err(Error::io("read image config", &config_path))?;
         let config_digest = sha256_digest(&config_raw);
+        // A docker-archive has no manifest of its own: the image is known by its config.
+        crate::accept::accept(&format!("docker-archive:{src}"), &config_digest)?;
         let config: ImageConfiguration = serde_json::from_slice(&config_raw)
             .map_err(|e| bad(format!("{}: {e}", entry.config)))?;
         let diff_ids = config.rootfs().diff_ids();

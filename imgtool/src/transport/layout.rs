@@ -150,6 +150,7 @@ pub fn import_dir_blobs(
     let entry = pick_entry(dir, tag)?;
     let name = name_override.or_else(|| name_from_ref(store::entry_name(&entry)));
     let mut digest = entry.digest().to_string();
+    crate::accept::accept(&format!("oci:{}", dir.display()), &digest)?;
     let mut raw = read_small_blob(dir, &digest, "manifest")?;
     let mt = manifest_media_type(&raw);
     if is_index(&mt) {
