@@ -192,8 +192,15 @@ fn create_in(
     let hook_state = oci_state_json(&saved, Status::Creating, 0).to_string();
 
     // Clone flags exclude the time namespace: its offsets must be written before a process enters it.
-    let flags = plan.clone_flags & !namespaces::clone_flag(LinuxNamespaceType::Time);
+    let mut flags = plan.clone_flags & !namespaces::clone_flag(LinuxNamespaceType::Time);
     let cgroup_fd = made.cgroup.as_ref().and_then(|c| c.open_fd());
+    // Placed in its cgroup after the clone: the init makes its cgroup namespace once it is there.
+    let late_cgroupns = cgroup_fd.is_none()
+        && (made.cgroup.is_some() || scope.is_some())
+        && flags.contains(CloneFlags::CLONE_NEWCGROUP);
+    if late_cgroupns {
+        flags.remove(CloneFlags::CLONE_NEWCGROUP);
+    }
     let pid = match crate::sys::clone3(flags, cgroup_fd.as_ref().map(|f| f.as_raw_fd())) {
         Err(e) => return Err(Error::sys("clone the container init", e)),
         Ok(0) => {
@@ -215,6 +222,7 @@ fn create_in(
                 extra_env,
                 hook_state,
                 idmapped,
+                late_cgroupns,
             })
         }
         Ok(pid) => Pid::from_raw(pid),

@@ -174,7 +174,7 @@ impl Scope {
     /// Start the scope with `pid` in it and apply the resources to its cgroup. On failure nothing of the
     /// unit remains.
     pub fn start(&self, pid: i32) -> Result<Cgroup, CgroupError> {
-        let bus = Bus::connect(self.unit.user)?;
+        let mut bus = Bus::connect(self.unit.user)?;
         let mut props: Vec<Property> = vec![
             ("Description".into(), Value::Str(self.description.clone())),
             ("Slice".into(), Value::Str(self.unit.slice.clone())),
@@ -195,29 +195,29 @@ impl Scope {
             Err(e) if e.name == "org.freedesktop.systemd1.UnitExists" => {
                 let _ = bus.reset_failed_unit(&self.unit.name);
                 bus.start_transient_unit(&self.unit.name, &props)
-                    .map_err(|e| self.failed(&bus, "start", e.to_string()))?
+                    .map_err(|e| self.failed(&bus.name, "start", e.to_string()))?
             }
-            Err(e) => return Err(self.failed(&bus, "start", e.to_string())),
+            Err(e) => return Err(self.failed(&bus.name, "start", e.to_string())),
         };
-        let cg = self.finish_start(&bus, job.as_str()).inspect_err(|_| {
-            let _ = stop_on(&bus, &self.unit);
+        let cg = self.finish_start(&mut bus, job.as_str()).inspect_err(|_| {
+            let _ = stop_on(&mut bus, &self.unit);
         })?;
         Ok(cg)
     }
 
-    fn finish_start(&self, bus: &Bus, job: &str) -> Result<Cgroup, CgroupError> {
+    fn finish_start(&self, bus: &mut Bus, job: &str) -> Result<Cgroup, CgroupError> {
         if !bus.wait_job(job) {
-            return Err(self.failed(bus, "start", "the job did not finish in 30 s".into()));
+            return Err(self.failed(&bus.name, "start", "the job did not finish in 30 s".into()));
         }
         let unit_path = bus
             .get_unit(&self.unit.name)
-            .map_err(|e| self.failed(bus, "start", e.to_string()))?;
+            .map_err(|e| self.failed(&bus.name, "start", e.to_string()))?;
         let unit_iface = "org.freedesktop.systemd1.Unit";
         let state = bus
             .unit_string(unit_path.as_str(), unit_iface, "ActiveState")
-            .map_err(|e| self.failed(bus, "start", e.to_string()))?;
+            .map_err(|e| self.failed(&bus.name, "start", e.to_string()))?;
         if state != "active" {
-            return Err(self.failed(bus, "start", format!("the unit is {state}")));
+            return Err(self.failed(&bus.name, "start", format!("the unit is {state}")));
         }
         let cgroup = bus
             .unit_string(
@@ -225,7 +225,7 @@ impl Scope {
                 "org.freedesktop.systemd1.Scope",
                 "ControlGroup",
             )
-            .map_err(|e| self.failed(bus, "start", e.to_string()))?;
+            .map_err(|e| self.failed(&bus.name, "start", e.to_string()))?;
         let mount = Hierarchy::find()
             .map(|h| h.mount)
             .ok_or_else(|| CgroupError::NoHierarchy {
@@ -239,11 +239,11 @@ impl Scope {
         Ok(cg)
     }
 
-    fn failed(&self, bus: &Bus, action: &str, reason: String) -> CgroupError {
+    fn failed(&self, bus: &str, action: &str, reason: String) -> CgroupError {
         CgroupError::Systemd {
             action: action.into(),
             unit: self.unit.name.clone(),
-            bus: bus.name.clone(),
+            bus: bus.to_string(),
             reason,
         }
     }
@@ -252,11 +252,11 @@ impl Scope {
 /// Stop the unit and forget it (reset-failed), so `systemctl list-units` shows nothing of it. A unit
 /// systemd already collected (its last process exited) is not an error.
 pub fn stop(unit: &Unit) -> Result<(), CgroupError> {
-    let bus = Bus::connect(unit.user)?;
-    stop_on(&bus, unit)
+    let mut bus = Bus::connect(unit.user)?;
+    stop_on(&mut bus, unit)
 }
 
-fn stop_on(bus: &Bus, unit: &Unit) -> Result<(), CgroupError> {
+fn stop_on(bus: &mut Bus, unit: &Unit) -> Result<(), CgroupError> {
     match bus.stop_unit(&unit.name) {
         Ok(job) => {
             bus.wait_job(job.as_str());
@@ -281,7 +281,7 @@ pub fn set(unit: &Unit, plan: &Plan, rules: Option<&[Rule]>) -> Result<(), Cgrou
     if props.is_empty() {
         return Ok(());
     }
-    let bus = Bus::connect(unit.user)?;
+    let mut bus = Bus::connect(unit.user)?;
     bus.set_unit_properties(&unit.name, &props)
         .map_err(|e| CgroupError::Systemd {
             action: "update".into(),
