@@ -22,6 +22,7 @@ mod registries_conf;
 mod snapshot;
 mod store;
 mod transport;
+mod trust;
 mod unpack;
 mod verify;
 
@@ -90,6 +91,20 @@ struct Cli {
     #[arg(long, global = true)]
     short_name_aliases: bool,
 
+    /// Signature policy file instead of ~/.config/containers/policy.json or
+    /// /etc/containers/policy.json
+    #[arg(long, global = true, value_name = "FILE")]
+    policy: Option<PathBuf>,
+
+    /// Accept every image without reading a signature policy
+    #[arg(long, global = true)]
+    insecure_policy: bool,
+
+    /// registries.d directory (where signatures are kept) instead of
+    /// ~/.config/containers/registries.d or /etc/containers/registries.d
+    #[arg(long = "registries.d", global = true, value_name = "DIR")]
+    registries_d: Option<PathBuf>,
+
     #[command(subcommand)]
     command: Command,
 }
@@ -127,6 +142,8 @@ enum Command {
     ListTags(commands::list_tags::ListTagsArgs),
     /// Delete an image from a registry
     Delete(commands::delete::DeleteArgs),
+    /// Make a key pair for sigstore signing (copy --sign-by-sigstore-private-key)
+    GenerateSigstoreKey(commands::generate_sigstore_key::GenerateSigstoreKeyArgs),
 }
 
 fn context(cli: &Cli) -> Result<Context> {
@@ -181,6 +198,17 @@ fn context(cli: &Cli) -> Result<Context> {
 
 fn run(cli: Cli) -> Result<()> {
     let mut ctx = context(&cli)?;
+    if cli.insecure_policy && cli.policy.is_some() {
+        return Err(Error::InvalidArgument {
+            arg: "--insecure-policy",
+            reason: "cannot be used with --policy".into(),
+        });
+    }
+    accept::configure(accept::TrustOptions {
+        policy: cli.policy.clone(),
+        insecure_policy: cli.insecure_policy,
+        registries_d: cli.registries_d.clone(),
+    });
     if cli.short_name_aliases {
         registries_conf::enable_short_names(&ctx)?;
     }
@@ -207,6 +235,7 @@ fn run(cli: Cli) -> Result<()> {
         Command::Push(a) => commands::push::run(&ctx, a),
         Command::ListTags(a) => commands::list_tags::run(&ctx, a),
         Command::Delete(a) => commands::delete::run(&ctx, a),
+        Command::GenerateSigstoreKey(a) => commands::generate_sigstore_key::run(&ctx, a),
     }
 }
 

@@ -67,6 +67,19 @@ pub struct CopyFlags {
     /// Extra CA certificates (*.crt) for the destination registry
     #[arg(long, value_name = "DIR")]
     pub dest_cert_dir: Option<PathBuf>,
+    /// Sign the manifest written at the destination with this sigstore private key
+    /// (ENCRYPTED SIGSTORE PRIVATE KEY PEM, as generate-sigstore-key or cosign make it)
+    #[arg(long, value_name = "KEY")]
+    pub sign_by_sigstore_private_key: Option<PathBuf>,
+    /// Read the signing key's passphrase from the first line of FILE
+    #[arg(long, value_name = "FILE", requires = "sign_by_sigstore_private_key")]
+    pub sign_passphrase_file: Option<PathBuf>,
+    /// The reference the signature names (default: the destination)
+    #[arg(long, value_name = "REF", requires = "sign_by_sigstore_private_key")]
+    pub sign_identity: Option<String>,
+    /// Do not copy the source's signatures
+    #[arg(long)]
+    pub remove_signatures: bool,
 }
 
 /// `USER:PASSWORD` from a `--*-creds` flag.
@@ -141,7 +154,23 @@ impl CopyFlags {
                     .transpose()?,
             },
             quiet: self.quiet,
+            sign: self.signing_key()?,
+            sign_identity: self.sign_identity.clone(),
+            remove_signatures: self.remove_signatures,
         })
+    }
+
+    /// The key `--sign-by-sigstore-private-key` names, opened with the passphrase file (an
+    /// empty passphrase without one: there is no interactive prompt).
+    fn signing_key(&self) -> Result<Option<p256::ecdsa::SigningKey>> {
+        let Some(key) = &self.sign_by_sigstore_private_key else {
+            return Ok(None);
+        };
+        let pass = match &self.sign_passphrase_file {
+            Some(f) => crate::trust::keys::read_passphrase_file(f)?,
+            None => vec![],
+        };
+        crate::trust::keys::load_private(key, &pass).map(Some)
     }
 }
 

@@ -31,12 +31,18 @@ const CONCURRENT_BLOBS: usize = 4;
 /// How many "does the destination have it" checks are in flight at once.
 const CONCURRENT_CHECKS: usize = 16;
 
-#[derive(Debug, Default)]
+#[derive(Default)]
 pub struct Options {
     /// `--all`: every platform of an index, and the index itself.
     pub all: bool,
     pub want: Want,
     pub quiet: bool,
+    /// `--sign-by-sigstore-private-key`: sign the manifest written at the destination.
+    pub sign: Option<p256::ecdsa::SigningKey>,
+    /// `--sign-identity`: the reference the signature names (default: the destination's).
+    pub sign_identity: Option<String>,
+    /// `--remove-signatures`: do not carry the source's signatures across.
+    pub remove_signatures: bool,
 }
 
 enum Dest {
@@ -119,7 +125,17 @@ pub fn copy(
         .enable_all()
         .build()
         .map_err(|e| Error::Other(format!("start async runtime: {e}")))?;
-    rt.block_on(copy_async(src_ctx, dest_ctx, src, dest, opts))
+    // An `oci:` directory this copy creates is removed again when the copy fails (a refused
+    // image, a missing blob): nothing is left half written.
+    let fresh_dir = match dest {
+        ImageName::Oci { dir, .. } if dir.symlink_metadata().is_err() => Some(dir),
+        _ => None,
+    };
+    let r = rt.block_on(copy_async(src_ctx, dest_ctx, src, dest, opts));
+    if let (Err(_), Some(dir)) = (&r, fresh_dir) {
+        let _ = std::fs::remove_dir_all(dir);
+    }
+    r
 }
 
 /// Where downloads and recompressed layers wait: inside the store when that is the
@@ -146,8 +162,9 @@ async fn copy_async(
         .prefix(".imgtool-copy-")
         .tempdir_in(&root)
         .map_err(Error::io("create temp directory in", &root))?;
+    let sign_as = signing_identity(dest_name, opts)?;
     let (source, top) = source::open(src_ctx, src, work.path()).await?;
-    crate::accept::accept(&src.display(), &top.digest)?;
+    let carried = accept_source(src, &source, &top.digest, opts).await?;
     let progress = Progress::new(opts.quiet);
 
     let index = is_index(&top.media_type);
@@ -253,7 +270,41 @@ async fn copy_async(
                     });
                 }
             }
-            r.put_manifest(&last.raw, &last.media_type, None).await?
+            r.put_manifest(&last.raw, &last.media_type, None).await?;
+            let mut sigs = vec![];
+            if !carried.is_empty() {
+                let dest_parts = match dest_name {
+                    ImageName::Registry(d) => Some(crate::reference::parts_of(d)),
+                    _ => None,
+                };
+                let keeps = match &dest_parts {
+                    Some(p) => crate::accept::uses_attachments(p)?,
+                    None => false,
+                };
+                if !keeps {
+                    errln!(
+                        "imgtool: warning: the source's signatures are not copied: {} does not keep sigstore attachments (registries.d use-sigstore-attachments)",
+                        dest_name.display()
+                    );
+                } else if last.digest == top.digest {
+                    sigs = carried;
+                } else {
+                    errln!(
+                        "imgtool: warning: the source's signatures are not copied: the manifest changed ({} is now {})",
+                        top.digest,
+                        last.digest
+                    );
+                }
+            }
+            if let (Some(key), Some(identity)) = (&opts.sign, &sign_as) {
+                progress.message("Signing manifest using a sigstore signature");
+                sigs.push(crate::trust::sigstore::sign(key, &last.digest, identity));
+            }
+            if !sigs.is_empty() {
+                progress.message("Storing signatures");
+                crate::transport::sigstore_attachments::store(r.conn(), &last.digest, &sigs)
+                    .await?;
+            }
         }
         Dest::Layout(l) => {
             tokio::task::block_in_place(|| l.commit(&last.raw, &last.digest, &last.media_type))?
@@ -262,6 +313,93 @@ async fn copy_async(
     }
     drop(source);
     Ok(last.digest)
+}
+
+/// The reference a `--sign-by-sigstore-private-key` signature names, checked before anything
+/// is copied: the destination must be a registry that keeps sigstore attachments.
+fn signing_identity(dest: &ImageName, opts: &Options) -> Result<Option<String>> {
+    if opts.sign.is_none() {
+        return Ok(None);
+    }
+    let bad = |reason: String| Error::InvalidArgument {
+        arg: "--sign-by-sigstore-private-key",
+        reason,
+    };
+    let ImageName::Registry(r) = dest else {
+        return Err(bad(format!(
+            "{}: signatures can only be stored in a docker:// destination",
+            dest.display()
+        )));
+    };
+    let parts = crate::reference::parts_of(r);
+    if !crate::accept::uses_attachments(&parts)? {
+        return Err(bad(format!(
+            "{}: writing sigstore attachments is disabled by configuration (set use-sigstore-attachments: true in registries.d)",
+            parts.name()
+        )));
+    }
+    if let Some(i) = &opts.sign_identity {
+        let p = crate::reference::parse_parts(i)?;
+        if p.tag.is_none() && p.digest.is_none() {
+            return Err(Error::InvalidArgument {
+                arg: "--sign-identity",
+                reason: format!("{i:?} must be a fully specified reference with a tag or digest"),
+            });
+        }
+        return Ok(Some(p.to_string()));
+    }
+    if parts.tag.is_none() {
+        return Err(bad(format!(
+            "{}: a destination named by digest needs --sign-identity",
+            dest.display()
+        )));
+    }
+    // The destination as the user named it (not a registries.conf location), as skopeo signs.
+    Ok(Some(format!(
+        "{}:{}",
+        parts.name(),
+        parts.tag.unwrap_or_default()
+    )))
+}
+
+/// Pass the source through the policy gate; returns the source's sigstore signatures when
+/// they were read and are to be carried to the destination. An image from the store is not
+/// checked again: it passed the gate when it came in.
+async fn accept_source(
+    src: &ImageName,
+    source: &Source,
+    digest: &str,
+    opts: &Options,
+) -> Result<Vec<crate::trust::sigstore::Signature>> {
+    use crate::accept::{accept_local, uses_attachments, Gate};
+    match src {
+        ImageName::Registry(r) => {
+            let parts = crate::reference::parts_of(r);
+            let gate = Gate::new(
+                crate::trust::scope::Scoped::Docker(parts.clone()),
+                src.display(),
+            )?;
+            let want = gate.needs_signatures() || !opts.remove_signatures;
+            let sigs = match source {
+                Source::Registry(conn) if want && uses_attachments(&parts)? => {
+                    crate::transport::sigstore_attachments::fetch(conn, digest).await?
+                }
+                _ => vec![],
+            };
+            gate.check(digest, &sigs)?;
+            Ok(if opts.remove_signatures { vec![] } else { sigs })
+        }
+        ImageName::Oci { dir, tag } => {
+            accept_local("oci", dir, tag.as_deref(), digest).map(|()| vec![])
+        }
+        ImageName::OciArchive { path, tag } => {
+            accept_local("oci-archive", path, tag.as_deref(), digest).map(|()| vec![])
+        }
+        ImageName::DockerArchive { path, .. } => {
+            accept_local("docker-archive", path, None, digest).map(|()| vec![])
+        }
+        ImageName::Store(_) => Ok(vec![]),
+    }
 }
 
 /// The image manifests to copy: every entry of an index with `all`, else the one for the

@@ -42,6 +42,11 @@ impl RegistryDest {
         &self.conn.reference
     }
 
+    /// The connection, for requests beyond blobs and manifests (signatures).
+    pub fn conn(&self) -> &Conn {
+        &self.conn
+    }
+
     pub async fn has_blob(&self, digest: &str) -> Result<bool> {
         let r = &self.conn.reference;
         registry::with_retries(r, "check blob", self.conn.retries, || {

@@ -42,12 +42,23 @@ pub fn import_oci_archive(
     progress: &Progress,
 ) -> Result<String> {
     let dir = extract(store, archive)?;
-    super::layout::import_dir(store, dir.path(), tag, platform, None, progress).map_err(|e| {
-        Error::Source {
+    let origin = super::layout::Origin {
+        transport: "oci-archive",
+        path: archive,
+    };
+    super::layout::import_dir(store, dir.path(), tag, platform, None, progress, origin)
+        .map_err(|e| wrap(archive, e))
+}
+
+/// An error while importing `archive`, named after it (a policy rejection already names it).
+fn wrap(archive: &Path, e: Error) -> Error {
+    match e {
+        Error::Rejected { .. } => e,
+        other => Error::Source {
             source_name: archive.display().to_string(),
-            reason: e.to_string(),
-        }
-    })
+            reason: other.to_string(),
+        },
+    }
 }
 
 /// Import every image of an OCI archive (for `load`); returns (manifest digest, name) pairs.
@@ -78,6 +89,10 @@ pub fn import_oci_archive_all(
         if n.is_none() && index.manifests().len() > 1 {
             continue;
         }
+        let origin = super::layout::Origin {
+            transport: "oci-archive",
+            path: archive,
+        };
         let i = super::layout::import_dir_blobs(
             store,
             dir.path(),
@@ -85,11 +100,9 @@ pub fn import_oci_archive_all(
             platform,
             None,
             progress,
+            origin,
         )
-        .map_err(|e| Error::Source {
-            source_name: archive.display().to_string(),
-            reason: e.to_string(),
-        })?;
+        .map_err(|e| wrap(archive, e))?;
         imported.push(i);
     }
     let mut out = vec![];
@@ -169,7 +182,7 @@ pub fn import_docker_archive(
             std::fs::read(&config_path).map_err(Error::io("read image config", &config_path))?;
         let config_digest = sha256_digest(&config_raw);
         // A docker-archive has no manifest of its own: the image is known by its config.
-        crate::accept::accept(&format!("docker-archive:{src}"), &config_digest)?;
+        crate::accept::accept_local("docker-archive", archive, None, &config_digest)?;
         let config: ImageConfiguration = serde_json::from_slice(&config_raw)
             .map_err(|e| bad(format!("{}: {e}", entry.config)))?;
         let diff_ids = config.rootfs().diff_ids();

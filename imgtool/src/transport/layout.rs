@@ -126,10 +126,19 @@ pub fn import_dir(
     platform: &Platform,
     name_override: Option<String>,
     progress: &Progress,
+    origin: Origin<'_>,
 ) -> Result<String> {
-    let imported = import_dir_blobs(store, dir, tag, platform, name_override, progress)?;
+    let imported = import_dir_blobs(store, dir, tag, platform, name_override, progress, origin)?;
     imported.record(store)?;
     Ok(imported.digest)
+}
+
+/// What the user named for a layout being imported, for the policy: an `oci:` directory, or
+/// the `oci-archive:` file that was extracted to it.
+#[derive(Clone, Copy)]
+pub struct Origin<'a> {
+    pub transport: &'static str,
+    pub path: &'a Path,
 }
 
 /// Copy the image `tag` names from the layout at `dir` into the store without recording it.
@@ -140,6 +149,7 @@ pub fn import_dir_blobs(
     platform: &Platform,
     name_override: Option<String>,
     progress: &Progress,
+    origin: Origin<'_>,
 ) -> Result<Imported> {
     if !dir.join("oci-layout").exists() {
         return Err(Error::Source {
@@ -150,7 +160,7 @@ pub fn import_dir_blobs(
     let entry = pick_entry(dir, tag)?;
     let name = name_override.or_else(|| name_from_ref(store::entry_name(&entry)));
     let mut digest = entry.digest().to_string();
-    crate::accept::accept(&format!("oci:{}", dir.display()), &digest)?;
+    crate::accept::accept_local(origin.transport, origin.path, tag, &digest)?;
     let mut raw = read_small_blob(dir, &digest, "manifest")?;
     let mt = manifest_media_type(&raw);
     if is_index(&mt) {

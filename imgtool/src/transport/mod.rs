@@ -6,6 +6,7 @@ pub mod layout;
 pub mod record;
 pub mod registry;
 pub mod remote;
+pub mod sigstore_attachments;
 
 use crate::context::Context;
 use crate::error::{Error, Result};
@@ -24,6 +25,10 @@ pub fn fetch(ctx: &Context, store: &Store, source: &Source, progress: &Progress)
             &ctx.registry.platform,
             None,
             progress,
+            layout::Origin {
+                transport: "oci",
+                path: dir,
+            },
         )
         .map_err(|e| source_err(&dir.display().to_string(), e)),
         Source::OciArchive { path, tag } => archive::import_oci_archive(
@@ -44,7 +49,7 @@ pub fn fetch(ctx: &Context, store: &Store, source: &Source, progress: &Progress)
 
 fn source_err(src: &str, e: Error) -> Error {
     match e {
-        Error::Source { .. } => e,
+        Error::Source { .. } | Error::Rejected { .. } => e,
         other => Error::Source {
             source_name: src.to_string(),
             reason: other.to_string(),

@@ -499,6 +499,23 @@ pub fn runtime() -> Result<tokio::runtime::Runtime> {
         .map_err(|e| Error::Other(format!("start async runtime: {e}")))
 }
 
+/// Pass the image the user named `named`, read from `conn`, through the policy gate: its
+/// sigstore signatures are fetched only when the policy needs them (and registries.d says the
+/// registry keeps them).
+pub async fn accept_pulled(conn: &Conn, named: &Reference, digest: &str) -> Result<()> {
+    let parts = crate::reference::parts_of(named);
+    let gate = crate::accept::Gate::new(
+        crate::trust::scope::Scoped::Docker(parts.clone()),
+        format!("docker://{}", named.whole()),
+    )?;
+    let sigs = if gate.needs_signatures() && crate::accept::uses_attachments(&parts)? {
+        super::sigstore_attachments::fetch(conn, digest).await?
+    } else {
+        vec![]
+    };
+    gate.check(digest, &sigs)
+}
+
 /// Pull `r` into the store, record its name; returns the manifest digest.
 pub fn pull(ctx: &Context, store: &Store, r: &Reference, progress: &Progress) -> Result<String> {
     pull_announcing(ctx, store, r, progress, None)
@@ -531,7 +548,7 @@ async fn pull_async(
     let retries = ctx.registry.retries;
     let named = r;
     let (conn, raw, digest) = connect_for_pull(ctx, r).await?;
-    crate::accept::accept(&named.whole(), &digest)?;
+    accept_pulled(&conn, named, &digest).await?;
     let (client, auth, r) = (&conn.client, &conn.auth, &conn.reference);
     let repo_digest = digest.clone();
     let mut media_type = manifest_media_type(&raw);
