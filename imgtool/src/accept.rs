@@ -1,7 +1,7 @@
 //! The one gate every image passes before any of it is stored, unpacked or copied: a registry
 //! pull (and so an `unpack` that pulls), an `oci:`/`oci-archive:`/`docker-archive:` import or
-//! `load`, and `copy` open a `Gate` for the image as the user named it, fetch its signatures
-//! when `needs_signatures` says the policy wants them, and call `check` with the digest of the
+//! `load`, and `copy` open a `Gate` for the image as the user named it, fetch the signatures
+//! `wants` says the policy needs (transport/signatures.rs), and call `check` with the digest of the
 //! top-level manifest that was read (a docker-archive, which has none, by its config's) before
 //! the first blob is written anywhere. A rejection is one error naming the image, the policy
 //! file, the scope that applied and the reason.
@@ -17,7 +17,7 @@ use crate::reference::Parts;
 use crate::trust::policy::{self, Policy};
 use crate::trust::registries_d::RegistriesD;
 use crate::trust::scope::Scoped;
-use crate::trust::sigstore::Signature;
+use crate::trust::{Signatures, Wants};
 
 /// The global trust flags.
 #[derive(Debug, Default, Clone)]
@@ -78,20 +78,25 @@ impl Gate {
         })
     }
 
-    /// Whether `check` will look at signatures (so the caller fetches them first). False when
-    /// a `reject` decides without them.
-    pub fn needs_signatures(&self) -> bool {
-        let Some(p) = &self.policy else { return false };
+    /// Which signatures `check` will look at (so the caller fetches them first): none when a
+    /// `reject` decides without them.
+    pub fn wants(&self) -> Wants {
+        let Some(p) = &self.policy else {
+            return Wants::default();
+        };
         let reqs = p.requirements_for(&self.image).requirements;
-        !reqs
+        if reqs
             .iter()
             .any(|r| matches!(r, policy::Requirement::Reject {}))
-            && reqs.iter().any(crate::trust::needs_signatures)
+        {
+            return Wants::default();
+        }
+        Wants::of(reqs)
     }
 
     /// Accept or reject the image whose top-level manifest has `digest`, given its
     /// signatures.
-    pub fn check(&self, digest: &str, sigs: &[Signature]) -> Result<()> {
+    pub fn check(&self, digest: &str, sigs: &Signatures) -> Result<()> {
         let Some(p) = &self.policy else {
             tracing::debug!("accepting {} ({digest}): no policy", self.display);
             return Ok(());
@@ -133,5 +138,5 @@ pub fn accept_local(
         },
         display,
     )?;
-    gate.check(digest, &[])
+    gate.check(digest, &Signatures::default())
 }

@@ -371,7 +371,7 @@ async fn accept_source(
     digest: &str,
     opts: &Options,
 ) -> Result<Vec<crate::trust::sigstore::Signature>> {
-    use crate::accept::{accept_local, uses_attachments, Gate};
+    use crate::accept::{accept_local, Gate};
     match src {
         ImageName::Registry(r) => {
             let parts = crate::reference::parts_of(r);
@@ -379,15 +379,21 @@ async fn accept_source(
                 crate::trust::scope::Scoped::Docker(parts.clone()),
                 src.display(),
             )?;
-            let want = gate.needs_signatures() || !opts.remove_signatures;
+            let mut wants = gate.wants();
+            // Sigstore signatures are read to be carried across too.
+            wants.sigstore |= !opts.remove_signatures;
             let sigs = match source {
-                Source::Registry(conn) if want && uses_attachments(&parts)? => {
-                    crate::transport::sigstore_attachments::fetch(conn, digest).await?
+                Source::Registry(conn) if wants.any() => {
+                    crate::transport::signatures::fetch(conn, &parts, digest, wants).await?
                 }
-                _ => vec![],
+                _ => crate::trust::Signatures::default(),
             };
             gate.check(digest, &sigs)?;
-            Ok(if opts.remove_signatures { vec![] } else { sigs })
+            Ok(if opts.remove_signatures {
+                vec![]
+            } else {
+                sigs.sigstore
+            })
         }
         ImageName::Oci { dir, tag } => {
             accept_local("oci", dir, tag.as_deref(), digest).map(|()| vec![])

@@ -6,6 +6,7 @@ pub mod layout;
 pub mod record;
 pub mod registry;
 pub mod remote;
+pub mod signatures;
 pub mod sigstore_attachments;
 
 use crate::context::Context;

@@ -500,18 +500,18 @@ pub fn runtime() -> Result<tokio::runtime::Runtime> {
 }
 
 /// Pass the image the user named `named`, read from `conn`, through the policy gate: its
-/// sigstore signatures are fetched only when the policy needs them (and registries.d says the
-/// registry keeps them).
+/// signatures are fetched only when the policy needs them.
 pub async fn accept_pulled(conn: &Conn, named: &Reference, digest: &str) -> Result<()> {
     let parts = crate::reference::parts_of(named);
     let gate = crate::accept::Gate::new(
         crate::trust::scope::Scoped::Docker(parts.clone()),
         format!("docker://{}", named.whole()),
     )?;
-    let sigs = if gate.needs_signatures() && crate::accept::uses_attachments(&parts)? {
-        super::sigstore_attachments::fetch(conn, digest).await?
+    let wants = gate.wants();
+    let sigs = if wants.any() {
+        super::signatures::fetch(conn, &parts, digest, wants).await?
     } else {
-        vec![]
+        crate::trust::Signatures::default()
     };
     gate.check(digest, &sigs)
 }

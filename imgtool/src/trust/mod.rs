@@ -1,9 +1,11 @@
 //! Image trust, as containers/image does it: the signature policy (policy.rs, with scope.rs
 //! for which entry applies and identity.rs for `signedIdentity`), sigstore signatures
 //! (sigstore.rs: payloads, signing, verification, the attachment manifest), key files
-//! (keys.rs) and registries.d (registries_d.rs: where signatures are kept). Nothing here does
+//! (keys.rs), GPG simple signing checked by gpgv (gpg.rs) and registries.d (registries_d.rs:
+//! where signatures are kept). Nothing here does
 //! I/O with a registry: transport/sigstore_attachments.rs fetches and stores signatures, and
 //! accept.rs is the gate that asks this module whether an image may come in.
+pub mod gpg;
 pub mod identity;
 pub mod keys;
 pub mod policy;
@@ -20,21 +22,70 @@ use policy::Requirement;
 use scope::Scoped;
 use sigstore::Signature;
 
+/// The signatures found for an image, of both kinds.
+#[derive(Debug, Default)]
+pub struct Signatures {
+    /// Sigstore signatures (registry attachments).
+    pub sigstore: Vec<Signature>,
+    /// GPG simple-signing signatures (lookaside files), each an OpenPGP signed message.
+    pub simple: Vec<Vec<u8>>,
+}
+
+/// Which kinds of signature evaluating a requirement list needs.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct Wants {
+    pub sigstore: bool,
+    pub simple: bool,
+}
+
+impl Wants {
+    pub fn of(reqs: &[Requirement]) -> Wants {
+        Wants {
+            sigstore: reqs
+                .iter()
+                .any(|r| matches!(r, Requirement::SigstoreSigned { .. })),
+            simple: reqs
+                .iter()
+                .any(|r| matches!(r, Requirement::SignedBy { .. })),
+        }
+    }
+
+    pub fn any(&self) -> bool {
+        self.sigstore || self.simple
+    }
+}
+
 /// Whether one requirement is met by the image (`digest` is its top-level manifest's);
 /// otherwise the reason, for the rejection message.
 pub fn satisfied(
     req: &Requirement,
     image: &Scoped,
     digest: &str,
-    sigs: &[Signature],
+    sigs: &Signatures,
 ) -> Result<(), String> {
     match req {
         Requirement::InsecureAcceptAnything {} => Ok(()),
         Requirement::Reject {} => Err("the policy rejects every image in this scope".into()),
-        Requirement::SignedBy { .. } => Err(
-            "signedBy (GPG simple signing) requirements are not supported by imgtool; use sigstoreSigned"
-                .into(),
-        ),
+        Requirement::SignedBy {
+            key_path,
+            key_paths,
+            key_data,
+            signed_identity,
+            ..
+        } => {
+            let keys = key_bytes(key_path, key_paths, key_data)?;
+            if sigs.simple.is_empty() {
+                return Err("a signature was required, but no signature exists".into());
+            }
+            let ring = gpg::Keyring::new(&keys)?;
+            first_accepted(
+                sigs.simple.len(),
+                sigs.simple.iter().map(|s| {
+                    ring.verify(s)
+                        .and_then(|c| check_claim(&c, image, digest, signed_identity))
+                }),
+            )
+        }
         Requirement::SigstoreSigned {
             key_path,
             key_paths,
@@ -57,36 +108,45 @@ pub fn satisfied(
                 );
             }
             let keys = public_keys(key_path, key_paths, key_data)?;
-            if sigs.is_empty() {
+            if sigs.sigstore.is_empty() {
                 return Err("a signature was required, but no signature exists".into());
             }
-            let mut first_reason = None;
-            for sig in sigs {
-                let reason = match check_one(sig, &keys, image, digest, signed_identity) {
-                    Ok(()) => return Ok(()),
-                    Err(r) => r,
-                };
-                first_reason.get_or_insert(reason);
-            }
-            Err(format!(
-                "no signature is accepted ({} found): {}",
-                sigs.len(),
-                first_reason.unwrap_or_default()
-            ))
+            first_accepted(
+                sigs.sigstore.len(),
+                sigs.sigstore.iter().map(|s| {
+                    verify_sigstore(s, &keys)
+                        .and_then(|c| check_claim(&c, image, digest, signed_identity))
+                }),
+            )
         }
     }
 }
 
-fn check_one(
-    sig: &Signature,
-    keys: &[VerifyingKey],
-    image: &Scoped,
-    digest: &str,
-    identity: &identity::SignedIdentity,
+/// Accepted when any signature is (as containers/image: a bad signature beside a good one
+/// does not reject the image); otherwise the first reason.
+fn first_accepted(
+    found: usize,
+    results: impl Iterator<Item = Result<(), String>>,
 ) -> Result<(), String> {
+    let mut first_reason = None;
+    for r in results {
+        match r {
+            Ok(()) => return Ok(()),
+            Err(reason) => {
+                first_reason.get_or_insert(reason);
+            }
+        }
+    }
+    Err(format!(
+        "no signature is accepted ({found} found): {}",
+        first_reason.unwrap_or_default()
+    ))
+}
+
+/// What the signature claims, when one of `keys` made it.
+fn verify_sigstore(sig: &Signature, keys: &[VerifyingKey]) -> Result<sigstore::Claim, String> {
     let mut reason = String::new();
-    let claim = keys
-        .iter()
+    keys.iter()
         .find_map(|k| match sigstore::verify(sig, k) {
             Ok(c) => Some(c),
             Err(r) => {
@@ -94,7 +154,16 @@ fn check_one(
                 None
             }
         })
-        .ok_or(reason)?;
+        .ok_or(reason)
+}
+
+/// Whether a verified claim is for this manifest and names an identity the policy accepts.
+fn check_claim(
+    claim: &sigstore::Claim,
+    image: &Scoped,
+    digest: &str,
+    identity: &identity::SignedIdentity,
+) -> Result<(), String> {
     if claim.digest != digest {
         return Err(format!(
             "signature is for manifest {}, not {digest}",
@@ -153,7 +222,23 @@ fn public_keys(
     Ok(out)
 }
 
-/// Whether evaluating `req` needs the image's signatures.
-pub fn needs_signatures(req: &Requirement) -> bool {
-    matches!(req, Requirement::SigstoreSigned { .. })
+/// The raw key blocks a signedBy requirement names (`keyData` is base64, as Go's JSON
+/// encodes bytes).
+fn key_bytes(
+    key_path: &Option<String>,
+    key_paths: &Option<Vec<String>>,
+    key_data: &Option<String>,
+) -> Result<Vec<Vec<u8>>, String> {
+    let mut out = vec![];
+    for p in key_path.iter().chain(key_paths.iter().flatten()) {
+        out.push(std::fs::read(p).map_err(|e| format!("read key {p}: {e}"))?);
+    }
+    if let Some(d) = key_data {
+        out.push(
+            base64::engine::general_purpose::STANDARD
+                .decode(d)
+                .map_err(|e| format!("keyData is not base64: {e}"))?,
+        );
+    }
+    Ok(out)
 }

@@ -7,9 +7,10 @@
 //! skips the policy altogether.
 //!
 //! Requirements: `insecureAcceptAnything`, `reject`, `sigstoreSigned` (`keyPath`, `keyPaths`
-//! or `keyData`, with a `signedIdentity`) and `signedBy` (parsed; GPG signatures are not
-//! looked up, so it refuses every image, saying so). Every requirement of the list that
-//! applies must be met. Unknown fields, types or transports are errors naming the line.
+//! or `keyData`, with a `signedIdentity`) and `signedBy` (`keyType: GPGKeys`, the same key
+//! fields, signatures from the registries.d lookaside checked by gpgv). Every requirement of
+//! the list that applies must be met. Unknown fields, types or transports are errors naming
+//! the line.
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 

@@ -19,14 +19,13 @@ use crate::reference::Parts;
 struct Namespace {
     #[serde(rename = "use-sigstore-attachments")]
     use_sigstore_attachments: Option<bool>,
-    // Lookaside stores hold GPG simple signatures, which imgtool does not read or write;
-    // accepted so that a shared registries.d parses.
-    #[serde(rename = "lookaside")]
-    _lookaside: Option<String>,
+    /// Where GPG simple signatures are read (`sigstore` is its old name).
+    lookaside: Option<String>,
+    sigstore: Option<String>,
+    // Where signatures are written; imgtool does not write simple signatures, but a shared
+    // registries.d names them.
     #[serde(rename = "lookaside-staging")]
     _lookaside_staging: Option<String>,
-    #[serde(rename = "sigstore")]
-    _sigstore: Option<String>,
     #[serde(rename = "sigstore-staging")]
     _sigstore_staging: Option<String>,
 }
@@ -101,6 +100,18 @@ impl RegistriesD {
             }
         }
         Ok(out)
+    }
+
+    /// The lookaside URL (`file://` or `http(s)://`) where simple signatures of `image` are
+    /// read, if any: the most specific namespace that names one, else default-docker's.
+    pub fn lookaside(&self, image: &Parts) -> Option<String> {
+        let pick = |n: &Namespace| n.lookaside.clone().or_else(|| n.sigstore.clone());
+        Scoped::Docker(image.clone())
+            .candidates()
+            .into_iter()
+            .filter_map(|c| self.docker.get(&c))
+            .find_map(pick)
+            .or_else(|| self.default.as_ref().and_then(pick))
     }
 
     /// Whether signatures of `image` are kept as sigstore attachments in its registry.

@@ -1,0 +1,79 @@
+//! The signatures of a registry image that a policy asks for: sigstore attachments from the
+//! registry itself (when registries.d's `use-sigstore-attachments` says it keeps them) and GPG
+//! simple signatures from the registries.d `lookaside` store, `file://` or `http(s)://`, at
+//! `<lookaside>/<repository>@sha256=<hex>/signature-N` for N = 1, 2, … up to the first missing
+//! one (as containers/image reads them).
+use crate::error::{Error, Result};
+use crate::reference::Parts;
+use crate::transport::registry::Conn;
+use crate::trust::{Signatures, Wants};
+
+/// More simple signatures than this for one image is taken as a broken store.
+const MAX_SIMPLE: usize = 64;
+/// A simple signature is a few hundred bytes.
+const MAX_SIMPLE_SIZE: usize = 1 << 20;
+
+/// The signatures `wants` names for the manifest `digest` of `image`, read through `conn`.
+pub async fn fetch(conn: &Conn, image: &Parts, digest: &str, wants: Wants) -> Result<Signatures> {
+    let mut out = Signatures::default();
+    if wants.sigstore && crate::accept::uses_attachments(image)? {
+        out.sigstore = super::sigstore_attachments::fetch(conn, digest).await?;
+    }
+    if wants.simple {
+        if let Some(base) = crate::accept::registries_d()?.lookaside(image) {
+            out.simple = lookaside(&base, image, digest).await?;
+        }
+    }
+    Ok(out)
+}
+
+async fn lookaside(base: &str, image: &Parts, digest: &str) -> Result<Vec<Vec<u8>>> {
+    let hex = digest.strip_prefix("sha256:").unwrap_or(digest);
+    let dir = format!(
+        "{}/{}@sha256={hex}",
+        base.trim_end_matches('/'),
+        image.repository
+    );
+    let fail = |reason: String| Error::Registry {
+        reference: image.to_string(),
+        step: "read lookaside signatures",
+        reason,
+    };
+    let mut out = vec![];
+    for n in 1..=MAX_SIMPLE {
+        let url = format!("{dir}/signature-{n}");
+        let got = if let Some(path) = url.strip_prefix("file://") {
+            match std::fs::read(path) {
+                Ok(d) => Some(d),
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
+                Err(e) => return Err(fail(format!("{path}: {e}"))),
+            }
+        } else if url.starts_with("http://") || url.starts_with("https://") {
+            let resp = reqwest::get(&url)
+                .await
+                .map_err(|e| fail(format!("{url}: {e}")))?;
+            match resp.status().as_u16() {
+                404 => None,
+                200 => Some(
+                    resp.bytes()
+                        .await
+                        .map_err(|e| fail(format!("{url}: {e}")))?
+                        .to_vec(),
+                ),
+                s => return Err(fail(format!("{url}: HTTP {s}"))),
+            }
+        } else {
+            return Err(fail(format!(
+                "lookaside {base:?} is neither file:// nor http(s)://"
+            )));
+        };
+        match got {
+            Some(d) if d.len() > MAX_SIMPLE_SIZE => {
+                return Err(fail(format!("{url} is {} bytes", d.len())))
+            }
+            Some(d) => out.push(d),
+            None => break,
+        }
+    }
+    Ok(out)
+}
