@@ -656,3 +656,169 @@ fn bad_policies_keys_and_passphrases_are_one_line_errors_and_nothing_is_pushed()
         .collect();
     assert!(leftovers.is_empty(), "{leftovers:?}");
 }
+
+/// A throwaway GnuPG home with one signing key; its gpg-agent is stopped on drop.
+struct GpgHome {
+    dir: tempfile::TempDir,
+    fingerprint: String,
+}
+
+impl GpgHome {
+    fn new(name: &str) -> GpgHome {
+        let dir = tempfile::Builder::new()
+            .prefix("imgtool-gpg-")
+            .tempdir()
+            .unwrap();
+        let gpg = |args: &[&str]| {
+            let o = run(Command::new("gpg")
+                .arg("--homedir")
+                .arg(dir.path())
+                .args(["--batch", "--pinentry-mode", "loopback", "--passphrase", ""])
+                .args(args));
+            assert!(o.status.success(), "gpg {args:?}: {}", stderr(&o));
+            stdout(&o)
+        };
+        gpg(&[
+            "--quick-gen-key",
+            &format!("{name} <{name}@example.com>"),
+            "ed25519",
+            "sign",
+            "never",
+        ]);
+        let listing = gpg(&["--list-keys", "--with-colons"]);
+        let fingerprint = listing
+            .lines()
+            .find_map(|l| l.strip_prefix("fpr:"))
+            .and_then(|l| l.trim_matches(':').split(':').next_back())
+            .unwrap()
+            .to_string();
+        let armored = gpg(&["--export", "--armor", &fingerprint]);
+        std::fs::write(dir.path().join("public.asc"), armored).unwrap();
+        GpgHome { dir, fingerprint }
+    }
+
+    fn public(&self) -> String {
+        self.dir.path().join("public.asc").display().to_string()
+    }
+}
+
+impl Drop for GpgHome {
+    fn drop(&mut self) {
+        let _ = Command::new("gpgconf")
+            .arg("--homedir")
+            .arg(self.dir.path())
+            .args(["--kill", "all"])
+            .status();
+    }
+}
+
+#[test]
+fn a_gpg_signature_skopeo_made_is_verified_by_imgtool_and_refused_by_both_when_wrong() {
+    let env = Env::new();
+    let reg = TestRegistry::plain();
+    let (layout, img) = image(&env.path("layout"), "v1");
+    let signer = GpgHome::new("signer");
+    let stranger = GpgHome::new("stranger");
+    let look = env.path("lookaside");
+    std::fs::write(
+        env.path("registries.d/default.yaml"),
+        format!("default-docker:\n  lookaside: file://{}\n", look.display()),
+    )
+    .unwrap();
+    let any = env.policy(
+        "any.json",
+        r#"{"default":[{"type":"insecureAcceptAnything"}]}"#,
+    );
+    let src = oci(&layout.dir, "v1");
+    let signed = format!("{}/gpg/app:v1", reg.addr);
+    let o = run(Command::new("skopeo")
+        .env("GNUPGHOME", signer.dir.path())
+        .args(["--policy", &any, "--registries.d", &env.p("registries.d")])
+        .args([
+            "copy",
+            "-q",
+            "--dest-tls-verify=false",
+            "--sign-by",
+            &signer.fingerprint,
+            &src,
+            &format!("docker://{signed}"),
+        ]));
+    assert!(o.status.success(), "{}", stderr(&o));
+    let sig_dir = look.join(format!("gpg/app@sha256={}", &img.manifest_digest[7..]));
+    assert!(sig_dir.join("signature-1").exists());
+
+    let signed_by = |key: &str, identity: &str| {
+        format!(
+            r#"{{"default":[{{"type":"signedBy","keyType":"GPGKeys","keyPath":"{key}","signedIdentity":{identity}}}]}}"#
+        )
+    };
+    let good = env.policy("gpg.json", &signed_by(&signer.public(), EXACT_OR_DIGEST));
+    let wrong = env.policy(
+        "gpg-wrong.json",
+        &signed_by(&stranger.public(), EXACT_OR_DIGEST),
+    );
+    let both = |policy: &str, name: &str| -> (bool, String, String) {
+        let im = env.run(&["--policy", policy, "pull", "--tls-verify=false", name]);
+        // An oci: layout cannot hold simple signatures: skopeo is told to leave them.
+        let sk = skopeo(
+            &env,
+            policy,
+            &[
+                "copy",
+                "--remove-signatures",
+                "--src-tls-verify=false",
+                &format!("docker://{name}"),
+                &oci(&env.path("sk"), "x"),
+            ],
+        );
+        assert_eq!(
+            im.status.success(),
+            sk.status.success(),
+            "imgtool and skopeo disagree on {name} under {policy}: {} / {}",
+            stderr(&im),
+            stderr(&sk)
+        );
+        (im.status.success(), stderr(&im), stderr(&sk))
+    };
+
+    let (ok, err, _) = both(&good, &signed);
+    assert!(ok, "{err}");
+    std::fs::remove_dir_all(env.path("store")).unwrap();
+
+    let (ok, err, _) = both(&wrong, &signed);
+    assert!(!ok && err.contains("does not trust"), "{err}");
+    assert!(env.store_is_empty());
+
+    // The same image under another name: the signature names gpg/app.
+    let other = format!("{}/gpg/other:v1", reg.addr);
+    env.ok(&[
+        "--insecure-policy",
+        "copy",
+        "-q",
+        "--dest-tls-verify=false",
+        &src,
+        &format!("docker://{other}"),
+    ]);
+    let other_dir = look.join(format!("gpg/other@sha256={}", &img.manifest_digest[7..]));
+    std::fs::create_dir_all(&other_dir).unwrap();
+    std::fs::copy(sig_dir.join("signature-1"), other_dir.join("signature-1")).unwrap();
+    let (ok, err, _) = both(&good, &other);
+    assert!(!ok && err.contains("does not accept"), "{err}");
+
+    // Tampered: one byte of the signed message changed.
+    let mut bytes = std::fs::read(sig_dir.join("signature-1")).unwrap();
+    let n = bytes.len();
+    bytes[n / 2] ^= 0x20;
+    std::fs::write(sig_dir.join("signature-1"), &bytes).unwrap();
+    let (ok, err, _) = both(&good, &signed);
+    assert!(!ok && err.contains("rejected by policy"), "{err}");
+
+    // Unsigned.
+    std::fs::remove_dir_all(&look).unwrap();
+    let (ok, err, sk) = both(&good, &signed);
+    assert!(
+        !ok && err.contains("no signature exists") && sk.contains("no signature exists"),
+        "{err} / {sk}"
+    );
+    assert!(env.store_is_empty());
+}
