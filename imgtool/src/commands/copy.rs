@@ -71,11 +71,19 @@ pub struct CopyFlags {
     /// (ENCRYPTED SIGSTORE PRIVATE KEY PEM, as generate-sigstore-key or cosign make it)
     #[arg(long, value_name = "KEY")]
     pub sign_by_sigstore_private_key: Option<PathBuf>,
+    /// Sign the manifest written at the destination with this GPG key (simple signing,
+    /// stored in the registries.d lookaside, file:// only)
+    #[arg(
+        long,
+        value_name = "FINGERPRINT",
+        conflicts_with = "sign_by_sigstore_private_key"
+    )]
+    pub sign_by: Option<String>,
     /// Read the signing key's passphrase from the first line of FILE
-    #[arg(long, value_name = "FILE", requires = "sign_by_sigstore_private_key")]
+    #[arg(long, value_name = "FILE")]
     pub sign_passphrase_file: Option<PathBuf>,
     /// The reference the signature names (default: the destination)
-    #[arg(long, value_name = "REF", requires = "sign_by_sigstore_private_key")]
+    #[arg(long, value_name = "REF")]
     pub sign_identity: Option<String>,
     /// Do not copy the source's signatures
     #[arg(long)]
@@ -155,6 +163,8 @@ impl CopyFlags {
             },
             quiet: self.quiet,
             sign: self.signing_key()?,
+            sign_by: self.sign_by.clone(),
+            gpg_passphrase_file: self.sign_by.as_ref().and(self.sign_passphrase_file.clone()),
             sign_identity: self.sign_identity.clone(),
             remove_signatures: self.remove_signatures,
         })
@@ -163,6 +173,13 @@ impl CopyFlags {
     /// The key `--sign-by-sigstore-private-key` names, opened with the passphrase file (an
     /// empty passphrase without one: there is no interactive prompt).
     fn signing_key(&self) -> Result<Option<p256::ecdsa::SigningKey>> {
+        let signs = self.sign_by_sigstore_private_key.is_some() || self.sign_by.is_some();
+        if !signs && (self.sign_passphrase_file.is_some() || self.sign_identity.is_some()) {
+            return Err(Error::InvalidArgument {
+                arg: "--sign-passphrase-file/--sign-identity",
+                reason: "only with --sign-by-sigstore-private-key or --sign-by".into(),
+            });
+        }
         let Some(key) = &self.sign_by_sigstore_private_key else {
             return Ok(None);
         };

@@ -39,6 +39,10 @@ pub struct Options {
     pub quiet: bool,
     /// `--sign-by-sigstore-private-key`: sign the manifest written at the destination.
     pub sign: Option<p256::ecdsa::SigningKey>,
+    /// `--sign-by FINGERPRINT`: sign with this GPG key (simple signing, to the lookaside).
+    pub sign_by: Option<String>,
+    /// `--sign-passphrase-file` for `--sign-by` (the sigstore key is opened before the copy).
+    pub gpg_passphrase_file: Option<PathBuf>,
     /// `--sign-identity`: the reference the signature names (default: the destination's).
     pub sign_identity: Option<String>,
     /// `--remove-signatures`: do not carry the source's signatures across.
@@ -296,9 +300,20 @@ async fn copy_async(
                     );
                 }
             }
-            if let (Some(key), Some(identity)) = (&opts.sign, &sign_as) {
+            if let (Some(key), Some((identity, _))) = (&opts.sign, &sign_as) {
                 progress.message("Signing manifest using a sigstore signature");
                 sigs.push(crate::trust::sigstore::sign(key, &last.digest, identity));
+            }
+            if let (Some(fpr), Some((identity, dest_parts))) = (&opts.sign_by, &sign_as) {
+                progress.message("Signing manifest using simple signing");
+                let payload = crate::trust::gpg::payload(&last.digest, identity);
+                let sig =
+                    crate::trust::gpg::sign(fpr, &payload, opts.gpg_passphrase_file.as_deref())
+                        .map_err(|reason| Error::InvalidArgument {
+                            arg: "--sign-by",
+                            reason,
+                        })?;
+                crate::transport::signatures::store_simple(dest_parts, &last.digest, &sig)?;
             }
             if !sigs.is_empty() {
                 progress.message("Storing signatures");
@@ -315,28 +330,39 @@ async fn copy_async(
     Ok(last.digest)
 }
 
-/// The reference a `--sign-by-sigstore-private-key` signature names, checked before anything
-/// is copied: the destination must be a registry that keeps sigstore attachments.
-fn signing_identity(dest: &ImageName, opts: &Options) -> Result<Option<String>> {
-    if opts.sign.is_none() {
-        return Ok(None);
-    }
-    let bad = |reason: String| Error::InvalidArgument {
-        arg: "--sign-by-sigstore-private-key",
-        reason,
+/// The reference a `--sign-by-sigstore-private-key` or `--sign-by` signature names, and the
+/// destination's own name, checked before anything is copied: the destination must be a
+/// registry that keeps sigstore attachments, or (GPG) one with a file:// lookaside.
+fn signing_identity(
+    dest: &ImageName,
+    opts: &Options,
+) -> Result<Option<(String, crate::reference::Parts)>> {
+    let arg = match (&opts.sign, &opts.sign_by) {
+        (None, None) => return Ok(None),
+        (Some(_), _) => "--sign-by-sigstore-private-key",
+        (None, Some(_)) => "--sign-by",
     };
+    let bad = |reason: String| Error::InvalidArgument { arg, reason };
     let ImageName::Registry(r) = dest else {
         return Err(bad(format!(
-            "{}: signatures can only be stored in a docker:// destination",
+            "{}: signatures can only be stored for a docker:// destination",
             dest.display()
         )));
     };
     let parts = crate::reference::parts_of(r);
-    if !crate::accept::uses_attachments(&parts)? {
+    if opts.sign.is_some() && !crate::accept::uses_attachments(&parts)? {
         return Err(bad(format!(
             "{}: writing sigstore attachments is disabled by configuration (set use-sigstore-attachments: true in registries.d)",
             parts.name()
         )));
+    }
+    if opts.sign_by.is_some() {
+        crate::transport::signatures::simple_store_dir(&parts, "sha256:0").map_err(|e| {
+            Error::InvalidArgument {
+                arg: "--sign-by",
+                reason: e.to_string(),
+            }
+        })?;
     }
     if let Some(i) = &opts.sign_identity {
         let p = crate::reference::parse_parts(i)?;
@@ -346,7 +372,7 @@ fn signing_identity(dest: &ImageName, opts: &Options) -> Result<Option<String>> 
                 reason: format!("{i:?} must be a fully specified reference with a tag or digest"),
             });
         }
-        return Ok(Some(p.to_string()));
+        return Ok(Some((p.to_string(), parts)));
     }
     if parts.tag.is_none() {
         return Err(bad(format!(
@@ -355,11 +381,8 @@ fn signing_identity(dest: &ImageName, opts: &Options) -> Result<Option<String>> 
         )));
     }
     // The destination as the user named it (not a registries.conf location), as skopeo signs.
-    Ok(Some(format!(
-        "{}:{}",
-        parts.name(),
-        parts.tag.unwrap_or_default()
-    )))
+    let identity = format!("{}:{}", parts.name(), parts.tag.clone().unwrap_or_default());
+    Ok(Some((identity, parts)))
 }
 
 /// Pass the source through the policy gate; returns the source's sigstore signatures when

@@ -2,7 +2,8 @@
 //! registry itself (when registries.d's `use-sigstore-attachments` says it keeps them) and GPG
 //! simple signatures from the registries.d `lookaside` store, `file://` or `http(s)://`, at
 //! `<lookaside>/<repository>@sha256=<hex>/signature-N` for N = 1, 2, … up to the first missing
-//! one (as containers/image reads them).
+//! one (as containers/image reads them). `store_simple` writes a new one there (a `file://`
+//! `lookaside-staging` or `lookaside` only, as skopeo writes).
 use crate::error::{Error, Result};
 use crate::reference::Parts;
 use crate::transport::registry::Conn;
@@ -76,4 +77,54 @@ async fn lookaside(base: &str, image: &Parts, digest: &str) -> Result<Vec<Vec<u8
         }
     }
     Ok(out)
+}
+
+/// The local directory where simple signatures of `image`'s manifest `digest` are written.
+pub fn simple_store_dir(image: &Parts, digest: &str) -> Result<std::path::PathBuf> {
+    let d = crate::accept::registries_d()?;
+    let Some(base) = d.lookaside_write(image) else {
+        return Err(Error::Other(format!(
+            "{}: no lookaside (or lookaside-staging) in registries.d to store signatures in",
+            image.name()
+        )));
+    };
+    let Some(path) = base.strip_prefix("file://") else {
+        return Err(Error::Other(format!(
+            "{}: signatures can only be written to a file:// lookaside, not {base}",
+            image.name()
+        )));
+    };
+    let hex = digest.strip_prefix("sha256:").unwrap_or(digest);
+    Ok(std::path::Path::new(path).join(format!("{}@sha256={hex}", image.repository)))
+}
+
+/// Add the simple signature `sig` for the manifest `digest` of `image`: the next free
+/// `signature-N`, written beside it and renamed without replacing one that appeared.
+pub fn store_simple(image: &Parts, digest: &str, sig: &[u8]) -> Result<()> {
+    let dir = simple_store_dir(image, digest)?;
+    std::fs::create_dir_all(&dir).map_err(Error::io("create", &dir))?;
+    for n in 1..=MAX_SIMPLE {
+        let p = dir.join(format!("signature-{n}"));
+        match std::fs::read(&p) {
+            // Already there: nothing to add.
+            Ok(existing) if existing == sig => return Ok(()),
+            Ok(_) => continue,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => return Err(Error::io("read", &p)(e)),
+        }
+        let mut tmp = tempfile::Builder::new()
+            .prefix(".imgtool-signature-")
+            .tempfile_in(&dir)
+            .map_err(Error::io("create temp file in", &dir))?;
+        std::io::Write::write_all(&mut tmp, sig).map_err(Error::io("write", tmp.path()))?;
+        match tmp.persist_noclobber(&p) {
+            Ok(_) => return Ok(()),
+            Err(e) if e.error.kind() == std::io::ErrorKind::AlreadyExists => continue,
+            Err(e) => return Err(Error::io("write", &p)(e.error)),
+        }
+    }
+    Err(Error::Other(format!(
+        "{}: more than {MAX_SIMPLE} signatures",
+        dir.display()
+    )))
 }

@@ -103,6 +103,50 @@ impl Keyring {
     }
 }
 
+/// The simple-signing payload for the manifest `digest` signed as `reference`.
+pub fn payload(digest: &str, reference: &str) -> Vec<u8> {
+    let timestamp = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0);
+    serde_json::json!({
+        "critical": {
+            "identity": {"docker-reference": reference},
+            "image": {"docker-manifest-digest": digest},
+            "type": SIGNATURE_TYPE,
+        },
+        "optional": {
+            "creator": concat!("imgtool ", env!("CARGO_PKG_VERSION")),
+            "timestamp": timestamp,
+        },
+    })
+    .to_string()
+    .into_bytes()
+}
+
+/// Sign `payload` with the user's GPG key `fingerprint` (their own GnuPG home and agent, as
+/// skopeo signs); `passphrase_file` is handed to gpg for a protected key.
+pub fn sign(
+    fingerprint: &str,
+    payload: &[u8],
+    passphrase_file: Option<&std::path::Path>,
+) -> Result<Vec<u8>, String> {
+    let mut c = Command::new("gpg");
+    c.args(["--batch", "--no-tty", "--sign", "--local-user", fingerprint]);
+    if let Some(f) = passphrase_file {
+        c.args(["--pinentry-mode", "loopback", "--passphrase-file"])
+            .arg(f);
+    }
+    let (ok, out, err) = run(c, payload)?;
+    if !ok || out.is_empty() {
+        return Err(format!(
+            "gpg could not sign with {fingerprint}: {}",
+            err.lines().last().unwrap_or("")
+        ));
+    }
+    Ok(out)
+}
+
 fn parse_payload(payload: &[u8]) -> Result<Claim, String> {
     let v: Value =
         serde_json::from_slice(payload).map_err(|e| format!("signed payload is not JSON: {e}"))?;

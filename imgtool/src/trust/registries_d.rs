@@ -22,12 +22,12 @@ struct Namespace {
     /// Where GPG simple signatures are read (`sigstore` is its old name).
     lookaside: Option<String>,
     sigstore: Option<String>,
-    // Where signatures are written; imgtool does not write simple signatures, but a shared
-    // registries.d names them.
+    /// Where simple signatures are written, when not to `lookaside` (`sigstore-staging` is
+    /// its old name).
     #[serde(rename = "lookaside-staging")]
-    _lookaside_staging: Option<String>,
+    lookaside_staging: Option<String>,
     #[serde(rename = "sigstore-staging")]
-    _sigstore_staging: Option<String>,
+    sigstore_staging: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -106,6 +106,24 @@ impl RegistriesD {
     /// read, if any: the most specific namespace that names one, else default-docker's.
     pub fn lookaside(&self, image: &Parts) -> Option<String> {
         let pick = |n: &Namespace| n.lookaside.clone().or_else(|| n.sigstore.clone());
+        Scoped::Docker(image.clone())
+            .candidates()
+            .into_iter()
+            .filter_map(|c| self.docker.get(&c))
+            .find_map(pick)
+            .or_else(|| self.default.as_ref().and_then(pick))
+    }
+
+    /// Where simple signatures of `image` are written: the staging location if one is set,
+    /// else the lookaside.
+    pub fn lookaside_write(&self, image: &Parts) -> Option<String> {
+        let pick = |n: &Namespace| {
+            n.lookaside_staging
+                .clone()
+                .or_else(|| n.sigstore_staging.clone())
+                .or_else(|| n.lookaside.clone())
+                .or_else(|| n.sigstore.clone())
+        };
         Scoped::Docker(image.clone())
             .candidates()
             .into_iter()
