@@ -822,3 +822,80 @@ fn a_gpg_signature_skopeo_made_is_verified_by_imgtool_and_refused_by_both_when_w
     );
     assert!(env.store_is_empty());
 }
+
+#[test]
+fn a_gpg_signature_imgtool_made_is_verified_by_skopeo_and_by_imgtool() {
+    let env = Env::new();
+    let reg = TestRegistry::plain();
+    let (layout, img) = image(&env.path("layout"), "v1");
+    let signer = GpgHome::new("signer");
+    let stranger = GpgHome::new("stranger");
+    let look = env.path("lookaside");
+    std::fs::write(
+        env.path("registries.d/default.yaml"),
+        format!("default-docker:\n  lookaside: file://{}\n", look.display()),
+    )
+    .unwrap();
+    let signed = format!("{}/imgtool-gpg/app:v1", reg.addr);
+    let o = run(env
+        .cmd(&[
+            "copy",
+            "-q",
+            "--dest-tls-verify=false",
+            "--sign-by",
+            &signer.fingerprint,
+            &oci(&layout.dir, "v1"),
+            &format!("docker://{signed}"),
+        ])
+        .env("GNUPGHOME", signer.dir.path()));
+    assert!(o.status.success(), "{}", stderr(&o));
+    let sig = look.join(format!(
+        "imgtool-gpg/app@sha256={}/signature-1",
+        &img.manifest_digest[7..]
+    ));
+    assert!(sig.exists());
+
+    for (key, accepted) in [(signer.public(), true), (stranger.public(), false)] {
+        let policy = env.policy(
+            "gpg.json",
+            &format!(
+                r#"{{"default":[{{"type":"signedBy","keyType":"GPGKeys","keyPath":"{key}"}}]}}"#
+            ),
+        );
+        let sk = skopeo(
+            &env,
+            &policy,
+            &[
+                "copy",
+                "--remove-signatures",
+                "--src-tls-verify=false",
+                &format!("docker://{signed}"),
+                &oci(&env.path("sk"), "x"),
+            ],
+        );
+        assert_eq!(sk.status.success(), accepted, "skopeo: {}", stderr(&sk));
+        let im = env.run(&["--policy", &policy, "pull", "--tls-verify=false", &signed]);
+        assert_eq!(im.status.success(), accepted, "imgtool: {}", stderr(&im));
+    }
+
+    // No lookaside to write to: refused before anything is pushed.
+    std::fs::write(env.path("registries.d/default.yaml"), "").unwrap();
+    let never = format!("docker://{}/never/app:v1", reg.addr);
+    let err = env.fails(&[
+        "copy",
+        "--dest-tls-verify=false",
+        "--sign-by",
+        &signer.fingerprint,
+        &oci(&layout.dir, "v1"),
+        &never,
+    ]);
+    assert!(
+        err.contains("--sign-by") && err.contains("lookaside"),
+        "{err}"
+    );
+    assert!(
+        !run(Command::new("skopeo").args(["inspect", "--raw", "--tls-verify=false", &never]))
+            .status
+            .success()
+    );
+}
