@@ -118,12 +118,13 @@ impl Gate {
 }
 
 /// The gate for a local image at `path` of `transport` (`oci`, `oci-archive`,
-/// `docker-archive`), checked at once: local images carry no signatures imgtool reads.
+/// `docker-archive`), checked at once with the sigstore signatures the layout keeps.
 pub fn accept_local(
     transport: &'static str,
     path: &std::path::Path,
     reference: Option<&str>,
     digest: &str,
+    sigstore: Vec<crate::trust::sigstore::Signature>,
 ) -> Result<()> {
     let abs = std::path::absolute(path).unwrap_or_else(|_| path.to_path_buf());
     let display = match reference {
@@ -138,5 +139,11 @@ pub fn accept_local(
         },
         display,
     )?;
-    gate.check(digest, &Signatures::default())
+    gate.check(
+        digest,
+        &Signatures {
+            sigstore,
+            simple: vec![],
+        },
+    )
 }

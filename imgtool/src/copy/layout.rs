@@ -12,7 +12,8 @@ use crate::error::{Error, Result};
 use crate::progress::BlobProgress;
 use crate::store::{self, Store};
 use crate::transport::record::{record_image, Record};
-use crate::verify::{check_digest, Hasher};
+use crate::trust::sigstore::{self, Signature};
+use crate::verify::{check_digest, sha256_digest, Hasher};
 
 pub enum LayoutDest {
     /// `dir` is the layout; for an archive, `archive` is the file it becomes at commit.
@@ -166,6 +167,34 @@ impl LayoutDest {
                 Ok(())
             }
         }
+    }
+
+    /// Keep `sigs`, signatures of the manifest `digest`, beside it as a registry does: an
+    /// attachment manifest named `sha256-<hex>.sig` in index.json (the store keeps none).
+    pub fn put_signatures(&self, digest: &str, sigs: &[Signature]) -> Result<()> {
+        let LayoutDest::Dir { dir, .. } = self else {
+            return Ok(());
+        };
+        let Some(tag) = sigstore::attachment_tag(digest) else {
+            return Ok(());
+        };
+        let (manifest, config) = sigstore::attachment_manifest(sigs);
+        for blob in sigs
+            .iter()
+            .map(|s| s.payload.as_slice())
+            .chain([config.as_slice()])
+        {
+            self.put_manifest(blob, &sha256_digest(blob))?;
+        }
+        let md = sha256_digest(&manifest);
+        self.put_manifest(&manifest, &md)?;
+        add_index_entry(
+            dir,
+            Some(&tag),
+            manifest.len() as u64,
+            &md,
+            "application/vnd.oci.image.manifest.v1+json",
+        )
     }
 
     /// Name the top manifest: the store's index, the layout's `index.json` (an entry with the

@@ -322,6 +322,17 @@ async fn copy_async(
             }
         }
         Dest::Layout(l) => {
+            if !carried.is_empty() {
+                if last.digest == top.digest {
+                    tokio::task::block_in_place(|| l.put_signatures(&last.digest, &carried))?;
+                } else {
+                    errln!(
+                        "imgtool: warning: the source's signatures are not copied: the manifest changed ({} is now {})",
+                        top.digest,
+                        last.digest
+                    );
+                }
+            }
             tokio::task::block_in_place(|| l.commit(&last.raw, &last.digest, &last.media_type))?
         }
         Dest::DockerArchive(a) => tokio::task::block_in_place(|| a.commit(&last.raw))?,
@@ -385,9 +396,10 @@ fn signing_identity(
     Ok(Some((identity, parts)))
 }
 
-/// Pass the source through the policy gate; returns the source's sigstore signatures when
-/// they were read and are to be carried to the destination. An image from the store is not
-/// checked again: it passed the gate when it came in.
+/// Pass the source through the policy gate; returns the source's sigstore signatures (from a
+/// registry's attachments or a layout's `sha256-<hex>.sig` entry) to carry to the
+/// destination. An image from the store is not checked again: it passed the gate when it
+/// came in.
 async fn accept_source(
     src: &ImageName,
     source: &Source,
@@ -418,14 +430,18 @@ async fn accept_source(
                 sigs.sigstore
             })
         }
-        ImageName::Oci { dir, tag } => {
-            accept_local("oci", dir, tag.as_deref(), digest).map(|()| vec![])
-        }
-        ImageName::OciArchive { path, tag } => {
-            accept_local("oci-archive", path, tag.as_deref(), digest).map(|()| vec![])
+        ImageName::Oci { dir: path, tag } | ImageName::OciArchive { path, tag } => {
+            let transport = if matches!(src, ImageName::Oci { .. }) {
+                "oci"
+            } else {
+                "oci-archive"
+            };
+            let sigs = source.layout_signatures(digest)?;
+            accept_local(transport, path, tag.as_deref(), digest, sigs.clone())?;
+            Ok(if opts.remove_signatures { vec![] } else { sigs })
         }
         ImageName::DockerArchive { path, .. } => {
-            accept_local("docker-archive", path, None, digest).map(|()| vec![])
+            accept_local("docker-archive", path, None, digest, vec![]).map(|()| vec![])
         }
         ImageName::Store(_) => Ok(vec![]),
     }

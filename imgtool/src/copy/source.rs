@@ -15,6 +15,7 @@ use crate::error::{Error, Result};
 use crate::manifest::{manifest_media_type, DOCKER_MANIFEST};
 use crate::store::{self, Store};
 use crate::transport::registry::{self, Conn};
+use crate::trust::sigstore::Signature;
 use crate::verify::{check_digest, sha256_digest};
 
 /// The manifest a copy starts from.
@@ -80,10 +81,17 @@ fn layout_top(dir: &Path, tag: Option<&str>, name: &str) -> Result<String> {
             what: p.display().to_string(),
             reason: e.to_string(),
         })?;
-    let entries = index.manifests();
+    let entries: Vec<_> = index
+        .manifests()
+        .iter()
+        .filter(|e| store::is_image_entry(e))
+        .collect();
     let e = match tag {
-        Some(t) => entries.iter().find(|e| store::entry_name(e) == Some(t)),
-        None if entries.len() == 1 => entries.first(),
+        Some(t) => entries
+            .iter()
+            .find(|e| store::entry_name(e) == Some(t))
+            .copied(),
+        None if entries.len() == 1 => entries.first().copied(),
         None => {
             return Err(src_err(
                 name,
@@ -298,6 +306,24 @@ impl Source {
         match self {
             Source::Registry(c) => Some(&c.reference),
             Source::Local { .. } => None,
+        }
+    }
+
+    /// The sigstore signatures an OCI layout source keeps beside the manifest `digest`
+    /// (transport/layout.rs); none for the store, a docker-archive or a registry.
+    pub fn layout_signatures(&self, digest: &str) -> Result<Vec<Signature>> {
+        match self {
+            Source::Local {
+                blobs,
+                _store: None,
+                ..
+            } => match blobs.parent().and_then(Path::parent) {
+                Some(dir) if dir.join("index.json").exists() => {
+                    crate::transport::layout::signatures_in(dir, digest)
+                }
+                _ => Ok(vec![]),
+            },
+            _ => Ok(vec![]),
         }
     }
 

@@ -79,14 +79,19 @@ pub fn import_oci_archive_all(
             source_name: archive.display().to_string(),
             reason: format!("index.json: {e}"),
         })?;
-    let names: Vec<Option<String>> = index
+    // Signatures kept beside an image are not images to load.
+    let images: Vec<_> = index
         .manifests()
+        .iter()
+        .filter(|e| crate::store::is_image_entry(e))
+        .collect();
+    let names: Vec<Option<String>> = images
         .iter()
         .map(|e| crate::store::entry_name(e).map(String::from))
         .collect();
     let mut imported = vec![];
     for n in names {
-        if n.is_none() && index.manifests().len() > 1 {
+        if n.is_none() && images.len() > 1 {
             continue;
         }
         let origin = super::layout::Origin {
@@ -182,7 +187,7 @@ pub fn import_docker_archive(
             std::fs::read(&config_path).map_err(Error::io("read image config", &config_path))?;
         let config_digest = sha256_digest(&config_raw);
         // A docker-archive has no manifest of its own: the image is known by its config.
-        crate::accept::accept_local("docker-archive", archive, None, &config_digest)?;
+        crate::accept::accept_local("docker-archive", archive, None, &config_digest, vec![])?;
         let config: ImageConfiguration = serde_json::from_slice(&config_raw)
             .map_err(|e| bad(format!("{}: {e}", entry.config)))?;
         let diff_ids = config.rootfs().diff_ids();

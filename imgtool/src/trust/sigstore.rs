@@ -39,6 +39,14 @@ pub fn attachment_tag(digest: &str) -> Option<String> {
         .then(|| format!("sha256-{hex}.sig"))
 }
 
+/// Whether an index entry named `name` holds signatures (`sha256-<hex>.sig`), not an image:
+/// layouts keep signatures beside their image under that name.
+pub fn is_attachment_tag(name: &str) -> bool {
+    name.strip_prefix("sha256-")
+        .and_then(|r| r.strip_suffix(".sig"))
+        .is_some_and(|hex| hex.len() == 64 && hex.bytes().all(|b| b.is_ascii_hexdigit()))
+}
+
 /// Sign the manifest `digest` as the image `reference` (a full Docker reference).
 pub fn sign(key: &SigningKey, digest: &str, reference: &str) -> Signature {
     let timestamp = std::time::SystemTime::now()
