@@ -899,3 +899,89 @@ fn a_gpg_signature_imgtool_made_is_verified_by_skopeo_and_by_imgtool() {
             .success()
     );
 }
+
+#[test]
+fn sigstore_signatures_travel_through_an_oci_archive_and_back_to_a_registry() {
+    let env = Env::new();
+    let reg = TestRegistry::plain();
+    let (layout, img) = image(&env.path("layout"), "v1");
+    let (private, public) = env.key("k");
+    let origin = format!("{}/origin/app:v1", reg.addr);
+    env.push_signed(
+        &oci(&layout.dir, "v1"),
+        &format!("docker://{origin}"),
+        &private,
+        &[],
+    );
+    let exact = env.policy(
+        "exact.json",
+        &sigstore_policy(
+            &public,
+            &format!(r#"{{"type":"exactReference","dockerReference":"{origin}"}}"#),
+        ),
+    );
+
+    let archive = env.path("signed.tar");
+    let archive_ref = format!("oci-archive:{}:v1", archive.display());
+    env.ok(&[
+        "--policy",
+        &exact,
+        "copy",
+        "-q",
+        "--src-tls-verify=false",
+        &format!("docker://{origin}"),
+        &archive_ref,
+    ]);
+    // The archive's own policy scope is checked with the signatures it carries: an import
+    // and a copy out of it are accepted, with the signature's original name.
+    env.ok(&["--policy", &exact, "pull", &archive_ref]);
+    // load takes the image and leaves the signatures entry aside (it is no image).
+    let loaded = env.ok(&[
+        "--policy",
+        &exact,
+        "load",
+        "-q",
+        "-i",
+        archive.to_str().unwrap(),
+    ]);
+    assert!(!loaded.contains(".sig"), "{loaded}");
+    let back = format!("{}/back/app:v1", reg.addr);
+    env.ok(&[
+        "--policy",
+        &exact,
+        "copy",
+        "-q",
+        "--dest-tls-verify=false",
+        &archive_ref,
+        &format!("docker://{back}"),
+    ]);
+    let sig = raw_manifest(&format!(
+        "docker://{}/back/app:{}",
+        reg.addr,
+        sig_tag(&img.manifest_digest)
+    ));
+    assert_eq!(sig["layers"].as_array().unwrap().len(), 1);
+    env.ok(&["--policy", &exact, "pull", "--tls-verify=false", &back]);
+
+    // --remove-signatures leaves them behind, and then the policy refuses the copy.
+    let bare = env.path("bare.tar");
+    let bare_ref = format!("oci-archive:{}:v1", bare.display());
+    env.ok(&[
+        "--policy",
+        &exact,
+        "copy",
+        "-q",
+        "--remove-signatures",
+        "--src-tls-verify=false",
+        &format!("docker://{origin}"),
+        &bare_ref,
+    ]);
+    let err = env.fails(&[
+        "--policy",
+        &exact,
+        "copy",
+        &bare_ref,
+        &oci(&env.path("o"), "x"),
+    ]);
+    assert!(err.contains("no signature exists"), "{err}");
+}
