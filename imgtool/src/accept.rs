@@ -143,7 +143,7 @@ pub fn accept_local(
         digest,
         &Signatures {
             sigstore,
-            simple: vec![],
+            ..Signatures::default()
         },
     )
 }

@@ -17,12 +17,24 @@ const MAX_SIMPLE_SIZE: usize = 1 << 20;
 /// The signatures `wants` names for the manifest `digest` of `image`, read through `conn`.
 pub async fn fetch(conn: &Conn, image: &Parts, digest: &str, wants: Wants) -> Result<Signatures> {
     let mut out = Signatures::default();
-    if wants.sigstore && crate::accept::uses_attachments(image)? {
-        out.sigstore = super::sigstore_attachments::fetch(conn, digest).await?;
+    let rd = crate::accept::registries_d()?;
+    if wants.sigstore {
+        if rd.use_sigstore_attachments(image) {
+            out.sigstore = super::sigstore_attachments::fetch(conn, digest).await?;
+        } else {
+            out.not_looked.push(format!(
+                "registries.d does not set use-sigstore-attachments for {}",
+                image.name()
+            ));
+        }
     }
     if wants.simple {
-        if let Some(base) = crate::accept::registries_d()?.lookaside(image) {
-            out.simple = lookaside(&base, image, digest).await?;
+        match rd.lookaside(image) {
+            Some(base) => out.simple = lookaside(&base, image, digest).await?,
+            None => out.not_looked.push(format!(
+                "registries.d names no lookaside for {}",
+                image.name()
+            )),
         }
     }
     Ok(out)

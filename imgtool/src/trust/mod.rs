@@ -29,6 +29,20 @@ pub struct Signatures {
     pub sigstore: Vec<Signature>,
     /// GPG simple-signing signatures (lookaside files), each an OpenPGP signed message.
     pub simple: Vec<Vec<u8>>,
+    /// Why a kind was not looked for (registries.d does not say where), for the message
+    /// when the policy then finds none.
+    pub not_looked: Vec<String>,
+}
+
+impl Signatures {
+    /// The rejection when a requirement found no signature of its kind.
+    fn none_found(&self) -> String {
+        let mut m = "a signature was required, but no signature exists".to_string();
+        for n in &self.not_looked {
+            m.push_str(&format!(" ({n})"));
+        }
+        m
+    }
 }
 
 /// Which kinds of signature evaluating a requirement list needs.
@@ -75,7 +89,7 @@ pub fn satisfied(
         } => {
             let keys = key_bytes(key_path, key_paths, key_data)?;
             if sigs.simple.is_empty() {
-                return Err("a signature was required, but no signature exists".into());
+                return Err(sigs.none_found());
             }
             let ring = gpg::Keyring::new(&keys)?;
             first_accepted(
@@ -109,7 +123,7 @@ pub fn satisfied(
             }
             let keys = public_keys(key_path, key_paths, key_data)?;
             if sigs.sigstore.is_empty() {
-                return Err("a signature was required, but no signature exists".into());
+                return Err(sigs.none_found());
             }
             first_accepted(
                 sigs.sigstore.len(),

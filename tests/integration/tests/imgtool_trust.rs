@@ -623,6 +623,22 @@ fn bad_policies_keys_and_passphrases_are_one_line_errors_and_nothing_is_pushed()
         &dest,
     ]);
     assert!(err.contains("use-sigstore-attachments"), "{err}");
+    // A policy that wants signatures registries.d does not let imgtool read says so.
+    let plain = format!("{}/plain/app:v1", reg.addr);
+    env.ok(&[
+        "--insecure-policy",
+        "copy",
+        "-q",
+        "--dest-tls-verify=false",
+        &src,
+        &format!("docker://{plain}"),
+    ]);
+    let strict = env.policy("strict.json", &sigstore_policy(&public, EXACT_OR_DIGEST));
+    let err = env.fails(&["--policy", &strict, "pull", "--tls-verify=false", &plain]);
+    assert!(
+        err.contains("no signature exists (registries.d does not set use-sigstore-attachments"),
+        "{err}"
+    );
     std::fs::write(
         env.path("registries.d/default.yaml"),
         "default-docker:\n  use-sigstore-attachmnts: true\n",
