@@ -1,7 +1,8 @@
 //! `imgtool copy SRC DEST`: skopeo's copy between `docker://`, `oci:`, `oci-archive:`,
 //! `docker-archive:` and the local store (bare names or `store:NAME`), with the source's and
 //! the destination's registry options apart (`--src-*`, `--dest-*`; the global flags apply to
-//! both). Prints nothing but progress; `--digestfile` gets the written manifest's digest.
+//! both), and signing (`--sign-by-sigstore-private-key`, `--sign-by`). Prints nothing but
+//! progress; `--digestfile` gets the written manifest's digest.
 use std::path::PathBuf;
 
 use clap::ArgAction;

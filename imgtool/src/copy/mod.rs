@@ -4,7 +4,9 @@
 //! destination has it, mounted when it is in another repository of the same registry), then
 //! the manifests, children before their index, and last the name (a tag, an `index.json`
 //! entry, an archive renamed into place). Bytes go across unchanged unless `--format` or
-//! `--dest-compress-format` asks otherwise, so digests are preserved.
+//! `--dest-compress-format` asks otherwise, so digests are preserved. The source's sigstore
+//! signatures go along when the manifest is unchanged, and new ones (`--sign-by-sigstore-
+//! private-key`, `--sign-by`) are added after the manifest is in place.
 pub mod convert;
 mod docker_archive;
 mod layout;

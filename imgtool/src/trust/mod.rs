@@ -1,10 +1,10 @@
 //! Image trust, as containers/image does it: the signature policy (policy.rs, with scope.rs
 //! for which entry applies and identity.rs for `signedIdentity`), sigstore signatures
 //! (sigstore.rs: payloads, signing, verification, the attachment manifest), key files
-//! (keys.rs), GPG simple signing checked by gpgv (gpg.rs) and registries.d (registries_d.rs:
-//! where signatures are kept). Nothing here does
-//! I/O with a registry: transport/sigstore_attachments.rs fetches and stores signatures, and
-//! accept.rs is the gate that asks this module whether an image may come in.
+//! (keys.rs), GPG simple signing through gpg/gpgv (gpg.rs) and registries.d (registries_d.rs:
+//! where signatures are kept). Nothing here talks to a registry: transport/signatures.rs and
+//! transport/sigstore_attachments.rs fetch and store signatures, and accept.rs is the gate
+//! that asks this module whether an image may come in.
 pub mod gpg;
 pub mod identity;
 pub mod keys;
