@@ -88,6 +88,8 @@ pub struct RegistryOptions {
     /// `--timeout`: how long a registry may send nothing (connecting, or between two reads)
     /// before the request counts as stalled.
     pub timeout: std::time::Duration,
+    /// `--registries-conf`: the one registries.conf to read instead of the default files.
+    pub registries_conf: Option<PathBuf>,
 }
 
 impl Default for RegistryOptions {
@@ -101,6 +103,7 @@ impl Default for RegistryOptions {
             platform: Platform::host(),
             retries: 3,
             timeout: std::time::Duration::from_secs(30),
+            registries_conf: None,
         }
     }
 }

@@ -107,6 +107,23 @@ pub enum Error {
     #[error("image {image} is in use by names {names}; untag them or use -f")]
     ImageHasNames { image: String, names: String },
 
+    /// A sigstore key file that cannot be used (not PEM, wrong type, wrong passphrase).
+    #[error("key {}: {reason}", path.display())]
+    Key { path: PathBuf, reason: String },
+
+    /// A policy.json or registries.d file that does not parse or makes no sense.
+    #[error("{}: {reason}", path.display())]
+    PolicyFile { path: PathBuf, reason: String },
+
+    /// The signature policy refused the image: `scope` is the policy.json entry that applied.
+    #[error("{image} rejected by policy {} ({scope}): {reason}", path.display())]
+    Rejected {
+        image: String,
+        path: PathBuf,
+        scope: String,
+        reason: String,
+    },
+
     /// The unpack reading a pull as it downloads failed or was interrupted, so the pull stopped.
     #[error("pull of {reference} stopped: the unpack reading it ended")]
     PullCancelled { reference: String },

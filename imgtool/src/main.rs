@@ -5,10 +5,12 @@
 #[macro_use]
 mod output;
 
+mod accept;
 mod auth;
 mod bundle;
 mod commands;
 mod context;
+mod copy;
 mod error;
 mod follow;
 mod image;
@@ -16,9 +18,11 @@ mod interrupt;
 mod manifest;
 mod progress;
 mod reference;
+mod registries_conf;
 mod snapshot;
 mod store;
 mod transport;
+mod trust;
 mod unpack;
 mod verify;
 
@@ -77,6 +81,30 @@ struct Cli {
           value_parser = clap::value_parser!(u64).range(1..=86400))]
     timeout: u64,
 
+    /// registries.conf to read instead of $CONTAINERS_REGISTRIES_CONF,
+    /// ~/.config/containers/registries.conf or /etc/containers/registries.conf(.d)
+    #[arg(long, global = true, value_name = "FILE")]
+    registries_conf: Option<PathBuf>,
+
+    /// Resolve short names (no registry part) with registries.conf's [aliases] and first
+    /// unqualified-search-registries entry instead of Docker's docker.io/library
+    #[arg(long, global = true)]
+    short_name_aliases: bool,
+
+    /// Signature policy file instead of ~/.config/containers/policy.json or
+    /// /etc/containers/policy.json
+    #[arg(long, global = true, value_name = "FILE")]
+    policy: Option<PathBuf>,
+
+    /// Accept every image without reading a signature policy
+    #[arg(long, global = true)]
+    insecure_policy: bool,
+
+    /// registries.d directory (where signatures are kept) instead of
+    /// ~/.config/containers/registries.d or /etc/containers/registries.d
+    #[arg(long = "registries.d", global = true, value_name = "DIR")]
+    registries_d: Option<PathBuf>,
+
     #[command(subcommand)]
     command: Command,
 }
@@ -106,6 +134,16 @@ enum Command {
     /// Manage bundles made by unpack
     #[command(subcommand)]
     Bundle(commands::unpack::BundleCmd),
+    /// Copy an image between registries, layouts, archives and the store (as skopeo copy)
+    Copy(commands::copy::CopyArgs),
+    /// Copy an image from the store to a registry (or another destination)
+    Push(commands::push::PushArgs),
+    /// List a registry repository's tags
+    ListTags(commands::list_tags::ListTagsArgs),
+    /// Delete an image from a registry
+    Delete(commands::delete::DeleteArgs),
+    /// Make a key pair for sigstore signing (copy --sign-by-sigstore-private-key)
+    GenerateSigstoreKey(commands::generate_sigstore_key::GenerateSigstoreKeyArgs),
 }
 
 fn context(cli: &Cli) -> Result<Context> {
@@ -151,6 +189,7 @@ fn context(cli: &Cli) -> Result<Context> {
             platform,
             retries: cli.retry_times,
             timeout: std::time::Duration::from_secs(cli.timeout),
+            registries_conf: cli.registries_conf.clone(),
         },
         quiet: false,
         verify_diff_ids: false,
@@ -159,6 +198,20 @@ fn context(cli: &Cli) -> Result<Context> {
 
 fn run(cli: Cli) -> Result<()> {
     let mut ctx = context(&cli)?;
+    if cli.insecure_policy && cli.policy.is_some() {
+        return Err(Error::InvalidArgument {
+            arg: "--insecure-policy",
+            reason: "cannot be used with --policy".into(),
+        });
+    }
+    accept::configure(accept::TrustOptions {
+        policy: cli.policy.clone(),
+        insecure_policy: cli.insecure_policy,
+        registries_d: cli.registries_d.clone(),
+    });
+    if cli.short_name_aliases {
+        registries_conf::enable_short_names(&ctx)?;
+    }
     match cli.command {
         Command::Pull(a) => {
             ctx.quiet = a.quiet;
@@ -178,6 +231,11 @@ fn run(cli: Cli) -> Result<()> {
         Command::Logout(a) => commands::login::run_logout(&ctx, a),
         Command::Unpack(a) => commands::unpack::run_unpack(&ctx, a),
         Command::Bundle(c) => commands::unpack::run_bundle(&ctx, c),
+        Command::Copy(a) => commands::copy::run(&ctx, a),
+        Command::Push(a) => commands::push::run(&ctx, a),
+        Command::ListTags(a) => commands::list_tags::run(&ctx, a),
+        Command::Delete(a) => commands::delete::run(&ctx, a),
+        Command::GenerateSigstoreKey(a) => commands::generate_sigstore_key::run(&ctx, a),
     }
 }
 

@@ -132,10 +132,15 @@ impl BlobProgress {
 
     /// A blob already in the store: counted as done without transfer.
     pub fn skipped(&self) {
+        self.skipped_as("already exists");
+    }
+
+    /// A blob the destination got without a transfer, for the reason `how` ("mounted").
+    pub fn skipped_as(&self, how: &str) {
         if let (Some(b), Some(t)) = (&self.bar, &self.total) {
             b.set_position(b.length().unwrap_or(0));
             t.inc(b.length().unwrap_or(0));
         }
-        self.done("already exists");
+        self.done(how);
     }
 }

@@ -35,8 +35,58 @@ fn split_domain(name: &str) -> (String, String) {
     (domain, rest)
 }
 
-/// Parse and normalise a registry reference.
+/// Parse and normalise a registry reference (a short name goes through registries.conf first
+/// when `--short-name-aliases` asked for it).
 pub fn parse_reference(input: &str) -> Result<Reference> {
+    match crate::registries_conf::expand_short(input) {
+        Some(full) => parse_normalised(&full),
+        None => parse_normalised(input),
+    }
+}
+
+fn parse_normalised(input: &str) -> Result<Reference> {
+    let p = parse_parts(input)?;
+    let (registry, repository) = (p.registry, p.repository);
+    Ok(match (p.tag, p.digest) {
+        (Some(t), Some(d)) => Reference::with_tag_and_digest(registry, repository, t, d),
+        (None, Some(d)) => Reference::with_digest(registry, repository, d),
+        (Some(t), None) => Reference::with_tag(registry, repository, t),
+        (None, None) => Reference::with_tag(registry, repository, "latest".into()),
+    })
+}
+
+/// A reference normalised as Docker's `ParseNormalizedNamed` does, without adding `latest`:
+/// signature identities must tell a name-only reference from a tagged one.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Parts {
+    pub registry: String,
+    pub repository: String,
+    pub tag: Option<String>,
+    pub digest: Option<String>,
+}
+
+impl Parts {
+    /// `registry/repository`.
+    pub fn name(&self) -> String {
+        format!("{}/{}", self.registry, self.repository)
+    }
+}
+
+impl std::fmt::Display for Parts {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}", self.name())?;
+        if let Some(t) = &self.tag {
+            write!(f, ":{t}")?;
+        }
+        if let Some(d) = &self.digest {
+            write!(f, "@{d}")?;
+        }
+        Ok(())
+    }
+}
+
+/// Parse and normalise `input` (no short-name aliases, no default tag).
+pub fn parse_parts(input: &str) -> Result<Parts> {
     let bad = |reason: &str| Error::InvalidReference {
         input: input.to_string(),
         reason: reason.to_string(),
@@ -70,14 +120,22 @@ pub fn parse_reference(input: &str) -> Result<Reference> {
             "invalid reference format: repository name must be lowercase",
         ));
     }
-    let tag = c.get(2).map(|m| m.as_str().to_string());
-    let digest = c.get(3).map(|m| m.as_str().to_string());
-    Ok(match (tag, digest) {
-        (Some(t), Some(d)) => Reference::with_tag_and_digest(registry, repository, t, d),
-        (None, Some(d)) => Reference::with_digest(registry, repository, d),
-        (Some(t), None) => Reference::with_tag(registry, repository, t),
-        (None, None) => Reference::with_tag(registry, repository, "latest".into()),
+    Ok(Parts {
+        registry,
+        repository,
+        tag: c.get(2).map(|m| m.as_str().to_string()),
+        digest: c.get(3).map(|m| m.as_str().to_string()),
     })
+}
+
+/// The `Parts` of an already parsed reference (which always has a tag or a digest).
+pub fn parts_of(r: &Reference) -> Parts {
+    Parts {
+        registry: r.registry().to_string(),
+        repository: r.repository().to_string(),
+        tag: r.tag().map(str::to_string),
+        digest: r.digest().map(str::to_string),
+    }
 }
 
 /// The full name an image gets in the store: `registry/repo:tag`, or `registry/repo@digest`

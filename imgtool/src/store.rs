@@ -559,6 +559,11 @@ pub fn entry_name(d: &Descriptor) -> Option<&str> {
         .map(String::as_str)
 }
 
+/// Whether an index entry is an image rather than the signatures kept beside one.
+pub fn is_image_entry(d: &Descriptor) -> bool {
+    !entry_name(d).is_some_and(crate::trust::sigstore::is_attachment_tag)
+}
+
 /// An annotation of an index entry.
 pub fn entry_annotation<'d>(d: &'d Descriptor, key: &str) -> Option<&'d str> {
     d.annotations()

@@ -1,5 +1,7 @@
 //! `imgtool inspect IMAGE`: manifest, config, a layer table (digest, diffID, chainID, size) and
-//! history; `--format json` prints it all as one JSON object.
+//! history; `--format json` prints it all as one JSON object. `docker://REF` looks at a
+//! registry's image without pulling it (see `inspect_remote.rs`); `--raw` and `--config` print
+//! the manifest or the config as stored.
 use crate::context::Context;
 use crate::error::Result;
 use crate::image;
@@ -11,6 +13,15 @@ pub struct InspectArgs {
     /// Output format: text or json
     #[arg(long, default_value = "text", value_parser = ["text", "json"])]
     pub format: String,
+    /// Print the manifest (or index) exactly as stored
+    #[arg(long, conflicts_with = "config")]
+    pub raw: bool,
+    /// Print the image config
+    #[arg(long)]
+    pub config: bool,
+    /// docker:// only: do not list the repository's tags
+    #[arg(short, long)]
+    pub no_tags: bool,
 }
 
 /// chainID(L0) = diffID(L0); chainID(Ln) = sha256(chainID(Ln-1) + " " + diffID(Ln)).
@@ -27,7 +38,19 @@ pub fn chain_ids(diff_ids: &[String]) -> Vec<String> {
 }
 
 pub fn run(ctx: &Context, args: InspectArgs) -> Result<()> {
+    if args.image.starts_with("docker://") {
+        return crate::commands::inspect_remote::run(ctx, &args);
+    }
     let img = image::find(ctx, &args.image)?;
+    if args.raw || args.config {
+        let raw = if args.raw {
+            &img.manifest_raw
+        } else {
+            &img.config_raw
+        };
+        outln!("{}", String::from_utf8_lossy(raw));
+        return Ok(());
+    }
     let layers = img.layers()?;
     let diff_ids: Vec<String> = layers.iter().map(|l| l.diff_id.clone()).collect();
     let chains = chain_ids(&diff_ids);

@@ -42,12 +42,23 @@ pub fn import_oci_archive(
     progress: &Progress,
 ) -> Result<String> {
     let dir = extract(store, archive)?;
-    super::layout::import_dir(store, dir.path(), tag, platform, None, progress).map_err(|e| {
-        Error::Source {
+    let origin = super::layout::Origin {
+        transport: "oci-archive",
+        path: archive,
+    };
+    super::layout::import_dir(store, dir.path(), tag, platform, None, progress, origin)
+        .map_err(|e| wrap(archive, e))
+}
+
+/// An error while importing `archive`, named after it (a policy rejection already names it).
+fn wrap(archive: &Path, e: Error) -> Error {
+    match e {
+        Error::Rejected { .. } => e,
+        other => Error::Source {
             source_name: archive.display().to_string(),
-            reason: e.to_string(),
-        }
-    })
+            reason: other.to_string(),
+        },
+    }
 }
 
 /// Import every image of an OCI archive (for `load`); returns (manifest digest, name) pairs.
@@ -68,16 +79,25 @@ pub fn import_oci_archive_all(
             source_name: archive.display().to_string(),
             reason: format!("index.json: {e}"),
         })?;
-    let names: Vec<Option<String>> = index
+    // Signatures kept beside an image are not images to load.
+    let images: Vec<_> = index
         .manifests()
+        .iter()
+        .filter(|e| crate::store::is_image_entry(e))
+        .collect();
+    let names: Vec<Option<String>> = images
         .iter()
         .map(|e| crate::store::entry_name(e).map(String::from))
         .collect();
     let mut imported = vec![];
     for n in names {
-        if n.is_none() && index.manifests().len() > 1 {
+        if n.is_none() && images.len() > 1 {
             continue;
         }
+        let origin = super::layout::Origin {
+            transport: "oci-archive",
+            path: archive,
+        };
         let i = super::layout::import_dir_blobs(
             store,
             dir.path(),
@@ -85,11 +105,9 @@ pub fn import_oci_archive_all(
             platform,
             None,
             progress,
+            origin,
         )
-        .map_err(|e| Error::Source {
-            source_name: archive.display().to_string(),
-            reason: e.to_string(),
-        })?;
+        .map_err(|e| wrap(archive, e))?;
         imported.push(i);
     }
     let mut out = vec![];
@@ -168,6 +186,8 @@ pub fn import_docker_archive(
         let config_raw =
             std::fs::read(&config_path).map_err(Error::io("read image config", &config_path))?;
         let config_digest = sha256_digest(&config_raw);
+        // A docker-archive has no manifest of its own: the image is known by its config.
+        crate::accept::accept_local("docker-archive", archive, None, &config_digest, vec![])?;
         let config: ImageConfiguration = serde_json::from_slice(&config_raw)
             .map_err(|e| bad(format!("{}: {e}", entry.config)))?;
         let diff_ids = config.rootfs().diff_ids();

@@ -10,6 +10,7 @@ use crate::manifest::{choose_platform, is_index, manifest_media_type};
 use crate::progress::Progress;
 use crate::store::{self, Store};
 use crate::transport::record::{import_blob_file, record_image, Record};
+use crate::trust::sigstore::{self, Signature};
 use crate::verify::{check_digest, sha256_digest};
 
 fn blob_in(dir: &Path, digest: &str) -> Result<PathBuf> {
@@ -63,11 +64,16 @@ fn pick_entry(dir: &Path, tag: Option<&str>) -> Result<Descriptor> {
         what: p.display().to_string(),
         reason: e.to_string(),
     })?;
-    let entries = index.manifests();
+    let entries: Vec<&Descriptor> = index
+        .manifests()
+        .iter()
+        .filter(|e| store::is_image_entry(e))
+        .collect();
     match tag {
         Some(t) => entries
             .iter()
             .find(|e| store::entry_name(e) == Some(t))
+            .copied()
             .cloned()
             .ok_or_else(|| Error::Source {
                 source_name: dir.display().to_string(),
@@ -79,6 +85,42 @@ fn pick_entry(dir: &Path, tag: Option<&str>) -> Result<Descriptor> {
             reason: format!("holds {} images; name one with oci:DIR:REF", entries.len()),
         }),
     }
+}
+
+/// The sigstore signatures the layout at `dir` keeps beside the manifest `digest`: the
+/// index.json entry named `sha256-<hex>.sig`, laid out as in a registry (copy writes it so
+/// that signatures travel through `oci:` and `oci-archive:`). None when there is no entry.
+pub fn signatures_in(dir: &Path, digest: &str) -> Result<Vec<Signature>> {
+    let Some(tag) = sigstore::attachment_tag(digest) else {
+        return Ok(vec![]);
+    };
+    let p = dir.join("index.json");
+    let data = std::fs::read(&p).map_err(Error::io("read", &p))?;
+    let index: ImageIndex = serde_json::from_slice(&data).map_err(|e| Error::Parse {
+        what: p.display().to_string(),
+        reason: e.to_string(),
+    })?;
+    let Some(entry) = index
+        .manifests()
+        .iter()
+        .find(|e| store::entry_name(e) == Some(tag.as_str()))
+    else {
+        return Ok(vec![]);
+    };
+    let raw = read_small_blob(dir, entry.digest().as_ref(), "signatures")?;
+    let layers = sigstore::attachment_layers(&raw).map_err(|reason| Error::Parse {
+        what: format!("{} {tag}", dir.display()),
+        reason,
+    })?;
+    layers
+        .into_iter()
+        .map(|(d, _size, annotations)| {
+            Ok(Signature {
+                payload: read_small_blob(dir, &d, "signature payload")?,
+                annotations,
+            })
+        })
+        .collect()
 }
 
 /// A layout's ref.name becomes the image's store name only when it is a full image name
@@ -126,10 +168,19 @@ pub fn import_dir(
     platform: &Platform,
     name_override: Option<String>,
     progress: &Progress,
+    origin: Origin<'_>,
 ) -> Result<String> {
-    let imported = import_dir_blobs(store, dir, tag, platform, name_override, progress)?;
+    let imported = import_dir_blobs(store, dir, tag, platform, name_override, progress, origin)?;
     imported.record(store)?;
     Ok(imported.digest)
+}
+
+/// What the user named for a layout being imported, for the policy: an `oci:` directory, or
+/// the `oci-archive:` file that was extracted to it.
+#[derive(Clone, Copy)]
+pub struct Origin<'a> {
+    pub transport: &'static str,
+    pub path: &'a Path,
 }
 
 /// Copy the image `tag` names from the layout at `dir` into the store without recording it.
@@ -140,6 +191,7 @@ pub fn import_dir_blobs(
     platform: &Platform,
     name_override: Option<String>,
     progress: &Progress,
+    origin: Origin<'_>,
 ) -> Result<Imported> {
     if !dir.join("oci-layout").exists() {
         return Err(Error::Source {
@@ -150,6 +202,8 @@ pub fn import_dir_blobs(
     let entry = pick_entry(dir, tag)?;
     let name = name_override.or_else(|| name_from_ref(store::entry_name(&entry)));
     let mut digest = entry.digest().to_string();
+    let sigs = signatures_in(dir, &digest)?;
+    crate::accept::accept_local(origin.transport, origin.path, tag, &digest, sigs)?;
     let mut raw = read_small_blob(dir, &digest, "manifest")?;
     let mt = manifest_media_type(&raw);
     if is_index(&mt) {

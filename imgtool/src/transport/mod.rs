@@ -5,6 +5,9 @@ pub mod archive;
 pub mod layout;
 pub mod record;
 pub mod registry;
+pub mod remote;
+pub mod signatures;
+pub mod sigstore_attachments;
 
 use crate::context::Context;
 use crate::error::{Error, Result};
@@ -23,6 +26,10 @@ pub fn fetch(ctx: &Context, store: &Store, source: &Source, progress: &Progress)
             &ctx.registry.platform,
             None,
             progress,
+            layout::Origin {
+                transport: "oci",
+                path: dir,
+            },
         )
         .map_err(|e| source_err(&dir.display().to_string(), e)),
         Source::OciArchive { path, tag } => archive::import_oci_archive(
@@ -43,7 +50,7 @@ pub fn fetch(ctx: &Context, store: &Store, source: &Source, progress: &Progress)
 
 fn source_err(src: &str, e: Error) -> Error {
     match e {
-        Error::Source { .. } => e,
+        Error::Source { .. } | Error::Rejected { .. } => e,
         other => Error::Source {
             source_name: src.to_string(),
             reason: other.to_string(),

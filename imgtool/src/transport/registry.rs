@@ -67,23 +67,36 @@ fn load_ca_dir(dir: &Path, out: &mut Vec<Certificate>) -> Result<()> {
     Ok(())
 }
 
-/// A client configured for `registry`: protocol, TLS trust, and our own platform choice.
-pub fn client_for(ctx: &Context, registry: &str) -> Result<Client> {
+/// How to reach one registry, as decided from the flags, registries.conf and a probe.
+#[derive(Clone, Debug)]
+pub struct Reach {
+    /// Plain HTTP (`--plain-http`, or an unverified registry that does not speak TLS).
+    pub plain_http: bool,
+    /// Whether the certificate is checked.
+    pub verify: bool,
+    /// Extra trusted CAs (PEM): `--cert-dir`, certs.d.
+    pub ca_pems: Vec<Vec<u8>>,
+}
+
+pub async fn reach(ctx: &Context, registry: &str, insecure: bool) -> Result<Reach> {
     let opts = &ctx.registry;
-    let protocol = if opts.plain_http {
-        if !is_loopback_registry(registry) {
+    let verify = opts.tls_verify && !insecure;
+    let plain_http = if opts.plain_http {
+        if verify && !is_loopback_registry(registry) {
             return Err(Error::InvalidArgument {
                 arg: "--plain-http",
                 reason: format!(
-                    "plain HTTP is only allowed for localhost/127.0.0.1 registries, not {registry}"
+                    "plain HTTP is only allowed for localhost/127.0.0.1 registries, not {registry} (or with --tls-verify=false)"
                 ),
             });
         }
-        ClientProtocol::HttpsExcept(vec![registry.to_string()])
+        true
     } else {
-        ClientProtocol::Https
+        // As containers/image: an unverified registry that does not speak TLS at all is
+        // reached over plain HTTP.
+        !verify && !speaks_tls(registry, opts.timeout).await
     };
-    let mut extra_root_certificates = Vec::new();
+    let mut certs = Vec::new();
     if let Some(d) = &opts.cert_dir {
         if !d.is_dir() {
             return Err(Error::InvalidArgument {
@@ -91,19 +104,52 @@ pub fn client_for(ctx: &Context, registry: &str) -> Result<Client> {
                 reason: format!("{} is not a directory", d.display()),
             });
         }
-        load_ca_dir(d, &mut extra_root_certificates)?;
+        load_ca_dir(d, &mut certs)?;
     }
     for base in ["/etc/containers/certs.d", "/etc/docker/certs.d"] {
-        load_ca_dir(
-            &Path::new(base).join(registry),
-            &mut extra_root_certificates,
-        )?;
+        load_ca_dir(&Path::new(base).join(registry), &mut certs)?;
     }
+    Ok(Reach {
+        plain_http,
+        verify,
+        ca_pems: certs.into_iter().map(|c| c.data).collect(),
+    })
+}
+
+/// A client configured for `registry`: protocol, TLS trust, and our own platform choice.
+/// `insecure` (from registries.conf) counts as `--tls-verify=false` for this registry;
+/// `monolithic` chooses one PUT per blob for pushes (chunked PATCHes otherwise).
+pub async fn client_with(
+    ctx: &Context,
+    registry: &str,
+    insecure: bool,
+    monolithic: bool,
+) -> Result<Client> {
+    let reach = reach(ctx, registry, insecure).await?;
+    Ok(client_reaching(ctx, registry, &reach, monolithic))
+}
+
+fn client_reaching(ctx: &Context, registry: &str, reach: &Reach, monolithic: bool) -> Client {
+    let opts = &ctx.registry;
+    let protocol = if reach.plain_http {
+        ClientProtocol::HttpsExcept(vec![registry.to_string()])
+    } else {
+        ClientProtocol::Https
+    };
     let config = ClientConfig {
         protocol,
-        accept_invalid_certificates: !opts.tls_verify,
-        extra_root_certificates,
+        accept_invalid_certificates: !reach.verify,
+        extra_root_certificates: reach
+            .ca_pems
+            .iter()
+            .map(|data| Certificate {
+                encoding: CertificateEncoding::Pem,
+                data: data.clone(),
+            })
+            .collect(),
         max_concurrent_download: CONCURRENT_LAYERS,
+        max_concurrent_upload: CONCURRENT_LAYERS,
+        use_monolithic_push: monolithic,
         // Idle timeouts, not whole-request ones: a big layer may take long, but a registry
         // that accepts the connection and then sends nothing would otherwise hold us forever.
         connect_timeout: Some(opts.timeout),
@@ -112,7 +158,144 @@ pub fn client_for(ctx: &Context, registry: &str) -> Result<Client> {
     };
     STALL_SECS.store(opts.timeout.as_secs(), Ordering::Relaxed);
     RETRIES.store(opts.retries.into(), Ordering::Relaxed);
-    Ok(Client::new(config))
+    Client::new(config)
+}
+
+/// Whether `registry` speaks TLS, asked the cheap way: a plain `GET /v2/` over TCP. A plain
+/// HTTP registry answers it with an HTTP status line at once; a TLS server either answers with
+/// a TLS alert, closes, or (Go, nginx) sends a 400 saying an HTTP request reached an HTTPS
+/// port. (A TLS handshake against a plain HTTP server, as containers/image tries first, waits
+/// tens of milliseconds for the server to give up on it.) A registry that cannot be reached
+/// counts as TLS, so the real request reports why.
+async fn speaks_tls(registry: &str, timeout: Duration) -> bool {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let host = if registry.contains(':') && !registry.ends_with(']') {
+        registry.to_string()
+    } else {
+        format!("{registry}:443")
+    };
+    let probe = async {
+        let mut s = tokio::net::TcpStream::connect(&host).await.ok()?;
+        let req = format!("GET /v2/ HTTP/1.0\r\nHost: {registry}\r\n\r\n");
+        s.write_all(req.as_bytes()).await.ok()?;
+        // HTTP/1.0: the server closes after its answer, so read to the end (1 KiB is enough
+        // for the status line and the start of a body that may say "HTTPS").
+        let mut buf = vec![0u8; 1024];
+        let mut n = 0;
+        while n < buf.len() {
+            match s.read(&mut buf[n..]).await {
+                Ok(0) | Err(_) => break,
+                Ok(k) => n += k,
+            }
+        }
+        let text = String::from_utf8_lossy(&buf[..n]).to_ascii_lowercase();
+        Some(!text.starts_with("http/") || text.contains("https"))
+    };
+    tokio::time::timeout(timeout, probe)
+        .await
+        .ok()
+        .flatten()
+        .unwrap_or(true)
+}
+
+/// A registry reached for one image: the client, the credentials, and the reference as this
+/// endpoint names it (a mirror's name when registries.conf rewrote it).
+pub struct Conn {
+    pub client: Client,
+    pub auth: RegistryAuth,
+    pub reference: Reference,
+    /// `--retry-times` for this side.
+    pub retries: u32,
+    /// How the client reaches the registry, for requests oci-client does not make.
+    pub reach: Reach,
+}
+
+/// Rebuild `r` with the registry and repository of `name` (`host/repo`).
+fn rebased(r: &Reference, name: &str) -> Reference {
+    let (registry, repository) = name.split_once('/').unwrap_or((name, ""));
+    let (registry, repository) = (registry.to_string(), repository.to_string());
+    match (r.tag(), r.digest()) {
+        (Some(t), Some(d)) => {
+            Reference::with_tag_and_digest(registry, repository, t.into(), d.into())
+        }
+        (None, Some(d)) => Reference::with_digest(registry, repository, d.into()),
+        (Some(t), None) => Reference::with_tag(registry, repository, t.into()),
+        (None, None) => Reference::with_tag(registry, repository, "latest".into()),
+    }
+}
+
+/// Connect to one endpoint for `op`: authenticate up front when there are credentials, so a
+/// token endpoint refusing them is reported as such.
+async fn connect_to(
+    ctx: &Context,
+    r: Reference,
+    insecure: bool,
+    op: RegistryOperation,
+) -> Result<Conn> {
+    let reach = reach(ctx, r.registry(), insecure).await?;
+    // Pushes go in one PUT per blob; a registry that refuses that gets chunks (see copy/push.rs).
+    let client = client_reaching(ctx, r.registry(), &reach, op == RegistryOperation::Push);
+    let auth = registry_auth(ctx, &r)?;
+    if auth != RegistryAuth::Anonymous || op == RegistryOperation::Push {
+        with_retries(&r, "authenticate", ctx.registry.retries, || {
+            client.auth(&r, &auth, op)
+        })
+        .await
+        .map_err(|e| registry_err(&r, "authenticate", e))?;
+    }
+    Ok(Conn {
+        client,
+        auth,
+        reference: r,
+        retries: ctx.registry.retries,
+        reach,
+    })
+}
+
+/// Reach the registry `r` is pushed to, deleted from or listed at: registries.conf's location
+/// (never a mirror), or an error when it blocks it.
+pub async fn connect(ctx: &Context, r: &Reference, op: RegistryOperation) -> Result<Conn> {
+    let conf = crate::registries_conf::for_context(ctx)?;
+    let ep = conf.push_endpoint(&format!("{}/{}", r.registry(), r.repository()))?;
+    let insecure = ep.insecure || conf.insecure(r.registry());
+    connect_to(ctx, rebased(r, &ep.name), insecure, op).await
+}
+
+/// Reach `r` for reading and fetch its manifest: registries.conf's mirrors in order, then the
+/// location; the first endpoint that serves the manifest is used for the whole image.
+pub async fn connect_for_pull(ctx: &Context, r: &Reference) -> Result<(Conn, Vec<u8>, String)> {
+    let conf = crate::registries_conf::for_context(ctx)?;
+    let endpoints = conf.pull_endpoints(
+        &format!("{}/{}", r.registry(), r.repository()),
+        r.digest().is_some(),
+    )?;
+    let last = endpoints.len().saturating_sub(1);
+    for (i, ep) in endpoints.into_iter().enumerate() {
+        let er = rebased(r, &ep.name);
+        let insecure = ep.insecure || conf.insecure(er.registry());
+        let attempt = async {
+            let conn = connect_to(ctx, er.clone(), insecure, RegistryOperation::Pull).await?;
+            let (raw, digest) = fetch_manifest(
+                &conn.client,
+                &conn.auth,
+                &conn.reference,
+                ctx.registry.retries,
+            )
+            .await?;
+            Ok::<_, Error>((conn, raw, digest))
+        };
+        match attempt.await {
+            Ok(v) => return Ok(v),
+            Err(e) if i < last => {
+                errln!("imgtool: warning: mirror {}: {e}; trying the next", ep.name);
+            }
+            Err(e) => return Err(e),
+        }
+    }
+    Err(Error::Other(format!(
+        "{}: no registry to pull from",
+        r.whole()
+    )))
 }
 
 /// The `--timeout` in force, for the error that reports a stall (errors are made far from the
@@ -151,7 +334,7 @@ pub fn registry_auth(ctx: &Context, r: &Reference) -> Result<RegistryAuth> {
 }
 
 /// Whether an error is worth retrying: network trouble, 5xx, 429.
-fn transient(e: &OciDistributionError) -> bool {
+pub fn transient(e: &OciDistributionError) -> bool {
     match e {
         OciDistributionError::RequestError(re) if re.is_connect() => !tls_refused(re),
         OciDistributionError::RequestError(re) => {
@@ -181,12 +364,12 @@ fn tls_refused(e: &dyn std::error::Error) -> bool {
     .any(|w| chain.contains(w))
 }
 
-fn backoff(attempt: u32) -> Duration {
+pub fn backoff(attempt: u32) -> Duration {
     Duration::from_millis(200u64 << attempt.min(6))
 }
 
 /// Turn an oci-client error into ours, naming the step and reference.
-fn registry_err(r: &Reference, step: &'static str, e: OciDistributionError) -> Error {
+pub fn registry_err(r: &Reference, step: &'static str, e: OciDistributionError) -> Error {
     match e {
         OciDistributionError::AuthenticationFailure(reason) => Error::Auth {
             registry: r.registry().to_string(),
@@ -233,7 +416,9 @@ fn registry_err(r: &Reference, step: &'static str, e: OciDistributionError) -> E
         other => {
             let mut reason = one_line(&error_chain(&other));
             if reason.contains("InvalidContentType") {
-                reason.push_str(" (the registry may speak plain HTTP: see --plain-http)");
+                reason.push_str(
+                    " (the registry may speak plain HTTP: see --tls-verify=false or --plain-http)",
+                );
             }
             Error::Registry {
                 reference: r.whole(),
@@ -280,7 +465,7 @@ fn warn_stall(r: &Reference, step: &str, e: &(dyn std::error::Error + 'static), 
 static RETRIES: AtomicU64 = AtomicU64::new(3);
 
 /// Run `f` until it succeeds, fails permanently, or the retries are used up.
-async fn with_retries<T, F, Fut>(
+pub async fn with_retries<T, F, Fut>(
     r: &Reference,
     step: &str,
     retries: u32,
@@ -303,6 +488,32 @@ where
             Err(e) => return Err(e),
         }
     }
+}
+
+/// The async runtime one registry command runs its requests on.
+pub fn runtime() -> Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(CONCURRENT_LAYERS)
+        .enable_all()
+        .build()
+        .map_err(|e| Error::Other(format!("start async runtime: {e}")))
+}
+
+/// Pass the image the user named `named`, read from `conn`, through the policy gate: its
+/// signatures are fetched only when the policy needs them.
+pub async fn accept_pulled(conn: &Conn, named: &Reference, digest: &str) -> Result<()> {
+    let parts = crate::reference::parts_of(named);
+    let gate = crate::accept::Gate::new(
+        crate::trust::scope::Scoped::Docker(parts.clone()),
+        format!("docker://{}", named.whole()),
+    )?;
+    let wants = gate.wants();
+    let sigs = if wants.any() {
+        super::signatures::fetch(conn, &parts, digest, wants).await?
+    } else {
+        crate::trust::Signatures::default()
+    };
+    gate.check(digest, &sigs)
 }
 
 /// Pull `r` into the store, record its name; returns the manifest digest.
@@ -335,19 +546,10 @@ async fn pull_async(
     announce: Option<Announce>,
 ) -> Result<String> {
     let retries = ctx.registry.retries;
-    let client = client_for(ctx, r.registry())?;
-    let auth = registry_auth(ctx, r)?;
-    if auth != RegistryAuth::Anonymous {
-        // Up front so that a token endpoint refusing the credentials is reported as such;
-        // anonymous pulls let the first request do the /v2/ ping (one round trip less).
-        with_retries(r, "authenticate", retries, || {
-            client.auth(r, &auth, RegistryOperation::Pull)
-        })
-        .await
-        .map_err(|e| registry_err(r, "authenticate", e))?;
-    }
-
-    let (raw, digest) = fetch_manifest(&client, &auth, r, retries).await?;
+    let named = r;
+    let (conn, raw, digest) = connect_for_pull(ctx, r).await?;
+    accept_pulled(&conn, named, &digest).await?;
+    let (client, auth, r) = (&conn.client, &conn.auth, &conn.reference);
     let repo_digest = digest.clone();
     let mut media_type = manifest_media_type(&raw);
     let (raw, digest) = if is_index(&media_type) {
@@ -363,7 +565,7 @@ async fn pull_async(
             }
         })?;
         let child = r.clone_with_digest(chosen.digest().to_string());
-        let (raw, d) = fetch_manifest(&client, &auth, &child, retries).await?;
+        let (raw, d) = fetch_manifest(client, auth, &child, retries).await?;
         media_type = manifest_media_type(&raw);
         (raw, d)
     } else {
@@ -450,7 +652,7 @@ async fn pull_async(
     };
     // Layers start in manifest order, so a follower reading base first gets its bytes first.
     let pulling = Pulling {
-        client: &client,
+        client,
         r,
         store,
         progress,
@@ -489,7 +691,7 @@ async fn pull_async(
     store.put_blob("config", &config_digest, &config_raw)?;
     store.put_blob("manifest", &digest, &raw)?;
     progress.message("Writing manifest to image destination");
-    let name = Some(crate::reference::store_name(r));
+    let name = Some(crate::reference::store_name(named));
     record_image(
         store,
         Record {
@@ -504,7 +706,7 @@ async fn pull_async(
 }
 
 /// GET a manifest and check its digest (against the reference's digest when it has one).
-async fn fetch_manifest(
+pub async fn fetch_manifest(
     client: &Client,
     auth: &RegistryAuth,
     r: &Reference,
