@@ -1,7 +1,9 @@
 //! What every transport does with the store once it has an image's bytes: copy a blob file in,
-//! verified against its digest, and finally record the image under its name in `index.json`.
-//! One place, so an `oci:` import, an archive, a pull and `tag` record images alike (and a
-//! manifest whose blobs a concurrent `rmi` removed is reported, never recorded).
+//! verified against its digest, and finally record the image under its name in `index.json`,
+//! together with the sigstore signatures it came with (layout_signatures.rs: an attachment
+//! entry beside it, merged with the ones already kept). One place, so an `oci:` import, an
+//! archive, a pull, a copy and `tag` record images alike (and a manifest whose blobs a
+//! concurrent `rmi` removed is reported, never recorded).
 use std::collections::HashMap;
 use std::io::Read;
 use std::path::Path;
@@ -9,6 +11,8 @@ use std::path::Path;
 use crate::error::{Error, Result};
 use crate::progress::Progress;
 use crate::store::{self, Store};
+use crate::transport::layout_signatures;
+use crate::trust::sigstore::Signature;
 use crate::verify::check_digest;
 
 /// Copy a blob file into the store, verifying its digest while copying.
@@ -49,6 +53,8 @@ pub struct Record<'a> {
     /// Full name (`registry/repo:tag`); `None` keeps the image without a name.
     pub name: Option<String>,
     pub repo_digest: Option<String>,
+    /// Sigstore signatures of the manifest to keep beside it (added to those already kept).
+    pub signatures: &'a [Signature],
 }
 
 /// Point `name` at the manifest in `index.json` (atomically, under the exclusive lock). A name
@@ -63,6 +69,7 @@ pub fn record_image(store: &Store, rec: Record<'_>) -> Result<()> {
         // imgtool on this store), no index rewrite.
         return Ok(());
     }
+    let new_sigs = signatures_to_keep(store, &rec)?;
     store.with_exclusive(|entries| {
         check_complete(store, rec.manifest_digest)?;
         let mut annotations = HashMap::new();
@@ -79,11 +86,66 @@ pub fn record_image(store: &Store, rec: Record<'_>) -> Result<()> {
         let new_entry =
             store::index_entry(rec.media_type, rec.manifest_digest, rec.size, annotations)?;
         set_name(entries, new_entry, rec.name.as_deref());
+        if let Some(sigs) = &new_sigs {
+            keep_signatures(store, entries, rec.manifest_digest, sigs)?;
+        }
         Ok(())
     })
 }
 
+/// The signatures of `rec` not kept yet; `None` when there is nothing new.
+fn signatures_to_keep(store: &Store, rec: &Record<'_>) -> Result<Option<Vec<Signature>>> {
+    if rec.signatures.is_empty() {
+        return Ok(None);
+    }
+    let kept = layout_signatures::signatures_in(store.root(), rec.manifest_digest)?;
+    let new: Vec<Signature> = rec
+        .signatures
+        .iter()
+        .filter(|s| !kept.contains(s))
+        .cloned()
+        .collect();
+    Ok((!new.is_empty()).then_some(new))
+}
+
+/// Merge `new` into the attachment entry of `digest` among `entries` (the signatures kept
+/// there stay, read again under the index lock in case another command added some). Its
+/// blobs are written here, before `with_exclusive` writes index.json naming them, so a crash
+/// in between leaves only unreferenced blobs for the next garbage collection.
+fn keep_signatures(
+    store: &Store,
+    entries: &mut Vec<oci_spec::image::Descriptor>,
+    digest: &str,
+    new: &[Signature],
+) -> Result<()> {
+    let Some(tag) = crate::trust::sigstore::attachment_tag(digest) else {
+        return Ok(());
+    };
+    let old_entry = entries
+        .iter()
+        .position(|e| store::entry_name(e) == Some(tag.as_str()));
+    let old = match old_entry {
+        Some(i) => layout_signatures::read_attachment(store.root(), &entries[i])?,
+        None => vec![],
+    };
+    let all = layout_signatures::merged(&old, new);
+    let Some(att) = layout_signatures::attachment(digest, &all) else {
+        return Ok(());
+    };
+    for (d, bytes) in att.blobs_then_manifest() {
+        store.put_blob("signatures", d, bytes)?;
+    }
+    if let Some(i) = old_entry {
+        entries.remove(i);
+    }
+    entries.push(att.entry()?);
+    Ok(())
+}
+
 fn already_recorded(store: &Store, rec: &Record<'_>) -> Result<bool> {
+    if signatures_to_keep(store, rec)?.is_some() {
+        return Ok(false);
+    }
     Ok(store.entries()?.iter().any(|e| {
         e.digest().to_string() == rec.manifest_digest
             && store::entry_name(e) == rec.name.as_deref()

@@ -12,7 +12,7 @@
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
-use integration::registry::{BuiltImage, Comp, Flavor, LayerSpec, Layout, TestRegistry};
+use integration::registry::{digest_of, BuiltImage, Comp, Flavor, LayerSpec, Layout, TestRegistry};
 use integration::{imgtool_bin, run, stderr, stdout};
 
 /// A store, keys, policies and a registries.d in one temp dir; imgtool run on them with no
@@ -1000,4 +1000,220 @@ fn sigstore_signatures_travel_through_an_oci_archive_and_back_to_a_registry() {
         &oci(&env.path("o"), "x"),
     ]);
     assert!(err.contains("no signature exists"), "{err}");
+}
+
+/// The store's `index.json` entries as (name, digest).
+fn store_entries(store: &Path) -> Vec<(String, String)> {
+    let index: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(store.join("index.json")).unwrap()).unwrap();
+    index["manifests"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| {
+            let name = e["annotations"]["org.opencontainers.image.ref.name"]
+                .as_str()
+                .unwrap_or("")
+                .to_string();
+            (name, e["digest"].as_str().unwrap().to_string())
+        })
+        .collect()
+}
+
+/// What `imgtool fsck` checks of the blobs, by hand: every blob hashes to its name, every
+/// digest reachable from `index.json` (manifests, configs, layers) is present, and nothing
+/// else is (no orphan).
+fn assert_store_is_whole(store: &Path) {
+    let blobs = store.join("blobs/sha256");
+    let mut present = std::collections::BTreeSet::new();
+    for e in std::fs::read_dir(&blobs).unwrap() {
+        let e = e.unwrap();
+        let name = format!("sha256:{}", e.file_name().to_string_lossy());
+        assert_eq!(
+            digest_of(&std::fs::read(e.path()).unwrap()),
+            name,
+            "corrupt blob"
+        );
+        present.insert(name);
+    }
+    let mut reached = std::collections::BTreeSet::new();
+    let mut todo: Vec<String> = store_entries(store).into_iter().map(|(_, d)| d).collect();
+    while let Some(d) = todo.pop() {
+        if !reached.insert(d.clone()) {
+            continue;
+        }
+        assert!(present.contains(&d), "missing manifest {d}");
+        let v: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(blobs.join(&d["sha256:".len()..])).unwrap())
+                .unwrap();
+        todo.extend(
+            v["manifests"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .map(|m| m["digest"].as_str().unwrap().to_string()),
+        );
+        for b in std::iter::once(&v["config"]).chain(v["layers"].as_array().into_iter().flatten()) {
+            if let Some(bd) = b["digest"].as_str() {
+                assert!(present.contains(bd), "missing blob {bd} of {d}");
+                reached.insert(bd.to_string());
+            }
+        }
+    }
+    let orphans: Vec<_> = present.difference(&reached).collect();
+    assert!(orphans.is_empty(), "orphan blobs: {orphans:?}");
+}
+
+/// Push a signed image to `reg` as `origin/app:v1`; returns (its name, its manifest digest,
+/// a policy requiring the signature under that name).
+fn signed_origin(env: &Env, reg: &TestRegistry) -> (String, String, String) {
+    let (layout, img) = image(&env.path("layout"), "v1");
+    let (private, public) = env.key("k");
+    let origin = format!("{}/origin/app:v1", reg.addr);
+    env.push_signed(
+        &oci(&layout.dir, "v1"),
+        &format!("docker://{origin}"),
+        &private,
+        &[],
+    );
+    let exact = env.policy(
+        "exact.json",
+        &sigstore_policy(
+            &public,
+            &format!(r#"{{"type":"exactReference","dockerReference":"{origin}"}}"#),
+        ),
+    );
+    (origin, img.manifest_digest, exact)
+}
+
+#[test]
+fn signatures_kept_in_the_store_survive_save_rmi_load_and_a_push_to_another_registry() {
+    let env = Env::new();
+    let reg = TestRegistry::plain();
+    let other = TestRegistry::plain();
+    let (origin, digest, exact) = signed_origin(&env, &reg);
+    env.ok(&[
+        "--policy",
+        &exact,
+        "pull",
+        "-q",
+        "--tls-verify=false",
+        &origin,
+    ]);
+    let kept = store_entries(&env.path("store"));
+    assert!(
+        kept.iter().any(|(n, _)| *n == sig_tag(&digest)),
+        "the pull keeps the signatures: {kept:?}"
+    );
+
+    // save → rmi → load: the archive carries them, and its own scope of the same policy
+    // accepts the load only because it does (without them it has no signature).
+    let archive = env.path("saved.tar");
+    env.ok(&[
+        "save",
+        "--format",
+        "oci-archive",
+        "-o",
+        archive.to_str().unwrap(),
+        &origin,
+    ]);
+    env.ok(&["rmi", &origin]);
+    assert!(env.store_is_empty(), "rmi leaves no signature blobs behind");
+    let loaded = env.ok(&[
+        "--policy",
+        &exact,
+        "load",
+        "-q",
+        "-i",
+        archive.to_str().unwrap(),
+    ]);
+    assert!(loaded.contains(&origin), "{loaded}");
+    assert!(!loaded.contains(".sig"), "{loaded}");
+    assert!(!env.ok(&["images"]).contains(".sig"));
+
+    // push from the store to another registry: the signatures go along, and a verifier with
+    // the same policy accepts the image there.
+    let second = format!("{}/second/app:v1", other.addr);
+    env.ok(&[
+        "--policy",
+        &exact,
+        "push",
+        "-q",
+        "--dest-tls-verify=false",
+        &origin,
+        &format!("docker://{second}"),
+    ]);
+    let sig = raw_manifest(&format!(
+        "docker://{}/second/app:{}",
+        other.addr,
+        sig_tag(&digest)
+    ));
+    assert_eq!(sig["layers"].as_array().unwrap().len(), 1);
+    env.ok(&["rmi", &origin]);
+    env.ok(&[
+        "--policy",
+        &exact,
+        "pull",
+        "-q",
+        "--tls-verify=false",
+        &second,
+    ]);
+
+    // The same push without the store's signatures: the verifier refuses the image.
+    let bare = format!("{}/bare/app:v1", other.addr);
+    env.ok(&[
+        "push",
+        "-q",
+        "--remove-signatures",
+        "--dest-tls-verify=false",
+        &second,
+        &format!("docker://{bare}"),
+    ]);
+    let err = env.fails(&[
+        "--policy",
+        &exact,
+        "pull",
+        "-q",
+        "--tls-verify=false",
+        &bare,
+    ]);
+    assert!(err.contains("no signature exists"), "{err}");
+}
+
+#[test]
+fn a_store_with_signatures_is_whole_and_rmi_of_the_last_name_removes_them() {
+    let env = Env::new();
+    let reg = TestRegistry::plain();
+    let (origin, digest, exact) = signed_origin(&env, &reg);
+    env.ok(&[
+        "--policy",
+        &exact,
+        "pull",
+        "-q",
+        "--tls-verify=false",
+        &origin,
+    ]);
+    let store = env.path("store");
+    let names: Vec<String> = store_entries(&store).into_iter().map(|(n, _)| n).collect();
+    assert!(names.contains(&sig_tag(&digest)), "{names:?}");
+    assert_store_is_whole(&store);
+    // `images` lists the image, not the signatures beside it.
+    let listed = env.ok(&["images"]);
+    assert_eq!(listed.lines().count(), 2, "{listed}");
+
+    // A second name keeps the signatures; removing the last removes them, blobs and all.
+    let alias = format!("{}/alias/app:v1", reg.addr);
+    env.ok(&["tag", &origin, &alias]);
+    env.ok(&["rmi", &origin]);
+    assert!(store_entries(&store)
+        .iter()
+        .any(|(n, _)| *n == sig_tag(&digest)));
+    assert_store_is_whole(&store);
+    env.ok(&["rmi", &alias]);
+    assert!(
+        store_entries(&store).is_empty(),
+        "{:?}",
+        store_entries(&store)
+    );
+    assert!(env.store_is_empty());
 }
