@@ -1,7 +1,7 @@
 //! Black-box tests of signature policy and sigstore signatures: imgtool's
-//! `generate-sigstore-key`, `copy --sign-by-sigstore-private-key`, and policy.json enforced at
-//! pull, copy and unpack, against a real `docker-registry` with Debian's skopeo 1.9 on the
-//! other side.
+//! `generate-sigstore-key`, `copy --sign-by-sigstore-private-key`, policy.json enforced at
+//! pull, copy and unpack, and signatures kept in the store (through save, rmi, load and push),
+//! against a real `docker-registry` with Debian's skopeo 1.9 on the other side.
 //!
 //! Debian builds skopeo 1.9 with sigstore signing and verification patched out ("Debian-local
 //! change: sigstore disabled"): it reads and writes `sha256-<digest>.sig` attachments and
@@ -1130,6 +1130,19 @@ fn signatures_kept_in_the_store_survive_save_rmi_load_and_a_push_to_another_regi
     assert!(loaded.contains(&origin), "{loaded}");
     assert!(!loaded.contains(".sig"), "{loaded}");
     assert!(!env.ok(&["images"]).contains(".sig"));
+
+    // copy from the store into an oci-archive keeps them too: a copy out of that archive
+    // passes the archive's scope of the policy.
+    let copied = format!("oci-archive:{}:v1", env.p("copied.tar"));
+    env.ok(&["--policy", &exact, "copy", "-q", &origin, &copied]);
+    env.ok(&[
+        "--policy",
+        &exact,
+        "copy",
+        "-q",
+        &copied,
+        &oci(&env.path("o"), "v1"),
+    ]);
 
     // push from the store to another registry: the signatures go along, and a verifier with
     // the same policy accepts the image there.
