@@ -1214,6 +1214,42 @@ fn a_store_with_signatures_is_whole_and_rmi_of_the_last_name_removes_them() {
     let listed = env.ok(&["images"]);
     assert_eq!(listed.lines().count(), 2, "{listed}");
 
+    // A damaged signature blob: save and push each fail with one line, before writing
+    // anything (no archive, no manifest in the registry).
+    let (_, sig_manifest) = store_entries(&store)
+        .into_iter()
+        .find(|(n, _)| *n == sig_tag(&digest))
+        .unwrap();
+    let blob = |d: &str| store.join("blobs/sha256").join(&d["sha256:".len()..]);
+    let m: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(blob(&sig_manifest)).unwrap()).unwrap();
+    let payload = blob(m["layers"][0]["digest"].as_str().unwrap());
+    let good = std::fs::read(&payload).unwrap();
+    std::fs::write(&payload, b"{}").unwrap();
+    let archive = env.path("damaged.tar");
+    let err = env.fails(&[
+        "save",
+        "--format",
+        "oci-archive",
+        "-o",
+        archive.to_str().unwrap(),
+        &origin,
+    ]);
+    assert!(err.contains("signature payload"), "{err}");
+    assert!(!archive.exists());
+    let leftovers: Vec<_> = std::fs::read_dir(env.path(""))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|n| n.starts_with(".imgtool-save"))
+        .collect();
+    assert!(leftovers.is_empty(), "{leftovers:?}");
+    let dest = format!("docker://{}/damaged/app:v1", reg.addr);
+    let err = env.fails(&["push", "-q", "--dest-tls-verify=false", &origin, &dest]);
+    assert!(err.contains("signature payload"), "{err}");
+    let o = run(Command::new("skopeo").args(["inspect", "--raw", "--tls-verify=false", &dest]));
+    assert!(!o.status.success(), "nothing was pushed");
+    std::fs::write(&payload, good).unwrap();
+
     // A second name keeps the signatures; removing the last removes them, blobs and all.
     let alias = format!("{}/alias/app:v1", reg.addr);
     env.ok(&["tag", &origin, &alias]);
