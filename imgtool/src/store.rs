@@ -585,17 +585,17 @@ pub fn process_alive(pid: i32) -> bool {
     }
 }
 
-/// A small blob (manifest, config, signature) of the OCI layout at `dir`, checked against its
-/// digest (`what` names it in the error).
+/// A small blob (manifest, config, signature) of the OCI layout at `dir` (an `oci:` directory,
+/// an extracted archive, the store), checked against its digest; a damaged one is an error
+/// naming its file (`what` says what it is).
 pub fn read_layout_blob(dir: &Path, digest: &str, what: &'static str) -> Result<Vec<u8>> {
     let p = dir.join("blobs/sha256").join(check_digest(digest)?);
     let data = fs::read(&p).map_err(Error::io("read blob", &p))?;
     let actual = crate::verify::sha256_digest(&data);
     if actual != digest {
-        return Err(Error::DigestMismatch {
-            what,
-            digest: digest.to_string(),
-            actual,
+        return Err(Error::Source {
+            source_name: p.display().to_string(),
+            reason: format!("{what} {digest}: digest mismatch, got {actual}"),
         });
     }
     Ok(data)
