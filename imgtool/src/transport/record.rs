@@ -61,15 +61,16 @@ pub struct Record<'a> {
 /// that pointed elsewhere moves; the image it leaves keeps a nameless (dangling) entry if no
 /// other name refers to it, as Docker shows `<none>:<none>`. Checks first that the manifest and
 /// everything it references are in the store: a concurrent garbage collection between our
-/// downloads and this moment is reported instead of leaving a broken entry.
+/// downloads and this moment is reported instead of leaving a broken entry. The signatures
+/// in `rec` not kept yet are added to the image's attachment entry in the same index write.
 pub fn record_image(store: &Store, rec: Record<'_>) -> Result<()> {
     check_complete(store, rec.manifest_digest)?;
-    if already_recorded(store, &rec)? {
+    let new_sigs = signatures_to_keep(store, &rec)?;
+    if new_sigs.is_none() && already_recorded(store, &rec)? {
         // A warm pull changes nothing: no exclusive lock (which would wait for every other
         // imgtool on this store), no index rewrite.
         return Ok(());
     }
-    let new_sigs = signatures_to_keep(store, &rec)?;
     store.with_exclusive(|entries| {
         check_complete(store, rec.manifest_digest)?;
         let mut annotations = HashMap::new();
@@ -143,9 +144,6 @@ fn keep_signatures(
 }
 
 fn already_recorded(store: &Store, rec: &Record<'_>) -> Result<bool> {
-    if signatures_to_keep(store, rec)?.is_some() {
-        return Ok(false);
-    }
     Ok(store.entries()?.iter().any(|e| {
         e.digest().to_string() == rec.manifest_digest
             && store::entry_name(e) == rec.name.as_deref()
