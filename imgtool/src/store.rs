@@ -7,6 +7,13 @@
 //! (`docker.io/library/busybox:latest`), so `skopeo copy oci:STORE:docker.io/library/busybox:latest …`
 //! works. An entry without a name is a dangling image (its name moved to a newer pull).
 //!
+//! An image's sigstore signatures are kept beside it as any layout keeps them
+//! (transport/layout_signatures.rs): an entry named `sha256-<hex>.sig` for the manifest
+//! `sha256:<hex>`, whose blobs garbage collection therefore counts as referenced. `entries`
+//! lists images only; an attachment entry lives exactly as long as some image entry has its
+//! manifest digest (`index_section` drops it with the last one, so `rmi` removes it and the
+//! next collection its blobs).
+//!
 //! Crash safety: a blob is written to `.imgtool/tmp`, verified, fsynced and renamed into
 //! `blobs/sha256/`; so a blob path that exists is always complete and verified. `index.json` is
 //! replaced the same way. A `kill -9` leaves at most orphan temp files (named after the writer's
@@ -352,8 +359,18 @@ impl Store {
         Ok(d)
     }
 
-    /// The manifest descriptors in `index.json` (one per name, plus dangling images).
+    /// The image entries of `index.json` (one per name, plus dangling images), without the
+    /// signatures kept beside them.
     pub fn entries(&self) -> Result<Vec<Descriptor>> {
+        Ok(self
+            .all_entries()?
+            .into_iter()
+            .filter(is_image_entry)
+            .collect())
+    }
+
+    /// Every entry of `index.json`, images and attachments.
+    fn all_entries(&self) -> Result<Vec<Descriptor>> {
         let path = self.root.join("index.json");
         let data = fs::read(&path).map_err(Error::io("read", &path))?;
         let idx: ImageIndex = serde_json::from_slice(&data).map_err(|e| Error::StoreCorrupt {
@@ -363,8 +380,8 @@ impl Store {
         Ok(idx.manifests().clone())
     }
 
-    /// Run `f` on the index entries under the index lock and write them back atomically if `f`
-    /// changed them.
+    /// Run `f` on the index entries (images and attachments) under the index lock and write
+    /// them back atomically if `f` changed them.
     pub fn with_exclusive<R>(
         &self,
         f: impl FnOnce(&mut Vec<Descriptor>) -> Result<R>,
@@ -383,12 +400,13 @@ impl Store {
         }
         let index_path = self.root.join("index.json");
         let before = if index_path.exists() {
-            self.entries()?
+            self.all_entries()?
         } else {
             Vec::new()
         };
         let mut entries = before.clone();
         let r = f(&mut entries)?;
+        drop_unattached_signatures(&mut entries);
         if entries != before || !index_path.exists() {
             self.write_index(&entries)?;
         }
@@ -527,6 +545,22 @@ impl Store {
     }
 }
 
+/// Remove the attachment entries whose image has no entry left: signatures go with the
+/// last name (or dangling entry) of the manifest they sign.
+fn drop_unattached_signatures(entries: &mut Vec<Descriptor>) {
+    let images: BTreeSet<String> = entries
+        .iter()
+        .filter(|e| is_image_entry(e))
+        .map(|e| e.digest().to_string())
+        .collect();
+    entries.retain(
+        |e| match entry_name(e).and_then(crate::trust::sigstore::signed_digest) {
+            Some(signed) => images.contains(&signed),
+            None => true,
+        },
+    );
+}
+
 /// The pid a temp file name carries: `<pid>-<n>` (blob temp files), `extract-<pid>-…`
 /// (archive extraction dirs), `.<name>.tmp-<pid>-<n>` (atomic file replacement).
 fn temp_owner(name: &str) -> Option<i32> {
@@ -549,6 +583,22 @@ pub fn process_alive(pid: i32) -> bool {
         // EPERM: it exists but is not ours to signal.
         Err(_) => true,
     }
+}
+
+/// A small blob (manifest, config, signature) of the OCI layout at `dir` (an `oci:` directory,
+/// an extracted archive, the store), checked against its digest; a damaged one is an error
+/// naming its file (`what` says what it is).
+pub fn read_layout_blob(dir: &Path, digest: &str, what: &'static str) -> Result<Vec<u8>> {
+    let p = dir.join("blobs/sha256").join(check_digest(digest)?);
+    let data = fs::read(&p).map_err(Error::io("read blob", &p))?;
+    let actual = crate::verify::sha256_digest(&data);
+    if actual != digest {
+        return Err(Error::Source {
+            source_name: p.display().to_string(),
+            reason: format!("{what} {digest}: digest mismatch, got {actual}"),
+        });
+    }
+    Ok(data)
 }
 
 /// The name annotation of an index entry, if it has one.
@@ -588,4 +638,57 @@ pub fn index_entry(
         d.set_annotations(Some(annotations));
     }
     Ok(d)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn entry(digest: &str, name: &str) -> Descriptor {
+        let ann = HashMap::from([(ANNOTATION_REF_NAME.to_string(), name.to_string())]);
+        index_entry(crate::manifest::OCI_MANIFEST, digest, 1, ann).unwrap()
+    }
+
+    #[test]
+    fn signatures_stay_while_their_image_has_an_entry_and_go_with_the_last() {
+        let (img, att) = (
+            format!("sha256:{}", "a".repeat(64)),
+            format!("sha256:{}", "b".repeat(64)),
+        );
+        let sig = entry(&att, &format!("sha256-{}.sig", "a".repeat(64)));
+        let mut entries = vec![entry(&img, "r/x:1"), entry(&img, "r/x:2"), sig.clone()];
+        entries.remove(0);
+        drop_unattached_signatures(&mut entries);
+        assert_eq!(entries.len(), 2, "another name still holds the image");
+        entries.remove(0);
+        drop_unattached_signatures(&mut entries);
+        assert!(entries.is_empty(), "{entries:?}");
+    }
+
+    #[test]
+    fn the_store_lists_images_without_the_signatures_kept_beside_them() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open_at(dir.path()).unwrap();
+        let img = format!("sha256:{}", "a".repeat(64));
+        let sig = entry(
+            &format!("sha256:{}", "b".repeat(64)),
+            &format!("sha256-{}.sig", "a".repeat(64)),
+        );
+        store
+            .with_exclusive(|e| {
+                e.push(entry(&img, "r/x:1"));
+                e.push(sig.clone());
+                Ok(())
+            })
+            .unwrap();
+        assert_eq!(store.entries().unwrap().len(), 1);
+        assert_eq!(store.all_entries().unwrap().len(), 2);
+        store
+            .with_exclusive(|e| {
+                e.retain(|d| d.digest().to_string() != img);
+                Ok(())
+            })
+            .unwrap();
+        assert!(store.all_entries().unwrap().is_empty());
+    }
 }

@@ -1,6 +1,7 @@
 //! `imgtool save -o FILE IMAGE...`: several images into one docker-archive (`docker save`
 //! layout: `<config-hex>.json`, `<diffid-hex>/layer.tar` uncompressed, `manifest.json`) or
-//! oci-archive (a tarred OCI layout whose `ref.name` annotations are the full image names).
+//! oci-archive (a tarred OCI layout whose `ref.name` annotations are the full image names,
+//! with each image's sigstore signatures beside it as `sha256-<hex>.sig`, as copy writes them).
 //! The tarball is written beside its destination and renamed, so a failure leaves no half file.
 use std::collections::{BTreeSet, HashMap};
 use std::io::{Seek, Write};
@@ -11,6 +12,7 @@ use crate::context::Context;
 use crate::error::{Error, Result};
 use crate::image::{self, Image};
 use crate::store::{self, Store};
+use crate::transport::layout_signatures::{attachment, signatures_in};
 
 #[derive(clap::Args, Debug)]
 pub struct SaveArgs {
@@ -157,6 +159,21 @@ fn write_oci_archive<W: Write>(
                 )?;
             }
         }
+        // The signatures kept with the image go in as copy writes them into an oci-archive,
+        // so that `load` (or a copy out of the archive) brings them back.
+        let sigs = signatures_in(store.root(), &img.manifest_digest)?;
+        if let Some(att) = attachment(&img.manifest_digest, &sigs) {
+            // An image saved under two names has one attachment.
+            if !written.contains(&att.digest) {
+                for (d, bytes) in att.blobs_then_manifest() {
+                    if written.insert(d.to_string()) {
+                        let path = format!("blobs/sha256/{}", d.trim_start_matches("sha256:"));
+                        append_bytes(tar, &path, bytes)?;
+                    }
+                }
+                entries.push(att.entry()?);
+            }
+        }
         let mt = crate::manifest::manifest_media_type(&img.manifest_raw);
         let size = img.manifest_raw.len() as u64;
         if names.is_empty() {
@@ -202,7 +219,17 @@ pub fn run(ctx: &Context, args: SaveArgs) -> Result<()> {
     let mut tar = tar::Builder::new(std::io::BufWriter::new(tmp));
     match args.format.as_str() {
         "oci-archive" => write_oci_archive(&store, &mut tar, &images)?,
-        _ => write_docker_archive(&store, &mut tar, &images)?,
+        _ => {
+            for (img, _) in &images {
+                if !signatures_in(store.root(), &img.manifest_digest)?.is_empty() {
+                    errln!(
+                        "imgtool: warning: the signatures of {} are not saved: a docker-archive has no place for them (--format oci-archive keeps them)",
+                        img.short_id()
+                    );
+                }
+            }
+            write_docker_archive(&store, &mut tar, &images)?
+        }
     }
     let buf = tar
         .into_inner()

@@ -32,6 +32,7 @@ pub fn run(ctx: &Context, args: TagArgs) -> Result<()> {
             size: img.manifest_raw.len() as u64,
             name: Some(crate::reference::store_name(&target)),
             repo_digest: None,
+            signatures: &[],
         },
     )
 }

@@ -3,17 +3,20 @@
 //! `oci-archive:FILE` (a layout built in a temp directory beside FILE, tarred to a temp file
 //! and renamed, so a failed copy leaves no partial archive), and the local store (blobs through
 //! its verified writer, the name recorded in its index). Blobs are copied with their digest
-//! checked, into a temp file renamed into place.
+//! checked, into a temp file renamed into place. The source's sigstore signatures are kept
+//! beside the image in each (transport/layout_signatures.rs), the store included.
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use crate::error::{Error, Result};
+use crate::manifest::OCI_MANIFEST;
 use crate::progress::BlobProgress;
 use crate::store::{self, Store};
+use crate::transport::layout_signatures;
 use crate::transport::record::{record_image, Record};
-use crate::trust::sigstore::{self, Signature};
-use crate::verify::{check_digest, sha256_digest, Hasher};
+use crate::trust::sigstore::Signature;
+use crate::verify::{check_digest, Hasher};
 
 pub enum LayoutDest {
     /// `dir` is the layout; for an archive, `archive` is the file it becomes at commit.
@@ -159,47 +162,21 @@ impl LayoutDest {
     pub fn put_manifest(&self, raw: &[u8], digest: &str) -> Result<()> {
         match self {
             LayoutDest::Store { store, .. } => store.put_blob("manifest", digest, raw),
-            LayoutDest::Dir { dir, .. } => {
-                let dest = dir.join("blobs/sha256").join(check_digest(digest)?);
-                if !dest.exists() {
-                    store::write_file_atomic(&dest, raw)?;
-                }
-                Ok(())
-            }
+            LayoutDest::Dir { dir, .. } => put_layout_blob(dir, digest, raw),
         }
     }
 
-    /// Keep `sigs`, signatures of the manifest `digest`, beside it as a registry does: an
-    /// attachment manifest named `sha256-<hex>.sig` in index.json (the store keeps none).
-    pub fn put_signatures(&self, digest: &str, sigs: &[Signature]) -> Result<()> {
-        let LayoutDest::Dir { dir, .. } = self else {
-            return Ok(());
-        };
-        let Some(tag) = sigstore::attachment_tag(digest) else {
-            return Ok(());
-        };
-        let (manifest, config) = sigstore::attachment_manifest(sigs);
-        for blob in sigs
-            .iter()
-            .map(|s| s.payload.as_slice())
-            .chain([config.as_slice()])
-        {
-            self.put_manifest(blob, &sha256_digest(blob))?;
-        }
-        let md = sha256_digest(&manifest);
-        self.put_manifest(&manifest, &md)?;
-        add_index_entry(
-            dir,
-            Some(&tag),
-            manifest.len() as u64,
-            &md,
-            "application/vnd.oci.image.manifest.v1+json",
-        )
-    }
-
-    /// Name the top manifest: the store's index, the layout's `index.json` (an entry with the
-    /// same `ref.name` is replaced), then for an archive the tarball, renamed into place.
-    pub fn commit(self, raw: &[u8], digest: &str, media_type: &str) -> Result<()> {
+    /// Name the top manifest `digest`, with `sigs` (its sigstore signatures) kept beside it:
+    /// the store's index, or the layout's `index.json` (an entry with the same `ref.name` is
+    /// replaced, the signatures' under `sha256-<hex>.sig` as a registry tags them), then for
+    /// an archive the tarball, renamed into place.
+    pub fn commit(
+        self,
+        raw: &[u8],
+        digest: &str,
+        media_type: &str,
+        sigs: &[Signature],
+    ) -> Result<()> {
         self.put_manifest(raw, digest)?;
         match self {
             LayoutDest::Store { store, name } => record_image(
@@ -210,9 +187,17 @@ impl LayoutDest {
                     size: raw.len() as u64,
                     name: Some(name),
                     repo_digest: None,
+                    signatures: sigs,
                 },
             ),
             LayoutDest::Dir { dir, tag, archive } => {
+                if let Some(att) = layout_signatures::attachment(digest, sigs) {
+                    for (d, bytes) in att.blobs_then_manifest() {
+                        put_layout_blob(&dir, d, bytes)?;
+                    }
+                    let size = att.manifest.len() as u64;
+                    add_index_entry(&dir, Some(&att.tag), size, &att.digest, OCI_MANIFEST)?;
+                }
                 add_index_entry(&dir, tag.as_deref(), raw.len() as u64, digest, media_type)?;
                 if let Some((file, tmp)) = archive {
                     tar_dir(tmp.path(), &file)?;
@@ -221,6 +206,15 @@ impl LayoutDest {
             }
         }
     }
+}
+
+/// Write a blob held in memory into the layout at `dir` (atomically; kept when present).
+fn put_layout_blob(dir: &Path, digest: &str, raw: &[u8]) -> Result<()> {
+    let dest = dir.join("blobs/sha256").join(check_digest(digest)?);
+    if !dest.exists() {
+        store::write_file_atomic(&dest, raw)?;
+    }
+    Ok(())
 }
 
 /// The directory an archive is written in (it must exist), refusing a directory as the file.

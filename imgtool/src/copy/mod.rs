@@ -5,7 +5,8 @@
 //! the manifests, children before their index, and last the name (a tag, an `index.json`
 //! entry, an archive renamed into place). Bytes go across unchanged unless `--format` or
 //! `--dest-compress-format` asks otherwise, so digests are preserved. The source's sigstore
-//! signatures go along when the manifest is unchanged, and new ones (`--sign-by-sigstore-
+//! signatures (a registry's attachments, or the entry a layout or the store keeps beside the
+//! image) go along when the manifest is unchanged, and new ones (`--sign-by-sigstore-
 //! private-key`, `--sign-by`) are added after the manifest is in place.
 pub mod convert;
 mod docker_archive;
@@ -324,18 +325,19 @@ async fn copy_async(
             }
         }
         Dest::Layout(l) => {
-            if !carried.is_empty() {
-                if last.digest == top.digest {
-                    tokio::task::block_in_place(|| l.put_signatures(&last.digest, &carried))?;
-                } else {
-                    errln!(
-                        "imgtool: warning: the source's signatures are not copied: the manifest changed ({} is now {})",
-                        top.digest,
-                        last.digest
-                    );
-                }
-            }
-            tokio::task::block_in_place(|| l.commit(&last.raw, &last.digest, &last.media_type))?
+            let sigs = if carried.is_empty() || last.digest == top.digest {
+                carried
+            } else {
+                errln!(
+                    "imgtool: warning: the source's signatures are not copied: the manifest changed ({} is now {})",
+                    top.digest,
+                    last.digest
+                );
+                vec![]
+            };
+            tokio::task::block_in_place(|| {
+                l.commit(&last.raw, &last.digest, &last.media_type, &sigs)
+            })?
         }
         Dest::DockerArchive(a) => tokio::task::block_in_place(|| a.commit(&last.raw))?,
     }
@@ -399,9 +401,9 @@ fn signing_identity(
 }
 
 /// Pass the source through the policy gate; returns the source's sigstore signatures (from a
-/// registry's attachments or a layout's `sha256-<hex>.sig` entry) to carry to the
-/// destination. An image from the store is not checked again: it passed the gate when it
-/// came in.
+/// registry's attachments or a layout's `sha256-<hex>.sig` entry, the store's included) to
+/// carry to the destination. An image from the store is not checked again: it passed the gate
+/// when it came in.
 async fn accept_source(
     src: &ImageName,
     source: &Source,
@@ -445,7 +447,8 @@ async fn accept_source(
         ImageName::DockerArchive { path, .. } => {
             accept_local("docker-archive", path, None, digest, vec![]).map(|()| vec![])
         }
-        ImageName::Store(_) => Ok(vec![]),
+        ImageName::Store(_) if opts.remove_signatures => Ok(vec![]),
+        ImageName::Store(_) => source.layout_signatures(digest),
     }
 }
 

@@ -309,17 +309,14 @@ impl Source {
         }
     }
 
-    /// The sigstore signatures an OCI layout source keeps beside the manifest `digest`
-    /// (transport/layout.rs); none for the store, a docker-archive or a registry.
+    /// The sigstore signatures an OCI layout source (the store included) keeps beside the
+    /// manifest `digest` (transport/layout_signatures.rs); none for a docker-archive or a
+    /// registry.
     pub fn layout_signatures(&self, digest: &str) -> Result<Vec<Signature>> {
         match self {
-            Source::Local {
-                blobs,
-                _store: None,
-                ..
-            } => match blobs.parent().and_then(Path::parent) {
+            Source::Local { blobs, .. } => match blobs.parent().and_then(Path::parent) {
                 Some(dir) if dir.join("index.json").exists() => {
-                    crate::transport::layout::signatures_in(dir, digest)
+                    crate::transport::layout_signatures::signatures_in(dir, digest)
                 }
                 _ => Ok(vec![]),
             },

@@ -255,6 +255,7 @@ pub fn import_docker_archive(
                     size,
                     name: None,
                     repo_digest: None,
+                    signatures: &[],
                 },
             )?;
         }
@@ -267,6 +268,7 @@ pub fn import_docker_archive(
                     size,
                     name: Some(n),
                     repo_digest: None,
+                    signatures: &[],
                 },
             )?;
         }

@@ -1,5 +1,6 @@
 //! `oci:DIR[:ref]`: importing an image from an OCI image layout directory. Every blob copied is
-//! verified against its digest, as for a pull.
+//! verified against its digest, as for a pull; the layout's sigstore signatures of the image
+//! (layout_signatures.rs) are checked by the policy and kept with it in the store.
 use std::path::{Path, PathBuf};
 
 use oci_spec::image::{Descriptor, ImageConfiguration, ImageIndex, ImageManifest};
@@ -9,27 +10,14 @@ use crate::error::{Error, Result};
 use crate::manifest::{choose_platform, is_index, manifest_media_type};
 use crate::progress::Progress;
 use crate::store::{self, Store};
+use crate::transport::layout_signatures::signatures_in;
 use crate::transport::record::{import_blob_file, record_image, Record};
-use crate::trust::sigstore::{self, Signature};
-use crate::verify::{check_digest, sha256_digest};
+use crate::trust::sigstore::Signature;
+use crate::verify::check_digest;
 
 fn blob_in(dir: &Path, digest: &str) -> Result<PathBuf> {
     let hex = check_digest(digest)?;
     Ok(dir.join("blobs/sha256").join(hex))
-}
-
-fn read_small_blob(dir: &Path, digest: &str, what: &'static str) -> Result<Vec<u8>> {
-    let p = blob_in(dir, digest)?;
-    let data = std::fs::read(&p).map_err(Error::io("read blob", &p))?;
-    let actual = sha256_digest(&data);
-    if actual != digest {
-        return Err(Error::DigestMismatch {
-            what,
-            digest: digest.to_string(),
-            actual,
-        });
-    }
-    Ok(data)
 }
 
 /// Copy the layers of `manifest` (found in `dir`) into the store, each verified against its
@@ -87,42 +75,6 @@ fn pick_entry(dir: &Path, tag: Option<&str>) -> Result<Descriptor> {
     }
 }
 
-/// The sigstore signatures the layout at `dir` keeps beside the manifest `digest`: the
-/// index.json entry named `sha256-<hex>.sig`, laid out as in a registry (copy writes it so
-/// that signatures travel through `oci:` and `oci-archive:`). None when there is no entry.
-pub fn signatures_in(dir: &Path, digest: &str) -> Result<Vec<Signature>> {
-    let Some(tag) = sigstore::attachment_tag(digest) else {
-        return Ok(vec![]);
-    };
-    let p = dir.join("index.json");
-    let data = std::fs::read(&p).map_err(Error::io("read", &p))?;
-    let index: ImageIndex = serde_json::from_slice(&data).map_err(|e| Error::Parse {
-        what: p.display().to_string(),
-        reason: e.to_string(),
-    })?;
-    let Some(entry) = index
-        .manifests()
-        .iter()
-        .find(|e| store::entry_name(e) == Some(tag.as_str()))
-    else {
-        return Ok(vec![]);
-    };
-    let raw = read_small_blob(dir, entry.digest().as_ref(), "signatures")?;
-    let layers = sigstore::attachment_layers(&raw).map_err(|reason| Error::Parse {
-        what: format!("{} {tag}", dir.display()),
-        reason,
-    })?;
-    layers
-        .into_iter()
-        .map(|(d, _size, annotations)| {
-            Ok(Signature {
-                payload: read_small_blob(dir, &d, "signature payload")?,
-                annotations,
-            })
-        })
-        .collect()
-}
-
 /// A layout's ref.name becomes the image's store name only when it is a full image name
 /// (`host/repo:tag`); a bare tag like `latest` says nothing about the repository.
 pub fn name_from_ref(ref_name: Option<&str>) -> Option<String> {
@@ -142,6 +94,8 @@ pub struct Imported {
     pub media_type: String,
     pub size: u64,
     pub name: Option<String>,
+    /// The layout's sigstore signatures of this manifest, kept with it in the store.
+    pub signatures: Vec<Signature>,
 }
 
 impl Imported {
@@ -154,6 +108,7 @@ impl Imported {
                 size: self.size,
                 name: self.name.clone(),
                 repo_digest: None,
+                signatures: &self.signatures,
             },
         )
     }
@@ -202,9 +157,9 @@ pub fn import_dir_blobs(
     let entry = pick_entry(dir, tag)?;
     let name = name_override.or_else(|| name_from_ref(store::entry_name(&entry)));
     let mut digest = entry.digest().to_string();
-    let sigs = signatures_in(dir, &digest)?;
-    crate::accept::accept_local(origin.transport, origin.path, tag, &digest, sigs)?;
-    let mut raw = read_small_blob(dir, &digest, "manifest")?;
+    let mut sigs = signatures_in(dir, &digest)?;
+    crate::accept::accept_local(origin.transport, origin.path, tag, &digest, sigs.clone())?;
+    let mut raw = store::read_layout_blob(dir, &digest, "manifest")?;
     let mt = manifest_media_type(&raw);
     if is_index(&mt) {
         let index: ImageIndex = serde_json::from_slice(&raw).map_err(|e| Error::Parse {
@@ -218,7 +173,9 @@ pub fn import_dir_blobs(
                 available,
             })?;
         digest = chosen.digest().to_string();
-        raw = read_small_blob(dir, &digest, "manifest")?;
+        raw = store::read_layout_blob(dir, &digest, "manifest")?;
+        // They sign the index, which the store does not keep: they would sign nothing there.
+        sigs.clear();
     }
     let media_type = manifest_media_type(&raw);
     let manifest: ImageManifest = serde_json::from_slice(&raw).map_err(|e| Error::Parse {
@@ -226,7 +183,7 @@ pub fn import_dir_blobs(
         reason: e.to_string(),
     })?;
     let config_digest = manifest.config().digest().to_string();
-    let config_raw = read_small_blob(dir, &config_digest, "config")?;
+    let config_raw = store::read_layout_blob(dir, &config_digest, "config")?;
     let config: ImageConfiguration =
         serde_json::from_slice(&config_raw).map_err(|e| Error::Parse {
             what: format!("image config {config_digest}"),
@@ -240,6 +197,7 @@ pub fn import_dir_blobs(
         media_type,
         size: raw.len() as u64,
         name,
+        signatures: sigs,
     })
 }
 

@@ -1,8 +1,10 @@
 //! Getting images into the store from each kind of source: `fetch` hands a `Source` to the
 //! transport that reads it. What the transports share (copying a blob in, recording the image
-//! under its name) is in `record`, below all of them.
+//! under its name) is in `record`, below all of them; `layout_signatures` is the sigstore
+//! attachment entry every layout (the store included) keeps beside an image.
 pub mod archive;
 pub mod layout;
+pub mod layout_signatures;
 pub mod record;
 pub mod registry;
 pub mod remote;

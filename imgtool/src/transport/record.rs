@@ -1,7 +1,9 @@
 //! What every transport does with the store once it has an image's bytes: copy a blob file in,
-//! verified against its digest, and finally record the image under its name in `index.json`.
-//! One place, so an `oci:` import, an archive, a pull and `tag` record images alike (and a
-//! manifest whose blobs a concurrent `rmi` removed is reported, never recorded).
+//! verified against its digest, and finally record the image under its name in `index.json`,
+//! together with the sigstore signatures it came with (layout_signatures.rs: an attachment
+//! entry beside it, merged with the ones already kept). One place, so an `oci:` import, an
+//! archive, a pull, a copy and `tag` record images alike (and a manifest whose blobs a
+//! concurrent `rmi` removed is reported, never recorded).
 use std::collections::HashMap;
 use std::io::Read;
 use std::path::Path;
@@ -9,6 +11,8 @@ use std::path::Path;
 use crate::error::{Error, Result};
 use crate::progress::Progress;
 use crate::store::{self, Store};
+use crate::transport::layout_signatures;
+use crate::trust::sigstore::Signature;
 use crate::verify::check_digest;
 
 /// Copy a blob file into the store, verifying its digest while copying.
@@ -49,16 +53,20 @@ pub struct Record<'a> {
     /// Full name (`registry/repo:tag`); `None` keeps the image without a name.
     pub name: Option<String>,
     pub repo_digest: Option<String>,
+    /// Sigstore signatures of the manifest to keep beside it (added to those already kept).
+    pub signatures: &'a [Signature],
 }
 
 /// Point `name` at the manifest in `index.json` (atomically, under the exclusive lock). A name
 /// that pointed elsewhere moves; the image it leaves keeps a nameless (dangling) entry if no
 /// other name refers to it, as Docker shows `<none>:<none>`. Checks first that the manifest and
 /// everything it references are in the store: a concurrent garbage collection between our
-/// downloads and this moment is reported instead of leaving a broken entry.
+/// downloads and this moment is reported instead of leaving a broken entry. The signatures
+/// in `rec` not kept yet are added to the image's attachment entry in the same index write.
 pub fn record_image(store: &Store, rec: Record<'_>) -> Result<()> {
     check_complete(store, rec.manifest_digest)?;
-    if already_recorded(store, &rec)? {
+    let new_sigs = signatures_to_keep(store, &rec)?;
+    if new_sigs.is_none() && already_recorded(store, &rec)? {
         // A warm pull changes nothing: no exclusive lock (which would wait for every other
         // imgtool on this store), no index rewrite.
         return Ok(());
@@ -79,8 +87,60 @@ pub fn record_image(store: &Store, rec: Record<'_>) -> Result<()> {
         let new_entry =
             store::index_entry(rec.media_type, rec.manifest_digest, rec.size, annotations)?;
         set_name(entries, new_entry, rec.name.as_deref());
+        if let Some(sigs) = &new_sigs {
+            keep_signatures(store, entries, rec.manifest_digest, sigs)?;
+        }
         Ok(())
     })
+}
+
+/// The signatures of `rec` not kept yet; `None` when there is nothing new.
+fn signatures_to_keep(store: &Store, rec: &Record<'_>) -> Result<Option<Vec<Signature>>> {
+    if rec.signatures.is_empty() {
+        return Ok(None);
+    }
+    let kept = layout_signatures::signatures_in(store.root(), rec.manifest_digest)?;
+    let new: Vec<Signature> = rec
+        .signatures
+        .iter()
+        .filter(|s| !kept.contains(s))
+        .cloned()
+        .collect();
+    Ok((!new.is_empty()).then_some(new))
+}
+
+/// Merge `new` into the attachment entry of `digest` among `entries` (the signatures kept
+/// there stay, read again under the index lock in case another command added some). Its
+/// blobs are written here, before `with_exclusive` writes index.json naming them, so a crash
+/// in between leaves only unreferenced blobs for the next garbage collection.
+fn keep_signatures(
+    store: &Store,
+    entries: &mut Vec<oci_spec::image::Descriptor>,
+    digest: &str,
+    new: &[Signature],
+) -> Result<()> {
+    let Some(tag) = crate::trust::sigstore::attachment_tag(digest) else {
+        return Ok(());
+    };
+    let old_entry = entries
+        .iter()
+        .position(|e| store::entry_name(e) == Some(tag.as_str()));
+    let old = match old_entry {
+        Some(i) => layout_signatures::read_attachment(store.root(), &entries[i])?,
+        None => vec![],
+    };
+    let all = layout_signatures::merged(&old, new);
+    let Some(att) = layout_signatures::attachment(digest, &all) else {
+        return Ok(());
+    };
+    for (d, bytes) in att.blobs_then_manifest() {
+        store.put_blob("signatures", d, bytes)?;
+    }
+    if let Some(i) = old_entry {
+        entries.remove(i);
+    }
+    entries.push(att.entry()?);
+    Ok(())
 }
 
 fn already_recorded(store: &Store, rec: &Record<'_>) -> Result<bool> {

@@ -499,21 +499,37 @@ pub fn runtime() -> Result<tokio::runtime::Runtime> {
         .map_err(|e| Error::Other(format!("start async runtime: {e}")))
 }
 
-/// Pass the image the user named `named`, read from `conn`, through the policy gate: its
-/// signatures are fetched only when the policy needs them.
-pub async fn accept_pulled(conn: &Conn, named: &Reference, digest: &str) -> Result<()> {
+/// Pass the image the user named `named`, read from `conn`, through the policy gate; returns
+/// its sigstore signatures, to be kept with it in the store. GPG signatures are fetched only
+/// when the policy needs them; sigstore attachments also wherever registries.d says the
+/// registry keeps them, as podman keeps an image's signatures in its storage, so that the
+/// image can be pushed or saved later with them.
+pub async fn accept_pulled(
+    conn: &Conn,
+    named: &Reference,
+    digest: &str,
+) -> Result<Vec<crate::trust::sigstore::Signature>> {
     let parts = crate::reference::parts_of(named);
     let gate = crate::accept::Gate::new(
         crate::trust::scope::Scoped::Docker(parts.clone()),
         format!("docker://{}", named.whole()),
     )?;
     let wants = gate.wants();
-    let sigs = if wants.any() {
+    let mut sigs = if wants.any() {
         super::signatures::fetch(conn, &parts, digest, wants).await?
     } else {
         crate::trust::Signatures::default()
     };
-    gate.check(digest, &sigs)
+    gate.check(digest, &sigs)?;
+    if !wants.sigstore && crate::accept::uses_attachments(&parts)? {
+        // Only kept, not needed: a registry that fails to say costs the signatures, not the
+        // pull.
+        match super::sigstore_attachments::fetch(conn, digest).await {
+            Ok(s) => sigs.sigstore = s,
+            Err(e) => errln!("imgtool: warning: the image's signatures are not kept: {e}"),
+        }
+    }
+    Ok(sigs.sigstore)
 }
 
 /// Pull `r` into the store, record its name; returns the manifest digest.
@@ -548,7 +564,7 @@ async fn pull_async(
     let retries = ctx.registry.retries;
     let named = r;
     let (conn, raw, digest) = connect_for_pull(ctx, r).await?;
-    accept_pulled(&conn, named, &digest).await?;
+    let mut signatures = accept_pulled(&conn, named, &digest).await?;
     let (client, auth, r) = (&conn.client, &conn.auth, &conn.reference);
     let repo_digest = digest.clone();
     let mut media_type = manifest_media_type(&raw);
@@ -567,6 +583,8 @@ async fn pull_async(
         let child = r.clone_with_digest(chosen.digest().to_string());
         let (raw, d) = fetch_manifest(client, auth, &child, retries).await?;
         media_type = manifest_media_type(&raw);
+        // They sign the index, which the store does not keep: they would sign nothing there.
+        signatures.clear();
         (raw, d)
     } else {
         (raw, digest)
@@ -700,6 +718,7 @@ async fn pull_async(
             size: raw.len() as u64,
             name,
             repo_digest: Some(repo_digest),
+            signatures: &signatures,
         },
     )?;
     Ok(digest)

@@ -2,9 +2,10 @@
 //! for which entry applies and identity.rs for `signedIdentity`), sigstore signatures
 //! (sigstore.rs: payloads, signing, verification, the attachment manifest), key files
 //! (keys.rs), GPG simple signing through gpg/gpgv (gpg.rs) and registries.d (registries_d.rs:
-//! where signatures are kept). Nothing here talks to a registry: transport/signatures.rs and
-//! transport/sigstore_attachments.rs fetch and store signatures, and accept.rs is the gate
-//! that asks this module whether an image may come in.
+//! where signatures are kept). Nothing here talks to a registry or a layout:
+//! transport/signatures.rs and transport/sigstore_attachments.rs fetch and store signatures,
+//! transport/layout_signatures.rs keeps them in layouts and the store, and accept.rs is the
+//! gate that asks this module whether an image may come in.
 pub mod gpg;
 pub mod identity;
 pub mod keys;

@@ -47,6 +47,12 @@ pub fn is_attachment_tag(name: &str) -> bool {
         .is_some_and(|hex| hex.len() == 64 && hex.bytes().all(|b| b.is_ascii_hexdigit()))
 }
 
+/// The manifest digest whose signatures an index entry named `name` holds, if it is an
+/// attachment name (`sha256-<hex>.sig` → `sha256:<hex>`).
+pub fn signed_digest(name: &str) -> Option<String> {
+    is_attachment_tag(name).then(|| format!("sha256:{}", &name[7..name.len() - 4]))
+}
+
 /// Sign the manifest `digest` as the image `reference` (a full Docker reference).
 pub fn sign(key: &SigningKey, digest: &str, reference: &str) -> Signature {
     let timestamp = std::time::SystemTime::now()
@@ -267,5 +273,7 @@ mod tests {
             attachment_tag(D).unwrap(),
             format!("sha256-{}.sig", &D[7..])
         );
+        assert_eq!(signed_digest(&attachment_tag(D).unwrap()).unwrap(), D);
+        assert_eq!(signed_digest("v1"), None);
     }
 }

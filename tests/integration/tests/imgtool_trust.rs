@@ -1,7 +1,7 @@
 //! Black-box tests of signature policy and sigstore signatures: imgtool's
-//! `generate-sigstore-key`, `copy --sign-by-sigstore-private-key`, and policy.json enforced at
-//! pull, copy and unpack, against a real `docker-registry` with Debian's skopeo 1.9 on the
-//! other side.
+//! `generate-sigstore-key`, `copy --sign-by-sigstore-private-key`, policy.json enforced at
+//! pull, copy and unpack, and signatures kept in the store (through save, rmi, load and push),
+//! against a real `docker-registry` with Debian's skopeo 1.9 on the other side.
 //!
 //! Debian builds skopeo 1.9 with sigstore signing and verification patched out ("Debian-local
 //! change: sigstore disabled"): it reads and writes `sha256-<digest>.sig` attachments and
@@ -12,7 +12,7 @@
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
-use integration::registry::{BuiltImage, Comp, Flavor, LayerSpec, Layout, TestRegistry};
+use integration::registry::{digest_of, BuiltImage, Comp, Flavor, LayerSpec, Layout, TestRegistry};
 use integration::{imgtool_bin, run, stderr, stdout};
 
 /// A store, keys, policies and a registries.d in one temp dir; imgtool run on them with no
@@ -1000,4 +1000,272 @@ fn sigstore_signatures_travel_through_an_oci_archive_and_back_to_a_registry() {
         &oci(&env.path("o"), "x"),
     ]);
     assert!(err.contains("no signature exists"), "{err}");
+}
+
+/// The store's `index.json` entries as (name, digest).
+fn store_entries(store: &Path) -> Vec<(String, String)> {
+    let index: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(store.join("index.json")).unwrap()).unwrap();
+    index["manifests"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| {
+            let name = e["annotations"]["org.opencontainers.image.ref.name"]
+                .as_str()
+                .unwrap_or("")
+                .to_string();
+            (name, e["digest"].as_str().unwrap().to_string())
+        })
+        .collect()
+}
+
+/// What `imgtool fsck` checks of the blobs, by hand: every blob hashes to its name, every
+/// digest reachable from `index.json` (manifests, configs, layers) is present, and nothing
+/// else is (no orphan).
+fn assert_store_is_whole(store: &Path) {
+    let blobs = store.join("blobs/sha256");
+    let mut present = std::collections::BTreeSet::new();
+    for e in std::fs::read_dir(&blobs).unwrap() {
+        let e = e.unwrap();
+        let name = format!("sha256:{}", e.file_name().to_string_lossy());
+        assert_eq!(
+            digest_of(&std::fs::read(e.path()).unwrap()),
+            name,
+            "corrupt blob"
+        );
+        present.insert(name);
+    }
+    let mut reached = std::collections::BTreeSet::new();
+    let mut todo: Vec<String> = store_entries(store).into_iter().map(|(_, d)| d).collect();
+    while let Some(d) = todo.pop() {
+        if !reached.insert(d.clone()) {
+            continue;
+        }
+        assert!(present.contains(&d), "missing manifest {d}");
+        let v: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(blobs.join(&d["sha256:".len()..])).unwrap())
+                .unwrap();
+        todo.extend(
+            v["manifests"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .map(|m| m["digest"].as_str().unwrap().to_string()),
+        );
+        for b in std::iter::once(&v["config"]).chain(v["layers"].as_array().into_iter().flatten()) {
+            if let Some(bd) = b["digest"].as_str() {
+                assert!(present.contains(bd), "missing blob {bd} of {d}");
+                reached.insert(bd.to_string());
+            }
+        }
+    }
+    let orphans: Vec<_> = present.difference(&reached).collect();
+    assert!(orphans.is_empty(), "orphan blobs: {orphans:?}");
+}
+
+/// Push a signed image to `reg` as `origin/app:v1`; returns (its name, its manifest digest,
+/// a policy requiring the signature under that name).
+fn signed_origin(env: &Env, reg: &TestRegistry) -> (String, String, String) {
+    let (layout, img) = image(&env.path("layout"), "v1");
+    let (private, public) = env.key("k");
+    let origin = format!("{}/origin/app:v1", reg.addr);
+    env.push_signed(
+        &oci(&layout.dir, "v1"),
+        &format!("docker://{origin}"),
+        &private,
+        &[],
+    );
+    let exact = env.policy(
+        "exact.json",
+        &sigstore_policy(
+            &public,
+            &format!(r#"{{"type":"exactReference","dockerReference":"{origin}"}}"#),
+        ),
+    );
+    (origin, img.manifest_digest, exact)
+}
+
+#[test]
+fn signatures_kept_in_the_store_survive_save_rmi_load_and_a_push_to_another_registry() {
+    let env = Env::new();
+    let reg = TestRegistry::plain();
+    let other = TestRegistry::plain();
+    let (origin, digest, exact) = signed_origin(&env, &reg);
+    env.ok(&[
+        "--policy",
+        &exact,
+        "pull",
+        "-q",
+        "--tls-verify=false",
+        &origin,
+    ]);
+    let kept = store_entries(&env.path("store"));
+    assert!(
+        kept.iter().any(|(n, _)| *n == sig_tag(&digest)),
+        "the pull keeps the signatures: {kept:?}"
+    );
+
+    // save → rmi → load: the archive carries them, and its own scope of the same policy
+    // accepts the load only because it does (without them it has no signature).
+    let archive = env.path("saved.tar");
+    env.ok(&[
+        "save",
+        "--format",
+        "oci-archive",
+        "-o",
+        archive.to_str().unwrap(),
+        &origin,
+    ]);
+    env.ok(&["rmi", &origin]);
+    assert!(env.store_is_empty(), "rmi leaves no signature blobs behind");
+    let loaded = env.ok(&[
+        "--policy",
+        &exact,
+        "load",
+        "-q",
+        "-i",
+        archive.to_str().unwrap(),
+    ]);
+    assert!(loaded.contains(&origin), "{loaded}");
+    assert!(!loaded.contains(".sig"), "{loaded}");
+    assert!(!env.ok(&["images"]).contains(".sig"));
+
+    // copy from the store into an oci-archive keeps them too: a copy out of that archive
+    // passes the archive's scope of the policy.
+    let copied = format!("oci-archive:{}:v1", env.p("copied.tar"));
+    env.ok(&["--policy", &exact, "copy", "-q", &origin, &copied]);
+    env.ok(&[
+        "--policy",
+        &exact,
+        "copy",
+        "-q",
+        &copied,
+        &oci(&env.path("o"), "v1"),
+    ]);
+
+    // push from the store to another registry: the signatures go along, and a verifier with
+    // the same policy accepts the image there.
+    let second = format!("{}/second/app:v1", other.addr);
+    env.ok(&[
+        "--policy",
+        &exact,
+        "push",
+        "-q",
+        "--dest-tls-verify=false",
+        &origin,
+        &format!("docker://{second}"),
+    ]);
+    let sig = raw_manifest(&format!(
+        "docker://{}/second/app:{}",
+        other.addr,
+        sig_tag(&digest)
+    ));
+    assert_eq!(sig["layers"].as_array().unwrap().len(), 1);
+    env.ok(&["rmi", &origin]);
+    env.ok(&[
+        "--policy",
+        &exact,
+        "pull",
+        "-q",
+        "--tls-verify=false",
+        &second,
+    ]);
+
+    // The same push without the store's signatures: the verifier refuses the image.
+    let bare = format!("{}/bare/app:v1", other.addr);
+    env.ok(&[
+        "push",
+        "-q",
+        "--remove-signatures",
+        "--dest-tls-verify=false",
+        &second,
+        &format!("docker://{bare}"),
+    ]);
+    let err = env.fails(&[
+        "--policy",
+        &exact,
+        "pull",
+        "-q",
+        "--tls-verify=false",
+        &bare,
+    ]);
+    assert!(err.contains("no signature exists"), "{err}");
+}
+
+#[test]
+fn a_store_with_signatures_is_whole_and_rmi_of_the_last_name_removes_them() {
+    let env = Env::new();
+    let reg = TestRegistry::plain();
+    let (origin, digest, exact) = signed_origin(&env, &reg);
+    env.ok(&[
+        "--policy",
+        &exact,
+        "pull",
+        "-q",
+        "--tls-verify=false",
+        &origin,
+    ]);
+    let store = env.path("store");
+    let names: Vec<String> = store_entries(&store).into_iter().map(|(n, _)| n).collect();
+    assert!(names.contains(&sig_tag(&digest)), "{names:?}");
+    assert_store_is_whole(&store);
+    // `images` lists the image, not the signatures beside it.
+    let listed = env.ok(&["images"]);
+    assert_eq!(listed.lines().count(), 2, "{listed}");
+
+    // A damaged signature blob: save and push each fail with one line, before writing
+    // anything (no archive, no manifest in the registry).
+    let (_, sig_manifest) = store_entries(&store)
+        .into_iter()
+        .find(|(n, _)| *n == sig_tag(&digest))
+        .unwrap();
+    let blob = |d: &str| store.join("blobs/sha256").join(&d["sha256:".len()..]);
+    let m: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(blob(&sig_manifest)).unwrap()).unwrap();
+    let payload = blob(m["layers"][0]["digest"].as_str().unwrap());
+    let good = std::fs::read(&payload).unwrap();
+    std::fs::write(&payload, b"{}").unwrap();
+    let archive = env.path("damaged.tar");
+    let err = env.fails(&[
+        "save",
+        "--format",
+        "oci-archive",
+        "-o",
+        archive.to_str().unwrap(),
+        &origin,
+    ]);
+    assert!(
+        err.contains(payload.to_str().unwrap()),
+        "names the file: {err}"
+    );
+    assert!(!archive.exists());
+    let leftovers: Vec<_> = std::fs::read_dir(env.path(""))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|n| n.starts_with(".imgtool-save"))
+        .collect();
+    assert!(leftovers.is_empty(), "{leftovers:?}");
+    let dest = format!("docker://{}/damaged/app:v1", reg.addr);
+    let err = env.fails(&["push", "-q", "--dest-tls-verify=false", &origin, &dest]);
+    assert!(err.contains("signature payload"), "{err}");
+    let o = run(Command::new("skopeo").args(["inspect", "--raw", "--tls-verify=false", &dest]));
+    assert!(!o.status.success(), "nothing was pushed");
+    std::fs::write(&payload, good).unwrap();
+
+    // A second name keeps the signatures; removing the last removes them, blobs and all.
+    let alias = format!("{}/alias/app:v1", reg.addr);
+    env.ok(&["tag", &origin, &alias]);
+    env.ok(&["rmi", &origin]);
+    assert!(store_entries(&store)
+        .iter()
+        .any(|(n, _)| *n == sig_tag(&digest)));
+    assert_store_is_whole(&store);
+    env.ok(&["rmi", &alias]);
+    assert!(
+        store_entries(&store).is_empty(),
+        "{:?}",
+        store_entries(&store)
+    );
+    assert!(env.store_is_empty());
 }
