@@ -7,6 +7,7 @@ mod output;
 
 mod auth;
 mod bundle;
+mod bundle_dir;
 mod commands;
 mod context;
 mod error;
