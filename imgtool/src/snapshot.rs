@@ -140,7 +140,7 @@ pub fn ensure_layer(
     });
     if let Err(e) = result {
         let _ = fs::remove_dir_all(&tmp);
-        return Err(SnapshotError::Layer(e));
+        return Err(SnapshotError::Layer(e.under(&tmp_fs)));
     }
     match fs::rename(&tmp, &dir) {
         Ok(()) => Ok((fs_dir, true)),

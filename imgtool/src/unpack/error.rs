@@ -67,6 +67,9 @@ pub enum UnpackError {
         entry: String,
         step: &'static str,
         source: std::io::Error,
+        /// The directory the layer was applied into, once known (`under`): with it the
+        /// message names the file on disk, which is what a full disk or a denied write is about.
+        root: Option<PathBuf>,
     },
     /// The uncompressed layer does not hash to the diff_id the image config promises.
     DiffIdMismatch {
@@ -100,8 +103,12 @@ impl fmt::Display for UnpackError {
             UnpackError::UnsupportedEntry { layer, entry, kind } => {
                 write!(f, "layer {layer}: entry {entry:?}: unsupported tar entry type {kind}")
             }
-            UnpackError::Apply { layer, entry, step, source } => {
+            UnpackError::Apply { layer, entry, step, source, root: None } => {
                 write!(f, "layer {layer}: entry {entry:?}: {step}: {source}")
+            }
+            UnpackError::Apply { layer, entry, step, source, root: Some(root) } => {
+                let on_disk = root.join(entry.trim_start_matches('/'));
+                write!(f, "layer {layer}: entry {entry:?}: {step} {}: {source}", on_disk.display())
             }
             UnpackError::DiffIdMismatch { layer, expected, actual } => write!(
                 f,
@@ -111,6 +118,28 @@ impl fmt::Display for UnpackError {
             UnpackError::Root { step, path, source } => {
                 write!(f, "{step} {}: {source}", path.display())
             }
+        }
+    }
+}
+
+impl UnpackError {
+    /// Say which directory the layer was being applied into.
+    pub fn under(self, dir: &std::path::Path) -> UnpackError {
+        match self {
+            UnpackError::Apply {
+                layer,
+                entry,
+                step,
+                source,
+                root: None,
+            } => UnpackError::Apply {
+                layer,
+                entry,
+                step,
+                source,
+                root: Some(dir.to_path_buf()),
+            },
+            other => other,
         }
     }
 }
