@@ -40,6 +40,16 @@ pub enum Error {
     #[error("store {}: {reason}", path.display())]
     StoreCorrupt { path: PathBuf, reason: String },
 
+    #[error(
+        "store {}: damaged: {corrupt} corrupt and {missing} missing (listed above)",
+        path.display()
+    )]
+    StoreDamaged {
+        path: PathBuf,
+        corrupt: usize,
+        missing: usize,
+    },
+
     #[error("parse {what}: {reason}")]
     Parse { what: String, reason: String },
 

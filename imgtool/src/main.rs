@@ -12,6 +12,7 @@ mod commands;
 mod context;
 mod error;
 mod follow;
+mod fsck;
 mod image;
 mod interrupt;
 mod manifest;
@@ -107,6 +108,8 @@ enum Command {
     /// Manage bundles made by unpack
     #[command(subcommand)]
     Bundle(commands::unpack::BundleCmd),
+    /// Check the store: rehash every blob, resolve every reference, list orphans and debris
+    Fsck(commands::fsck::FsckArgs),
 }
 
 fn context(cli: &Cli) -> Result<Context> {
@@ -179,6 +182,7 @@ fn run(cli: Cli) -> Result<()> {
         Command::Logout(a) => commands::login::run_logout(&ctx, a),
         Command::Unpack(a) => commands::unpack::run_unpack(&ctx, a),
         Command::Bundle(c) => commands::unpack::run_bundle(&ctx, c),
+        Command::Fsck(a) => commands::fsck::run(&ctx, a),
     }
 }
 

@@ -96,7 +96,7 @@ pub fn layer_dir(store: &Path, chain_id: &str) -> PathBuf {
 }
 
 /// The per-bundle key of a ref file: sha256 of the bundle's absolute path.
-fn bundle_key(bundle: &Path) -> String {
+pub fn bundle_key(bundle: &Path) -> String {
     format!(
         "{:x}",
         Sha256::digest(bundle.as_os_str().as_encoded_bytes())

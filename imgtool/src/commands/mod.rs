@@ -1,4 +1,5 @@
 //! One file per imgtool command: parse its flags, call the store/transport layer, print.
+pub mod fsck;
 pub mod images;
 pub mod inspect;
 pub mod load;
