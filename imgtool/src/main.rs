@@ -23,6 +23,7 @@ mod store;
 mod transport;
 mod unpack;
 mod verify;
+mod whole_file;
 
 use std::path::PathBuf;
 

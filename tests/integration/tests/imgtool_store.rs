@@ -1,11 +1,11 @@
 //! The store's integrity, black-box: `imgtool fsck` (and `images --verify`) against stores
 //! damaged by hand (a flipped byte, a deleted blob, stray temp files, overlay layers and refs
-//! nobody holds).
+//! nobody holds); a save killed half way.
 use std::path::PathBuf;
 
 use integration::imgstore::{dead_pid, ImgStore};
 use integration::stderr;
-use integration::unpack::{dir, file, layer_tar, Compression, OciImage};
+use integration::unpack::{dir, file, file_bytes, layer_tar, Compression, OciImage};
 
 struct Fixture {
     tmp: tempfile::TempDir,
@@ -330,4 +330,39 @@ fn fsck_of_a_directory_that_is_no_store_is_a_one_line_error() {
         "{err}"
     );
     assert!(!f.path("nowhere").exists(), "fsck made a store");
+}
+
+#[test]
+fn a_save_killed_half_way_leaves_no_partial_archive() {
+    let f = Fixture::new();
+    let store = f.store();
+    let zeros = vec![0u8; 16 << 20];
+    let img = OciImage::new(&["/bin/sh"])
+        .layer(layer_tar(&[file_bytes("zeros", &zeros)]), Compression::Gzip);
+    let name = "localhost/save/killed:1";
+    store.ok(&["pull", "-q", &f.layout("z", name, &img)]);
+    let out = f.path("out");
+    std::fs::create_dir(&out).unwrap();
+    let tarball = out.join("img.tar");
+    let mut child = store
+        .cmd(&["save", "-o", tarball.to_str().unwrap(), name])
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let pid = child.id();
+    // Killed while the archive is open in its directory, unfinished.
+    integration::signal_when(&mut child, nix::sys::signal::Signal::SIGKILL, || {
+        std::fs::read_dir(format!("/proc/{pid}/fd"))
+            .map(|rd| {
+                rd.flatten()
+                    .any(|e| std::fs::read_link(e.path()).is_ok_and(|l| l.starts_with(&out)))
+            })
+            .unwrap_or(false)
+    });
+    child.wait().unwrap();
+    let left: Vec<_> = std::fs::read_dir(&out).unwrap().flatten().collect();
+    assert!(left.is_empty(), "the killed save left {left:?}");
+    store.ok(&["save", "-o", tarball.to_str().unwrap(), name]);
+    assert_eq!(std::fs::read_dir(&out).unwrap().count(), 1);
+    assert!(store.debris().is_empty(), "{:?}", store.debris());
 }
