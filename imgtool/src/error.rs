@@ -123,6 +123,23 @@ pub enum Error {
 }
 
 impl Error {
+    /// Whether the error is a full disk (ENOSPC) or a used-up quota (EDQUOT), however far up it
+    /// was wrapped (several steps carry only the text of the error they wrap).
+    pub fn out_of_space(&self) -> bool {
+        let errno = |e: &std::io::Error| {
+            matches!(e.raw_os_error(), Some(libc::ENOSPC) | Some(libc::EDQUOT))
+        };
+        match self {
+            Error::Io { source, .. } | Error::PlainIo(source) => errno(source),
+            other => {
+                let text = other.to_string();
+                [libc::ENOSPC, libc::EDQUOT]
+                    .iter()
+                    .any(|n| text.contains(&format!("(os error {n})")))
+            }
+        }
+    }
+
     /// Shorthand for wrapping an `io::Error` with the step and path it happened on.
     pub fn io(
         step: &'static str,

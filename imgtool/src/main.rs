@@ -163,8 +163,32 @@ fn context(cli: &Cli) -> Result<Context> {
 }
 
 fn run(cli: Cli) -> Result<()> {
-    let mut ctx = context(&cli)?;
-    match cli.command {
+    let ctx = context(&cli)?;
+    let writes_store = matches!(
+        cli.command,
+        Command::Pull(_) | Command::Load(_) | Command::Unpack(_)
+    );
+    let r = dispatch(ctx.clone(), cli.command);
+    if let Err(e) = &r {
+        if writes_store && e.out_of_space() {
+            reclaim(&ctx);
+        }
+    }
+    r
+}
+
+/// After a command that failed for want of space: the blobs it had added and no image uses
+/// are removed, so the disk is as full as before it (and the store as it was), unless another
+/// imgtool has the store open; then they wait for the next `rmi` or `fsck --repair`. Other
+/// failures keep them: a pull that is run again reuses every blob that arrived whole.
+fn reclaim(ctx: &Context) {
+    if let Ok(store) = store::Store::open_existing(&ctx.store_dir) {
+        let _ = store.try_gc();
+    }
+}
+
+fn dispatch(mut ctx: Context, command: Command) -> Result<()> {
+    match command {
         Command::Pull(a) => {
             ctx.quiet = a.quiet;
             ctx.verify_diff_ids = a.verify_diff_ids;

@@ -511,6 +511,22 @@ impl Store {
         self.with_gc_lock(|| self.with_exclusive(|entries| self.gc_section(entries)))
     }
 
+    /// `gc`, but only if no other imgtool has the store open right now; `None` when one has
+    /// (its blobs are then left for the next `rmi` or `fsck --repair`).
+    pub fn try_gc(&self) -> Result<Option<usize>> {
+        let h = &self.lock;
+        let _serialised = h.exclusive.lock().unwrap_or_else(|p| p.into_inner());
+        // SAFETY: flock on a descriptor owned by `h` for its lifetime; no memory involved.
+        if unsafe { libc::flock(h.file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } != 0 {
+            return Ok(None);
+        }
+        let r = self.with_exclusive(|entries| self.gc_section(entries));
+        let back = flock(&h.file, LockMode::Shared, &h.path);
+        let r = r?;
+        back?;
+        Ok(Some(r))
+    }
+
     /// Run `f` while no other imgtool has the store open: the shared GC lock every `Store`
     /// holds is converted to exclusive (waiting for the others) and back afterwards.
     pub fn with_gc_lock<R>(&self, f: impl FnOnce() -> Result<R>) -> Result<R> {

@@ -12,6 +12,7 @@ pub mod cgroups;
 pub mod dropin;
 pub mod imgstore;
 pub mod registry;
+pub mod small_fs;
 pub mod unpack;
 pub mod vm;
 

@@ -1,9 +1,13 @@
 //! The store's integrity, black-box: `imgtool fsck` (and `images --verify`) against stores
 //! damaged by hand (a flipped byte, a deleted blob, stray temp files, overlay layers and refs
-//! nobody holds); a save killed half way.
+//! nobody holds), and a full disk (a small tmpfs as the store and as the bundle directory, in
+//! a mount namespace of the test's own) under pull, unpack and save.
+//! Needs (root): docker-registry, skopeo.
 use std::path::PathBuf;
 
 use integration::imgstore::{dead_pid, ImgStore};
+use integration::registry::{Comp, Flavor, LayerSpec, Layout, TestRegistry};
+use integration::small_fs::with_small_tmpfs;
 use integration::stderr;
 use integration::unpack::{dir, file, file_bytes, layer_tar, Compression, OciImage};
 
@@ -330,6 +334,142 @@ fn fsck_of_a_directory_that_is_no_store_is_a_one_line_error() {
         "{err}"
     );
     assert!(!f.path("nowhere").exists(), "fsck made a store");
+}
+
+/// Bytes that do not compress (a layer that takes its full size on disk), from a seed.
+fn noise(len: usize, seed: u64) -> Vec<u8> {
+    let mut x = seed | 1;
+    (0..len)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x as u8
+        })
+        .collect()
+}
+
+#[test]
+fn a_pull_into_a_full_store_fails_naming_the_path_and_leaves_the_store_as_it_was() {
+    let f = Fixture::new();
+    let reg = TestRegistry::plain();
+    let layout = Layout::create(&f.path("layout"));
+    let small = noise(1 << 20, 1);
+    let (other, big) = (noise(1 << 20, 3), noise(12 << 20, 2));
+    let images = [
+        ("fits", vec![("small", &small)]),
+        ("too-big", vec![("other", &other), ("big", &big)]),
+    ];
+    for (tag, files) in &images {
+        let layers: Vec<LayerSpec> = files
+            .iter()
+            .map(|(p, d)| LayerSpec::files(Comp::None, &[(*p, d.as_slice())]))
+            .collect();
+        layout.tagged_image(tag, Flavor::Oci, &layers, tag);
+        reg.push(&layout.dir, tag, "full/disk", tag);
+    }
+    let store_dir = f.path("store");
+    std::fs::create_dir(&store_dir).unwrap();
+    let store = ImgStore::at(&store_dir);
+    let fits = format!("{}/full/disk:fits", reg.addr);
+    let too_big = format!("{}/full/disk:too-big", reg.addr);
+    with_small_tmpfs(&[&store_dir], "8m", || {
+        store.ok(&["--plain-http", "pull", "-q", &fits]);
+        let blobs = store.blobs();
+        let images = store.images();
+        let err = store.fails(&["--plain-http", "pull", "-q", &too_big]);
+        assert!(
+            err.to_lowercase().contains("no space left on device")
+                && err.contains(&store_dir.display().to_string()),
+            "{err}"
+        );
+        // As it was: the same blobs (none of the failed pull's), the same images, no temp
+        // files, nothing for fsck to say, and the earlier image still unpacks.
+        assert_eq!(store.blobs(), blobs);
+        assert_eq!(store.images(), images);
+        assert!(store.debris().is_empty(), "{:?}", store.debris());
+        store.fsck(&[]).assert_clean();
+        let b = f.path("bundle");
+        store.ok(&["unpack", &fits, b.to_str().unwrap()]);
+        assert_eq!(std::fs::read(b.join("rootfs/small")).unwrap(), small);
+    });
+}
+
+#[test]
+fn an_unpack_into_a_full_directory_fails_naming_the_file_and_leaves_no_bundle() {
+    let f = Fixture::new();
+    let store = f.store();
+    // 12 MiB of zeros: a tiny blob, a big file.
+    let zeros = vec![0u8; 12 << 20];
+    let img = OciImage::new(&["/bin/sh"]).layer(
+        layer_tar(&[dir("data"), file_bytes("data/zeros", &zeros)]),
+        Compression::Gzip,
+    );
+    let src = f.layout("z", "localhost/full/zeros:1", &img);
+    store.ok(&["pull", "-q", &src]);
+    let small = f.path("small");
+    std::fs::create_dir(&small).unwrap();
+    with_small_tmpfs(&[&small], "8m", || {
+        let b = small.join("bundle");
+        let err = store.fails(&["unpack", &src, b.to_str().unwrap()]);
+        assert!(
+            err.to_lowercase().contains("no space left on device")
+                && err.contains(&b.join("rootfs/data/zeros").display().to_string()),
+            "{err}"
+        );
+        assert!(!b.exists(), "a partial bundle is left");
+        assert_eq!(std::fs::read_dir(&small).unwrap().count(), 0);
+        // save onto the full disk: an error, and no half archive.
+        std::fs::write(small.join("filler"), noise(7 << 20, 4)).unwrap();
+        let out = small.join("zeros.tar");
+        let err = store.fails(&[
+            "save",
+            "-o",
+            out.to_str().unwrap(),
+            "localhost/full/zeros:1",
+        ]);
+        assert!(
+            err.to_lowercase().contains("no space left on device"),
+            "{err}"
+        );
+        let left: Vec<_> = std::fs::read_dir(&small)
+            .unwrap()
+            .flatten()
+            .map(|e| e.file_name())
+            .collect();
+        assert_eq!(left, vec![std::ffi::OsString::from("filler")]);
+    });
+    store.fsck(&[]).assert_clean();
+}
+
+#[test]
+fn an_overlay_unpack_into_a_full_store_leaves_no_half_layer_and_the_store_intact() {
+    let f = Fixture::new();
+    let store_dir = f.path("store");
+    std::fs::create_dir(&store_dir).unwrap();
+    let store = ImgStore::at(&store_dir);
+    let zeros = vec![0u8; 12 << 20];
+    let img = OciImage::new(&["/bin/sh"])
+        .layer(layer_tar(&[file_bytes("zeros", &zeros)]), Compression::Gzip);
+    let src = f.layout("z", "localhost/full/overlay:1", &img);
+    let b = f.path("bundle");
+    with_small_tmpfs(&[&store_dir], "8m", || {
+        store.ok(&["pull", "-q", &src]);
+        let blobs = store.blobs();
+        let err = store.fails(&["unpack", "--snapshot", "overlay", &src, b.to_str().unwrap()]);
+        assert!(
+            err.to_lowercase().contains("no space left on device")
+                && err.contains(&store_dir.join("snapshots/layers").display().to_string()),
+            "{err}"
+        );
+        assert!(!b.exists(), "a partial bundle is left");
+        assert!(store.debris().is_empty(), "{:?}", store.debris());
+        assert_eq!(store.blobs(), blobs);
+        store.fsck(&[]).assert_clean();
+        // Mounts made in this namespace die with it; none may be left meanwhile either.
+        let mounts = std::fs::read_to_string("/proc/thread-self/mountinfo").unwrap();
+        assert!(!mounts.contains(b.to_str().unwrap()), "{mounts}");
+    });
 }
 
 #[test]
