@@ -578,7 +578,7 @@ impl Checker<'_> {
                     Kind::Orphan,
                     p,
                     "cached overlay layer that no bundle uses".into(),
-                    remove,
+                    |p| snapshot::remove_layer(p).map_err(|e| e.to_string()),
                 );
             }
         }

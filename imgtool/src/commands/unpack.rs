@@ -395,12 +395,16 @@ pub fn run_bundle(ctx: &Context, cmd: BundleCmd) -> Result<(), Error> {
         BundleCmd::Rm { dir } => bundle_rm(&dir),
         BundleCmd::Info { dir } => bundle_info(&dir),
         BundleCmd::Prune => {
-            // Opening the store sweeps what dead unpacks left in the layer cache.
+            // Opening the store sweeps what dead unpacks left in the layer cache. The GC lock
+            // keeps unpacks (which take layers they found cached) out meanwhile.
             let store = Store::open(ctx)?;
-            let removed = remove_dead_unfinished(store.root());
-            let layers = snapshot::layers_dir(store.root());
-            let n = snapshot::prune_unused(store.root())
-                .map_err(Error::io("prune layer cache", &layers))?;
+            let (removed, n) = store.with_gc_lock(|| {
+                let removed = remove_dead_unfinished(store.root());
+                let layers = snapshot::layers_dir(store.root());
+                let n = snapshot::prune_unused(store.root())
+                    .map_err(Error::io("prune layer cache", &layers))?;
+                Ok((removed, n))
+            })?;
             if removed > 0 {
                 outln!("removed {removed} unfinished bundles");
             }

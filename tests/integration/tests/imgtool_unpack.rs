@@ -1404,3 +1404,40 @@ fn bundle_rm_finishes_a_removal_that_was_killed_half_way() {
     assert!(o.status.success(), "{}", stderr(&o));
     assert!(!b.exists());
 }
+
+#[test]
+fn a_bundle_prune_killed_half_way_leaves_no_half_layer_for_the_next_unpack() {
+    let f = Fixture::new();
+    let src = f.layout("many", &many_files_image());
+    let b = f.path("b");
+    f.unpack(&src, &b, &["--snapshot", "overlay"]);
+    let o = f.imgtool(&["bundle", "rm", b.to_str().unwrap()]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    // The cached layer's directories, wherever its removal has moved it.
+    let layers = f.store().join("snapshots/layers");
+    let dirs_left = || -> usize {
+        std::fs::read_dir(&layers)
+            .map(|rd| {
+                rd.flatten()
+                    .filter_map(|l| std::fs::read_dir(l.path().join("fs")).ok())
+                    .map(|fs| fs.count())
+                    .sum()
+            })
+            .unwrap_or(0)
+    };
+    assert_eq!(dirs_left(), 100);
+    let mut child = Command::new(imgtool_bin())
+        .arg("--store")
+        .arg(f.store())
+        .args(["bundle", "prune"])
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    kill_when(&mut child, || (1..90).contains(&dirs_left()));
+    // The next overlay unpack must not take what is left for the layer.
+    f.unpack(&src, &b, &["--snapshot", "overlay"]);
+    assert_eq!(std::fs::read_dir(b.join("rootfs")).unwrap().count(), 100);
+    assert!(b.join("rootfs/d0/f0").is_file() && b.join("rootfs/d99/f299").is_file());
+    let o = f.imgtool(&["bundle", "rm", b.to_str().unwrap()]);
+    assert!(o.status.success(), "{}", stderr(&o));
+}
