@@ -7,7 +7,7 @@ use std::path::PathBuf;
 
 use integration::imgstore::{dead_pid, ImgStore};
 use integration::registry::{Comp, Flavor, LayerSpec, Layout, TestRegistry};
-use integration::small_fs::with_small_tmpfs;
+use integration::private_tmpfs::with_tmpfs;
 use integration::stderr;
 use integration::unpack::{dir, file, file_bytes, layer_tar, Compression, OciImage};
 
@@ -373,7 +373,7 @@ fn a_pull_into_a_full_store_fails_naming_the_path_and_leaves_the_store_as_it_was
     let store = ImgStore::at(&store_dir);
     let fits = format!("{}/full/disk:fits", reg.addr);
     let too_big = format!("{}/full/disk:too-big", reg.addr);
-    with_small_tmpfs(&[&store_dir], "8m", || {
+    with_tmpfs(&[&store_dir], "8m", || {
         store.ok(&["--plain-http", "pull", "-q", &fits]);
         let blobs = store.blobs();
         let images = store.images();
@@ -409,7 +409,7 @@ fn an_unpack_into_a_full_directory_fails_naming_the_file_and_leaves_no_bundle() 
     store.ok(&["pull", "-q", &src]);
     let small = f.path("small");
     std::fs::create_dir(&small).unwrap();
-    with_small_tmpfs(&[&small], "8m", || {
+    with_tmpfs(&[&small], "8m", || {
         let b = small.join("bundle");
         let err = store.fails(&["unpack", &src, b.to_str().unwrap()]);
         assert!(
@@ -453,7 +453,7 @@ fn an_overlay_unpack_into_a_full_store_leaves_no_half_layer_and_the_store_intact
         .layer(layer_tar(&[file_bytes("zeros", &zeros)]), Compression::Gzip);
     let src = f.layout("z", "localhost/full/overlay:1", &img);
     let b = f.path("bundle");
-    with_small_tmpfs(&[&store_dir], "8m", || {
+    with_tmpfs(&[&store_dir], "8m", || {
         store.ok(&["pull", "-q", &src]);
         let blobs = store.blobs();
         let err = store.fails(&["unpack", "--snapshot", "overlay", &src, b.to_str().unwrap()]);

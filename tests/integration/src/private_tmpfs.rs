@@ -1,4 +1,5 @@
-//! A full disk on demand: small tmpfs mounts that only a test's own commands see.
+//! tmpfs mounts that only a test's own commands see: a full disk on demand (a small one), or
+//! fast scratch space for a test that makes and removes many files (the soak).
 //!
 //! The work runs on a thread of its own that leaves the process's mount namespace
 //! (`unshare(CLONE_NEWNS)` is per thread), makes every mount in the copy private and mounts a
@@ -12,7 +13,7 @@ use nix::sched::{unshare, CloneFlags};
 
 /// Run `f` with a tmpfs of `size` (`8m`, as mount(8) spells it) on each of `dirs`, which must
 /// exist; a panic in `f` is the test's.
-pub fn with_small_tmpfs<R: Send>(dirs: &[&Path], size: &str, f: impl FnOnce() -> R + Send) -> R {
+pub fn with_tmpfs<R: Send>(dirs: &[&Path], size: &str, f: impl FnOnce() -> R + Send) -> R {
     std::thread::scope(|s| {
         let worker = s.spawn(|| {
             unshare(CloneFlags::CLONE_NEWNS).expect("unshare the mount namespace");
