@@ -424,6 +424,12 @@ impl Store {
         write_file_atomic(&self.root.join("index.json"), &data)
     }
 
+    /// What opening the store does first, for commands that find a store without opening it
+    /// (`bundle rm` of a bundle made from it).
+    pub fn sweep(&self) {
+        self.sweep_dead_temp_files();
+    }
+
     /// Remove temp files and extraction dirs whose writer process is gone. Safe at any time:
     /// a dead process writes nothing more, and live writers' files are left alone.
     fn sweep_dead_temp_files(&self) {

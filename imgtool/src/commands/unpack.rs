@@ -449,7 +449,24 @@ fn take_over_dead_unpack(dir: &Path) -> Result<(), Error> {
     bundle_dir::remove_unfinished(&dir, u.as_ref())
 }
 
+/// `bundle rm DIR`; then the store the bundle was made from is swept of what dead commands
+/// left (a killed unpack leaves temp blobs there as well as DIR).
 fn bundle_rm(dir: &Path) -> Result<(), Error> {
+    let store = match bundle_dir::state(dir) {
+        State::Unfinished(Some(u)) => Some(u.store),
+        State::Finished => bundle_dir::read_record(dir).ok().map(|r| r.store),
+        _ => None,
+    };
+    let removed = remove_bundle(dir);
+    if let Some(s) = store.filter(|s| s.is_absolute()) {
+        if let Ok(store) = Store::open_existing(&s) {
+            store.sweep();
+        }
+    }
+    removed
+}
+
+fn remove_bundle(dir: &Path) -> Result<(), Error> {
     let st = bundle_dir::state(dir);
     if let State::Unfinished(u) = &st {
         let dir = dir

@@ -6,8 +6,8 @@
 use std::path::PathBuf;
 
 use integration::imgstore::{dead_pid, ImgStore};
-use integration::registry::{Comp, Flavor, LayerSpec, Layout, TestRegistry};
 use integration::private_tmpfs::with_tmpfs;
+use integration::registry::{Comp, Fault, FaultProxy, Flavor, LayerSpec, Layout, TestRegistry};
 use integration::stderr;
 use integration::unpack::{dir, file, file_bytes, layer_tar, Compression, OciImage};
 
@@ -505,4 +505,37 @@ fn a_save_killed_half_way_leaves_no_partial_archive() {
     store.ok(&["save", "-o", tarball.to_str().unwrap(), name]);
     assert_eq!(std::fs::read_dir(&out).unwrap().count(), 1);
     assert!(store.debris().is_empty(), "{:?}", store.debris());
+}
+
+#[test]
+fn bundle_rm_of_an_unpack_killed_while_it_pulled_clears_its_temp_blobs_from_the_store() {
+    let f = Fixture::new();
+    let reg = TestRegistry::plain();
+    let layout = Layout::create(&f.path("layout"));
+    let data = noise(4 << 20, 5);
+    layout.tagged_image(
+        "slow",
+        Flavor::Oci,
+        &[LayerSpec::files(Comp::None, &[("data", &data)])],
+        "slow",
+    );
+    reg.push(&layout.dir, "slow", "killed/unpack", "slow");
+    let proxy = FaultProxy::start(&reg.addr, Fault::Slow(256 * 1024));
+    let store = f.store();
+    let b = f.path("b");
+    let name = format!("{}/killed/unpack:slow", proxy.addr);
+    let mut child = store
+        .cmd(&["--plain-http", "unpack", "-q", &name, b.to_str().unwrap()])
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    // Killed with the bundle claimed and the layer half downloaded into a temp blob.
+    integration::signal_when(&mut child, nix::sys::signal::Signal::SIGKILL, || {
+        b.join(".imgtool-unpacking").exists() && !store.debris().is_empty()
+    });
+    child.wait().unwrap();
+    store.ok(&["bundle", "rm", b.to_str().unwrap()]);
+    assert!(!b.exists());
+    assert!(store.debris().is_empty(), "{:?}", store.debris());
+    store.fsck(&[]).assert_clean();
 }
