@@ -17,7 +17,7 @@ TEST_PACKAGES := $(DEMO_PACKAGES) runc crun skopeo umoci docker-registry golang-
 	openssl apache2-utils tmux zstd pigz kmod bsdutils containerd podman conmon \
 	time python3 python3-venv
 
-.PHONY: all build release deps deps-demo demo demo-run test test-unit test-integration bench lint clean
+.PHONY: all build release deps deps-demo demo demo-run test test-unit test-integration soak bench lint clean
 
 all: build
 
@@ -77,6 +77,13 @@ conformance-host: deps
 # Integration tests run one file at a time: each drives real containers, registries or a VM.
 test-integration: build
 	$(CARGO) test -p integration --no-fail-fast -- --test-threads=2
+
+# The imgtool SIGKILL soak alone (make test runs it too, with 300 iterations): SOAK_ITERATIONS=N,
+# SOAK_SEED=S to replay a run (the seed is printed first).
+SOAK_ITERATIONS ?= 300
+soak: build
+	IMGTOOL_SOAK_ITERATIONS=$(SOAK_ITERATIONS) $(if $(SOAK_SEED),IMGTOOL_SOAK_SEED=$(SOAK_SEED)) \
+		$(CARGO) test -p integration --test imgtool_soak -- --nocapture
 
 bench: deps release
 	@GRUNTIME_BIN="$(CURDIR)/$(GRUNTIME_RELEASE)" IMGTOOL_BIN="$(CURDIR)/$(RELEASE)/imgtool" bash tests/integration/bench/run-all.sh
