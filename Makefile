@@ -11,11 +11,13 @@ GRUNTIME_RELEASE := target/$(HOST)/release/gruntime
 # release build) and the busybox its image is made of. All from Debian's archive.
 DEMO_PACKAGES := busybox-static gcc libc6-dev tar gzip
 # Everything the tests and the benchmarks use on top: peers to compare with, container engines to
-# drive gruntime, and the qemu VM with its kernel.
+# drive gruntime (docker.io: dockerd 20.10 with its containerd and tini), and the qemu VM with its
+# kernel; systemd, dbus and apparmor for the systemd-booted guest (Docker there loads its AppArmor
+# profile with apparmor_parser).
 TEST_PACKAGES := $(DEMO_PACKAGES) runc crun skopeo umoci docker-registry golang-github-containers-common \
 	qemu-system-x86 linux-image-amd64 cpio xz-utils util-linux uidmap iproute2 hyperfine \
-	openssl apache2-utils tmux zstd pigz kmod bsdutils containerd podman conmon \
-	time python3 python3-venv
+	openssl apache2-utils tmux zstd pigz kmod bsdutils containerd podman conmon docker.io \
+	systemd dbus apparmor time python3 python3-venv
 
 .PHONY: all build release deps deps-demo demo demo-run test test-unit test-integration soak bench lint clean
 

@@ -22,7 +22,7 @@ mod sys;
 use clap::Parser;
 
 use cli::{Cli, Cmd};
-use error::{Error, Result};
+use error::Result;
 
 fn main() {
     let args = cli::normalize_args(std::env::args().collect());
@@ -74,17 +74,15 @@ fn dispatch(cli: Cli) -> Result<i32> {
     };
     let cli_rootless = cli.rootless.clone();
     rootless::decide(cli_rootless.as_deref());
-    if cli.systemd_cgroup {
-        return Err(Error::Unsupported(
-            "--systemd-cgroup: gruntime manages cgroupfs directly; drop the flag".into(),
-        ));
-    }
     let root = match (&cli.root, &cmd) {
         (Some(r), _) => r.clone(),
         (None, Cmd::Spec { .. } | Cmd::Features) => std::path::PathBuf::new(),
         (None, _) => crate::container::state::default_root()?,
     };
-    let g = commands::Globals { root };
+    let g = commands::Globals {
+        root,
+        systemd_cgroup: cli.systemd_cgroup,
+    };
     use commands::*;
     match &cmd {
         Cmd::Create(a) | Cmd::Run { create: a, .. } => spawn::check_passed_fds(a.preserve_fds)?,

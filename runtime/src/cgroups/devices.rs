@@ -18,6 +18,18 @@ const ACC_WRITE: i32 = 4;
 /// Device types of `bpf_cgroup_dev_ctx.access_type & 0xffff`.
 const DEV_BLOCK: i32 = 1;
 const DEV_CHAR: i32 = 2;
+/// For other views of the rules (systemd's DeviceAllow): every access, and the block type.
+pub const ACCESS_ALL: i32 = ACC_READ | ACC_WRITE | ACC_MKNOD;
+pub const TYPE_BLOCK: i32 = DEV_BLOCK;
+
+/// `r`, `w`, `m` in cgroup v1's order, as systemd's DeviceAllow and the v1 devices.allow write them.
+pub fn access_letters(access: i32) -> String {
+    [(ACC_READ, 'r'), (ACC_WRITE, 'w'), (ACC_MKNOD, 'm')]
+        .iter()
+        .filter(|(bit, _)| access & bit != 0)
+        .map(|(_, c)| *c)
+        .collect()
+}
 
 /// One rule after parsing: `None` = wildcard.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -55,6 +55,15 @@ pub enum CgroupError {
     },
     /// A freeze or thaw that the kernel did not complete in time.
     FreezeTimeout { path: PathBuf, frozen: bool },
+    /// systemd refused or failed an action on the container's unit (`--systemd-cgroup`).
+    Systemd {
+        action: String,
+        unit: String,
+        bus: String,
+        reason: String,
+    },
+    /// No systemd manager could be reached on `socket`.
+    SystemdBus { socket: String, reason: String },
     /// One step of loading/attaching the device filter (bpf(2)); `log` is the verifier's output.
     Bpf {
         step: &'static str,
@@ -111,6 +120,15 @@ impl std::fmt::Display for CgroupError {
                 path.display(),
                 if *frozen { "freeze" } else { "thaw" }
             ),
+            Systemd {
+                action,
+                unit,
+                bus,
+                reason,
+            } => write!(f, "--systemd-cgroup: {action} unit {unit} (systemd on {bus}): {reason}"),
+            SystemdBus { socket, reason } => {
+                write!(f, "--systemd-cgroup: connect to systemd on {socket}: {reason}")
+            }
             Bpf { step, errno, log } => {
                 write!(f, "linux.resources.devices: {step}: {}", errno.desc())?;
                 if !log.is_empty() {

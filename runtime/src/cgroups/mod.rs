@@ -13,6 +13,7 @@ mod error;
 pub mod hierarchy;
 pub mod resources;
 pub mod stats;
+pub mod systemd;
 
 use std::os::fd::{AsFd, OwnedFd};
 use std::path::{Path, PathBuf};
@@ -31,9 +32,10 @@ use crate::log;
 /// How long pause/resume and delete wait for the kernel to settle a cgroup.
 const SETTLE_TIMEOUT: Duration = Duration::from_secs(10);
 
-/// A container's cgroup directory.
+/// A container's cgroup directory, and the systemd unit that owns it under `--systemd-cgroup`.
 pub struct Cgroup {
     pub path: PathBuf,
+    pub unit: Option<systemd::Unit>,
 }
 
 /// The device rules of a spec, or `None` when it has no `linux.resources.devices`.
@@ -57,18 +59,37 @@ fn warn_ignored(plan: &Plan) {
     }
 }
 
-/// Decide the container's cgroup, create it, apply its resources. `None`: no cgroup2 hierarchy to use
-/// and nothing asked of one; the container then stays in the caller's cgroups.
-pub fn prepare(spec: &Spec, id: &str) -> Result<Option<Cgroup>> {
-    let linux = spec.linux().as_ref();
-    let res = linux.and_then(|l| l.resources().as_ref());
-    // Everything is computed and checked before a directory exists: a bad value leaves nothing behind.
+/// The resources of `spec` as cgroup files and device rules, checked; warns about the ignored ones.
+fn plan_of(spec: &Spec) -> std::result::Result<(Plan, Option<Vec<devices::Rule>>), CgroupError> {
+    let res = spec.linux().as_ref().and_then(|l| l.resources().as_ref());
     let plan = match res {
         Some(r) => resources::plan(r, None)?,
         None => Plan::default(),
     };
     warn_ignored(&plan);
-    let rules = device_rules(spec)?;
+    Ok((plan, device_rules(spec)?))
+}
+
+/// `--systemd-cgroup`: decide the scope now (every value checked), start it once the init exists.
+pub fn prepare_systemd(spec: &Spec, id: &str) -> Result<systemd::Scope> {
+    let (plan, rules) = plan_of(spec)?;
+    if let Some(h) = Hierarchy::find() {
+        check_controllers(&h, &plan)?;
+    } else {
+        return Err(CgroupError::NoHierarchy {
+            field: "--systemd-cgroup".into(),
+        }
+        .into());
+    }
+    Ok(systemd::Scope::plan(spec, id, plan, rules)?)
+}
+
+/// Decide the container's cgroup, create it, apply its resources. `None`: no cgroup2 hierarchy to use
+/// and nothing asked of one; the container then stays in the caller's cgroups.
+pub fn prepare(spec: &Spec, id: &str) -> Result<Option<Cgroup>> {
+    let linux = spec.linux().as_ref();
+    // Everything is computed and checked before a directory exists: a bad value leaves nothing behind.
+    let (plan, rules) = plan_of(spec)?;
     let explicit_path = linux.and_then(|l| l.cgroups_path().as_deref());
     let Some(h) = Hierarchy::find() else {
         if let Some(w) = plan.writes.first() {
@@ -208,7 +229,10 @@ fn create_once(
     if procs > 0 {
         return Err(CgroupError::NotEmpty { path: dir, procs });
     }
-    Ok(Cgroup { path: dir })
+    Ok(Cgroup {
+        path: dir,
+        unit: None,
+    })
 }
 
 /// Walk from the hierarchy's root to `path`, enabling controllers in each ancestor's subtree_control
@@ -289,7 +313,7 @@ fn enable_controllers(
 
 impl Cgroup {
     /// Write the plan's values and install the device filter.
-    fn apply(
+    pub(super) fn apply(
         &self,
         plan: &Plan,
         rules: Option<&[devices::Rule]>,
@@ -319,8 +343,14 @@ impl Cgroup {
         };
         if let Some(h) = Hierarchy::find() {
             check_controllers(&h, &plan)?;
-            let wanted: Vec<&str> = plan.controllers.iter().map(|(c, _)| c.as_str()).collect();
-            enable_down_to(&h, &self.path, &wanted, false)?;
+            // systemd owns the slices above a scope and has delegated every controller to it.
+            if self.unit.is_none() {
+                let wanted: Vec<&str> = plan.controllers.iter().map(|(c, _)| c.as_str()).collect();
+                enable_down_to(&h, &self.path, &wanted, false)?;
+            }
+        }
+        if let Some(unit) = &self.unit {
+            systemd::set(unit, &plan, rules.as_deref())?;
         }
         self.apply(&plan, rules.as_deref()).map_err(Into::into)
     }
@@ -368,6 +398,11 @@ impl Cgroup {
     /// Remove the cgroup (and any cgroups the container made inside it) once its processes are gone;
     /// then the shared default parent, if this was its last child.
     pub fn remove(&self) -> Result<()> {
+        if let Some(unit) = &self.unit {
+            // systemd removes the scope's cgroup with the unit; what a nested runtime left is ours.
+            systemd::stop(unit)?;
+            return remove_tree(&self.path).map_err(Into::into);
+        }
         if !self.path.exists() {
             return Ok(());
         }
@@ -579,7 +614,8 @@ pub fn kill_all(cgroup: &Path, sig: Signal) -> Result<()> {
 /// For `gruntime features`: only what works on this host.
 pub fn features() -> serde_json::Value {
     let v2 = Hierarchy::find().is_some();
-    serde_json::json!({ "v1": false, "v2": v2, "systemd": false, "systemdUser": false, "rdma": v2 })
+    // The systemd driver is always built in; whether a manager answers is a matter of the host at create.
+    serde_json::json!({ "v1": false, "v2": v2, "systemd": true, "systemdUser": true, "rdma": v2 })
 }
 
 #[cfg(test)]

@@ -19,6 +19,7 @@ pub fn opts<'a>(g: &'a Globals, a: &'a CreateArgs, console: Console) -> CreateOp
         console,
         no_pivot: a.no_pivot,
         preserve_fds: a.preserve_fds,
+        systemd_cgroup: g.systemd_cgroup,
     }
 }
 

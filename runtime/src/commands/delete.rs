@@ -54,7 +54,11 @@ pub fn destroy(c: Container) -> Result<()> {
         }
     }
     if let Some(cg) = &c.saved.cgroup {
-        cgroups::Cgroup { path: cg.clone() }.remove()?;
+        cgroups::Cgroup {
+            path: cg.clone(),
+            unit: c.saved.systemd_unit.clone(),
+        }
+        .remove()?;
     }
     c.dir.remove()
 }

@@ -20,4 +20,6 @@ use std::path::PathBuf;
 /// What every command needs from the global flags.
 pub struct Globals {
     pub root: PathBuf,
+    /// `--systemd-cgroup`: new containers get a systemd scope (cgroups::systemd).
+    pub systemd_cgroup: bool,
 }

@@ -166,7 +166,11 @@ pub fn run(g: &Globals, a: &UpdateArgs) -> Result<()> {
         .ok()
         .and_then(|s| s.linux().as_ref().and_then(|l| l.devices().clone()))
         .unwrap_or_default();
-    Cgroup { path }.update(&r, &nodes)?;
+    Cgroup {
+        path,
+        unit: c.saved.systemd_unit.clone(),
+    }
+    .update(&r, &nodes)?;
     remember(&c, &r)
 }
 

@@ -35,6 +35,9 @@ pub struct Saved {
     /// Absolute path of the container's cgroup directory, when it has one.
     #[serde(default)]
     pub cgroup: Option<PathBuf>,
+    /// The systemd unit owning that cgroup, when it was made with `--systemd-cgroup`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub systemd_unit: Option<crate::cgroups::systemd::Unit>,
 }
 
 /// Default state root: `/run/gruntime` for root, `$XDG_RUNTIME_DIR/gruntime` when rootless (rootless.rs).

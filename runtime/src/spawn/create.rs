@@ -31,6 +31,8 @@ pub struct CreateOpts<'a> {
     pub console: Console,
     pub no_pivot: bool,
     pub preserve_fds: i32,
+    /// Make the cgroup a systemd scope (`--systemd-cgroup`) instead of a cgroupfs directory.
+    pub systemd_cgroup: bool,
 }
 
 pub struct Created {
@@ -143,7 +145,14 @@ fn create_in(
         nix::sched::setns(&fd, CloneFlags::CLONE_NEWPID)
             .map_err(|e| Error::sys("join pid namespace", e))?;
     }
-    made.cgroup = cgroups::prepare(spec, opts.id)?;
+    // Under systemd the scope needs the init's pid, so it is started after the clone; its values are
+    // all checked here, before anything exists.
+    let scope = if opts.systemd_cgroup {
+        Some(cgroups::prepare_systemd(spec, opts.id)?)
+    } else {
+        made.cgroup = cgroups::prepare(spec, opts.id)?;
+        None
+    };
     let idmapped = crate::rootfs::idmap::prepare_all(spec)?;
 
     let (console_ours, console_child) = opts.console.open()?;
@@ -176,14 +185,22 @@ fn create_in(
         owner: String::new(),
         annotations: spec.annotations().clone().unwrap_or_default(),
         started: false,
-        cgroup: made.cgroup.as_ref().map(|c| c.path.clone()),
+        cgroup: None,
+        systemd_unit: None,
     };
     let (preserve_fds, extra_env) = listen_fds(opts.preserve_fds);
     let hook_state = oci_state_json(&saved, Status::Creating, 0).to_string();
 
     // Clone flags exclude the time namespace: its offsets must be written before a process enters it.
-    let flags = plan.clone_flags & !namespaces::clone_flag(LinuxNamespaceType::Time);
+    let mut flags = plan.clone_flags & !namespaces::clone_flag(LinuxNamespaceType::Time);
     let cgroup_fd = made.cgroup.as_ref().and_then(|c| c.open_fd());
+    // Placed in its cgroup after the clone: the init makes its cgroup namespace once it is there.
+    let late_cgroupns = cgroup_fd.is_none()
+        && (made.cgroup.is_some() || scope.is_some())
+        && flags.contains(CloneFlags::CLONE_NEWCGROUP);
+    if late_cgroupns {
+        flags.remove(CloneFlags::CLONE_NEWCGROUP);
+    }
     let pid = match crate::sys::clone3(flags, cgroup_fd.as_ref().map(|f| f.as_raw_fd())) {
         Err(e) => return Err(Error::sys("clone the container init", e)),
         Ok(0) => {
@@ -205,6 +222,7 @@ fn create_in(
                 extra_env,
                 hook_state,
                 idmapped,
+                late_cgroupns,
             })
         }
         Ok(pid) => Pid::from_raw(pid),
@@ -225,6 +243,11 @@ fn create_in(
     if let (Some(cg), None) = (&made.cgroup, &cgroup_fd) {
         cg.add(pid.as_raw())?;
     }
+    if let Some(scope) = &scope {
+        made.cgroup = Some(scope.start(pid.as_raw())?);
+    }
+    saved.cgroup = made.cgroup.as_ref().map(|c| c.path.clone());
+    saved.systemd_unit = made.cgroup.as_ref().and_then(|c| c.unit.clone());
     saved.pid = pid.as_raw();
     sync::send(sock, &Msg::Go, None).map_err(|e| Error::sys("start the init", e))?;
 

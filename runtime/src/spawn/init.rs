@@ -42,6 +42,10 @@ pub struct InitArgs<'a> {
     pub hook_state: String,
     /// Idmapped mounts the parent prepared (detached), attached by `rootfs::mount_all`.
     pub idmapped: Vec<crate::rootfs::idmap::Prepared>,
+    /// The new cgroup namespace is made here, after Go, not by the clone: the parent places us in
+    /// our cgroup only after the clone (a systemd scope, or no CLONE_INTO_CGROUP), and a namespace
+    /// made before that would be rooted in the caller's cgroup.
+    pub late_cgroupns: bool,
 }
 
 /// Never returns: execs the user process or exits.
@@ -96,6 +100,10 @@ fn setup(a: &InitArgs) -> InitResult<Never> {
     }
     join_namespaces(&a.join)?;
     timens::enter_new(spec)?;
+    if a.late_cgroupns {
+        nix::sched::unshare(nix::sched::CloneFlags::CLONE_NEWCGROUP)
+            .step(|| "unshare the cgroup namespace".into())?;
+    }
     set_names(spec)?;
 
     let has_mountns = spec

@@ -1,16 +1,19 @@
-//! The drop-in proof: containerd (ctr + containerd-shim-runc-v2) and podman (+ conmon) drive
-//! gruntime, and Debian's runc as a control, in the cgroup-v2 VM.
+//! The drop-in proof: containerd (ctr + containerd-shim-runc-v2), podman (+ conmon) and Docker
+//! Engine (dockerd + its containerd) drive gruntime, and Debian's runc as a control, in the
+//! cgroup-v2 VM: with the cgroupfs driver in the busybox-init guest, and with the systemd driver
+//! (each client's default on a systemd host) in the systemd guest.
 //!
-//! One VM boot per client runs every scenario for both runtimes (`tests/integration/dropin/*.sh`
-//! print one `== <client>/<runtime>/<scenario>` section each, ending in `rc=N`); the tests share
-//! that output and each checks one section. Booting per scenario would cost minutes of TCG time.
+//! One VM boot per client and driver runs every scenario for both runtimes
+//! (`tests/integration/dropin/*.sh` print one `== <client>/<runtime>/<scenario>` section each,
+//! ending in `rc=N`); the tests share that output and each checks one section. Booting per
+//! scenario would cost minutes of TCG time.
 
 use std::path::Path;
 use std::process::Command;
 use std::sync::OnceLock;
 use std::time::Duration;
 
-use crate::vm::{Vm, VmOutput};
+use crate::vm::{Init, Vm, VmOutput};
 use crate::{gruntime_bin, make_busybox_rootfs, run, shell_quote, stderr, workspace_root};
 
 /// The runtime a scenario drove.
@@ -30,11 +33,40 @@ impl Runtime {
     }
 }
 
+/// How a client has the runtime manage cgroups.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Driver {
+    /// The runtime writes the cgroup files itself (busybox-init guest).
+    Cgroupfs,
+    /// `--systemd-cgroup`: each container is a transient scope of systemd's (systemd guest).
+    Systemd,
+}
+
+impl Driver {
+    pub fn name(self) -> &'static str {
+        match self {
+            Driver::Cgroupfs => "cgroupfs",
+            Driver::Systemd => "systemd",
+        }
+    }
+
+    fn init(self) -> Init {
+        match self {
+            Driver::Cgroupfs => Init::Busybox,
+            Driver::Systemd => Init::Systemd,
+        }
+    }
+}
+
 /// The container clients, each with its guest script.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Client {
+    /// containerd 1.6's `ctr` and runc shim (its runc options are those of a CRI runtime handler).
     Containerd,
+    /// podman 4.3 + conmon.
     Podman,
+    /// Docker Engine 20.10: dockerd, its own containerd and the runc shim.
+    Docker,
 }
 
 impl Client {
@@ -42,13 +74,23 @@ impl Client {
         match self {
             Client::Containerd => "containerd.sh",
             Client::Podman => "podman.sh",
+            Client::Docker => "docker.sh",
         }
     }
 
-    fn prefix(self) -> &'static str {
+    fn name(self) -> &'static str {
         match self {
             Client::Containerd => "ctr",
             Client::Podman => "podman",
+            Client::Docker => "docker",
+        }
+    }
+
+    /// The section prefix of this client's batch under `driver`: `podman`, `podman-systemd`, ...
+    fn prefix(self, driver: Driver) -> String {
+        match driver {
+            Driver::Cgroupfs => self.name().to_string(),
+            Driver::Systemd => format!("{}-systemd", self.name()),
         }
     }
 }
@@ -89,9 +131,10 @@ impl std::fmt::Display for Scenario {
     }
 }
 
-/// The busybox image both clients import, built offline on the host: `busybox-rootfs.tar` (for
-/// `podman import`) and `busybox-oci.tar`, an OCI image archive made with umoci (for
-/// `ctr images import`).
+/// The busybox image the clients import, built offline on the host: `busybox-rootfs.tar` (for
+/// `podman import`), `busybox-oci.tar`, an OCI image archive made with umoci (for
+/// `ctr images import`), and `busybox-docker.tar`, the same image as a docker-archive written by
+/// skopeo (Docker 20.10's `docker load` reads no OCI archive).
 pub struct ImageDir {
     pub dir: tempfile::TempDir,
 }
@@ -122,6 +165,21 @@ impl ImageDir {
             "/",
         ]);
         tar_dir(&layout, &dir.path().join("busybox-oci.tar"));
+        let docker_archive = format!(
+            "docker-archive:{}:localhost/busybox:latest",
+            dir.path().join("busybox-docker.tar").display()
+        );
+        let out = run(Command::new("skopeo").args([
+            "copy",
+            "--quiet",
+            &format!("oci:{image}"),
+            &docker_archive,
+        ]));
+        assert!(
+            out.status.success(),
+            "skopeo copy to {docker_archive} (apt-get install skopeo): {}",
+            stderr(&out)
+        );
         ImageDir { dir }
     }
 
@@ -157,51 +215,59 @@ fn tar_dir(dir: &Path, archive: &Path) {
 /// Directories that are fresh tmpfs in the guest rather than the host's (see vm/README.md).
 const GUEST_TMPFS: &[&str] = &["/tmp", "/var/tmp", "/run", "/dev/shm"];
 
-/// Bound on one client's batch: containerd or podman, every scenario, both runtimes, under TCG.
-const BATCH_TIMEOUT: Duration = Duration::from_secs(900);
-
-/// Run a client's guest script once per test binary (the first test to ask boots the VM, the
-/// others wait for it) and return its output.
-pub fn batch(client: Client) -> &'static VmOutput {
-    static CONTAINERD: OnceLock<VmOutput> = OnceLock::new();
-    static PODMAN: OnceLock<VmOutput> = OnceLock::new();
-    let cell = match client {
-        Client::Containerd => &CONTAINERD,
-        Client::Podman => &PODMAN,
-    };
-    cell.get_or_init(|| run_client(client))
+/// Bound on one client's batch: every scenario, both runtimes, under TCG. Docker's are the
+/// longest (each `docker` call starts a 45 MB Go client, and dockerd relays to containerd).
+fn batch_timeout(client: Client) -> Duration {
+    match client {
+        Client::Docker => Duration::from_secs(1800),
+        Client::Containerd | Client::Podman => Duration::from_secs(900),
+    }
 }
 
-fn run_client(client: Client) -> VmOutput {
+/// Run a client's guest script under a driver once per test binary (the first test to ask boots
+/// the VM, the others wait for it) and return its output.
+pub fn batch(client: Client, driver: Driver) -> &'static VmOutput {
+    static BATCHES: [OnceLock<VmOutput>; 6] = [const { OnceLock::new() }; 6];
+    let cell = &BATCHES[client as usize * 2 + driver as usize];
+    cell.get_or_init(|| run_client(client, driver))
+}
+
+fn run_client(client: Client, driver: Driver) -> VmOutput {
     let image = ImageDir::build();
     let script = workspace_root()
         .join("tests/integration/dropin")
         .join(client.script());
     let gruntime = gruntime_bin();
-    let mut vm = Vm::new().share(image.path());
+    let mut vm = Vm::new().init(driver.init()).share(image.path());
     // The guest has its own tmpfs on these: a GRUNTIME_BIN there is only visible when shared.
     if GUEST_TMPFS.iter().any(|d| gruntime.starts_with(d)) {
         vm = vm.share(gruntime.parent().unwrap());
     }
     vm.env("GRUNTIME", gruntime_bin().to_str().unwrap())
         .env("DROPIN_WORK", image.path().to_str().unwrap())
-        .timeout(BATCH_TIMEOUT)
+        .env("DROPIN_CGROUP_DRIVER", driver.name())
+        .timeout(batch_timeout(client))
         // The batch reads its shares and writes only to guest tmpfs, so it can run again. Two
         // retries: the lockup has only ever hit this batch, and one retry passed in CI.
         .retry_on_lockup(2)
         .run(&format!("bash {}", shell_quote(&script)))
-        .unwrap_or_else(|e| panic!("{client:?} batch in the VM failed: {e}"))
+        .unwrap_or_else(|e| {
+            panic!(
+                "{client:?} batch ({} driver) in the VM failed: {e}",
+                driver.name()
+            )
+        })
 }
 
 /// One scenario of a client's batch, for one runtime.
-pub fn scenario(client: Client, runtime: Runtime, name: &str) -> Scenario {
-    section(client, &format!("{}/{name}", runtime.name()))
+pub fn scenario(client: Client, driver: Driver, runtime: Runtime, name: &str) -> Scenario {
+    section(client, driver, &format!("{}/{name}", runtime.name()))
 }
 
 /// A client-wide section (the image import).
-pub fn section(client: Client, name: &str) -> Scenario {
-    let out = batch(client);
-    let full = format!("{}/{name}", client.prefix());
+pub fn section(client: Client, driver: Driver, name: &str) -> Scenario {
+    let out = batch(client, driver);
+    let full = format!("{}/{name}", client.prefix(driver));
     let header = format!("== {full}");
     assert!(
         out.stdout.lines().any(|l| l == header),
@@ -223,8 +289,8 @@ pub fn section(client: Client, name: &str) -> Scenario {
 
 /// The calls a client made to a runtime (the logging wrapper's `ARGV ...` lines), with the
 /// `ENV ...` line that follows each.
-pub fn calls(client: Client, runtime: Runtime) -> Vec<(Vec<String>, Vec<String>)> {
-    let s = scenario(client, runtime, "calls");
+pub fn calls(client: Client, driver: Driver, runtime: Runtime) -> Vec<(Vec<String>, Vec<String>)> {
+    let s = scenario(client, driver, runtime, "calls");
     let mut out = Vec::new();
     let mut lines = s.text.lines();
     while let Some(l) = lines.next() {

@@ -1,39 +1,66 @@
-//! Drop-in proof (issue 7): containerd 1.6 (ctr + containerd-shim-runc-v2) and podman 4.3 (+ conmon)
-//! drive gruntime exactly as they drive runc, in the cgroup-v2 VM. Every scenario runs against
-//! gruntime and, as the control, Debian's runc (`<scenario>::runc`): a scenario failing only for
-//! gruntime is ours.
+//! Drop-in proof (issues 7 and 14): containerd 1.6 (ctr + containerd-shim-runc-v2) and podman 4.3
+//! (+ conmon) drive gruntime exactly as they drive runc, in the cgroup-v2 VM: with the cgroupfs
+//! driver in the busybox-init guest, and with the systemd driver in the systemd guest (podman's
+//! default `cgroup_manager`; the runc options {BinaryName, SystemdCgroup = true} of a kubeadm
+//! node's CRI handler, with the kubelet's `<pod slice>:cri-containerd:<id>` cgroupsPath). Every
+//! scenario runs against gruntime and, as the control, Debian's runc (`<scenario>::runc_*`): a
+//! scenario failing only for gruntime is ours. Docker is in docker.rs.
 //!
-//! One VM boot per client runs all its scenarios for both runtimes (tests/integration/dropin/*.sh);
-//! the tests share that batch's output and each checks one section. Needs `cargo build --workspace`
-//! and the apt packages containerd, podman, conmon, runc, umoci, qemu-system-x86, linux-image-amd64.
+//! One VM boot per client and driver runs all its scenarios for both runtimes
+//! (tests/integration/dropin/*.sh); the tests share that batch's output and each checks one
+//! section. Needs `cargo build --workspace` and the apt packages containerd, podman, conmon, runc,
+//! umoci, skopeo, qemu-system-x86, linux-image-amd64, systemd.
 
-use integration::dropin::{calls, scenario, section, Client, Runtime, Scenario};
+use integration::dropin::{calls, scenario, section, Client, Driver, Runtime, Scenario};
 
-/// `name::gruntime` and `name::runc`, each running `$check(Runtime)`.
-macro_rules! both_runtimes {
+/// `name::{gruntime,runc}_under_{cgroupfs,systemd}`, each running `$check(Driver, Runtime)`.
+macro_rules! every_setup {
     ($(#[$doc:meta])* $name:ident, $check:expr) => {
         $(#[$doc])*
         mod $name {
             #[allow(unused_imports)]
             use super::*;
             #[test]
-            fn gruntime() {
-                ($check)(Runtime::Gruntime)
+            fn gruntime_under_cgroupfs() {
+                ($check)(Driver::Cgroupfs, Runtime::Gruntime)
             }
             #[test]
-            fn runc() {
-                ($check)(Runtime::Runc)
+            fn runc_under_cgroupfs() {
+                ($check)(Driver::Cgroupfs, Runtime::Runc)
+            }
+            #[test]
+            fn gruntime_under_systemd() {
+                ($check)(Driver::Systemd, Runtime::Gruntime)
+            }
+            #[test]
+            fn runc_under_systemd() {
+                ($check)(Driver::Systemd, Runtime::Runc)
             }
         }
     };
 }
 
-fn ctr(rt: Runtime, name: &str) -> Scenario {
-    scenario(Client::Containerd, rt, name)
+fn ctr(d: Driver, rt: Runtime, name: &str) -> Scenario {
+    scenario(Client::Containerd, d, rt, name)
 }
 
-fn podman(rt: Runtime, name: &str) -> Scenario {
-    scenario(Client::Podman, rt, name)
+fn podman(d: Driver, rt: Runtime, name: &str) -> Scenario {
+    scenario(Client::Podman, d, rt, name)
+}
+
+/// Under the systemd driver, the container's scope `<prefix>-<id>.scope` is active and is the
+/// cgroup the container's processes are in.
+fn assert_active_scope(s: &Scenario, prefix: &str) {
+    let scope = s.expect_value("scope");
+    assert!(
+        scope.starts_with(&format!("{prefix}-")) && scope.ends_with(".scope"),
+        "not a {prefix}-<id>.scope: {s}"
+    );
+    assert_value(s, "scope-active", "active");
+    assert!(
+        s.expect_value("cgroup-dir").ends_with(&format!("/{scope}")),
+        "the container's cgroup is not its scope: {s}"
+    );
 }
 
 fn assert_line(s: &Scenario, line: &str) {
@@ -66,55 +93,73 @@ fn assert_error_reaches_user(s: &Scenario) {
 
 #[test]
 fn containerd_imports_busybox_oci_archive() {
-    section(Client::Containerd, "import").assert_ok();
+    for d in [Driver::Cgroupfs, Driver::Systemd] {
+        section(Client::Containerd, d, "import").assert_ok();
+    }
 }
 
-both_runtimes!(
+every_setup!(
     /// `ctr run --rm --runc-binary <runtime path> IMG ID echo hi`.
     containerd_run_rm_echo,
-    |rt| {
-        let s = ctr(rt, "echo");
+    |d, rt| {
+        let s = ctr(d, rt, "echo");
         s.assert_ok();
         assert_line(&s, "hi");
     }
 );
 
-both_runtimes!(
+every_setup!(
     /// `ctr run --memory-limit 64 MiB`: the container sees the limit in its own cgroup.
     containerd_memory_limit_seen_inside,
-    |rt| {
-        let s = ctr(rt, "memory-limit");
+    |d, rt| {
+        let s = ctr(d, rt, "memory-limit");
         s.assert_ok();
         assert_value(&s, "memory.max", "67108864");
     }
 );
 
-both_runtimes!(
-    /// `ctr run -d`: a detached task, left running for the next scenarios.
+every_setup!(
+    /// `ctr run -d --memory-limit 64 MiB`: a detached task, left running for the next scenarios,
+    /// with the limit in its cgroup. Under the systemd driver that cgroup is the active scope
+    /// cri-containerd-<id>.scope in the pod's slice (nested under kubepods.slice as systemd names
+    /// it), and systemd has the limit as the scope's MemoryMax.
     containerd_run_detached,
-    |rt| {
-        let s = ctr(rt, "run-detached");
+    |d, rt| {
+        let s = ctr(d, rt, "run-detached");
         s.assert_ok();
         assert_value(&s, "status", "RUNNING");
+        assert_value(&s, "cgroup-memory.max", "67108864");
+        if d == Driver::Systemd {
+            assert_active_scope(&s, "cri-containerd");
+            assert_value(&s, "scope-slice", "kubepods-besteffort-pod0dr0p1n.slice");
+            assert!(
+                s.expect_value("cgroup-dir").starts_with(
+                    "/sys/fs/cgroup/kubepods.slice/kubepods-besteffort.slice/\
+                     kubepods-besteffort-pod0dr0p1n.slice/"
+                ),
+                "{s}"
+            );
+            assert_value(&s, "MemoryMax", "67108864");
+        }
     }
 );
 
-both_runtimes!(
+every_setup!(
     /// `ctr task exec` into the detached task: same pid namespace (pid 1 is its sleep).
     containerd_task_exec,
-    |rt| {
-        let s = ctr(rt, "task-exec");
+    |d, rt| {
+        let s = ctr(d, rt, "task-exec");
         s.assert_ok();
         assert_line(&s, "from-exec");
         assert_value(&s, "pid1", "sleep");
     }
 );
 
-both_runtimes!(
+every_setup!(
     /// `ctr task ps` (the shim's `ps --format json`) lists the task's init.
     containerd_task_ps,
-    |rt| {
-        let s = ctr(rt, "task-ps");
+    |d, rt| {
+        let s = ctr(d, rt, "task-ps");
         s.assert_ok();
         let pid = s.expect_value("task-pid");
         assert!(!pid.is_empty(), "{s}");
@@ -127,72 +172,93 @@ both_runtimes!(
     }
 );
 
-both_runtimes!(
+every_setup!(
     /// `ctr task pause`: PAUSED, and the container's cgroup is frozen.
     containerd_task_pause,
-    |rt| {
-        let s = ctr(rt, "pause");
+    |d, rt| {
+        let s = ctr(d, rt, "pause");
         s.assert_ok();
         assert_value(&s, "status", "PAUSED");
         assert_value(&s, "cgroup-frozen", "frozen 1");
     }
 );
 
-both_runtimes!(
+every_setup!(
     /// `ctr task resume`: RUNNING again, cgroup thawed.
     containerd_task_resume,
-    |rt| {
-        let s = ctr(rt, "resume");
+    |d, rt| {
+        let s = ctr(d, rt, "resume");
         s.assert_ok();
         assert_value(&s, "status", "RUNNING");
         assert_value(&s, "cgroup-frozen", "frozen 0");
     }
 );
 
-both_runtimes!(
+every_setup!(
     /// `ctr task kill --signal SIGKILL`: the task stops.
     containerd_task_kill,
-    |rt| {
-        let s = ctr(rt, "kill");
+    |d, rt| {
+        let s = ctr(d, rt, "kill");
         s.assert_ok();
         assert_value(&s, "status", "STOPPED");
     }
 );
 
-both_runtimes!(
-    /// `ctr task delete` + `ctr container delete`: nothing left, cgroup removed.
+every_setup!(
+    /// `ctr task delete` + `ctr container delete`: nothing left, cgroup removed (and under the
+    /// systemd driver its scope).
     containerd_task_delete,
-    |rt| {
-        let s = ctr(rt, "delete");
+    |d, rt| {
+        let s = ctr(d, rt, "delete");
         s.assert_ok();
         assert_value(&s, "tasks-left", "0");
         assert_value(&s, "containers-left", "0");
         assert_value(&s, "cgroup-left", "no");
+        if d == Driver::Systemd {
+            assert_value(&s, "scope-active", "inactive");
+        }
     }
 );
 
-both_runtimes!(
+every_setup!(
+    /// After every scenario: no cgroup left below ctr's namespace (cgroupfs), no cri-containerd
+    /// scope nor failed unit (systemd).
+    containerd_leaves_nothing_behind,
+    |d, rt| {
+        let s = ctr(d, rt, "leftovers");
+        s.assert_ok();
+        match d {
+            Driver::Cgroupfs => assert_value(&s, "cgroups-left", "0"),
+            Driver::Systemd => {
+                assert_value(&s, "scopes-left", "0");
+                assert_value(&s, "failed-units", "0");
+            }
+        }
+    }
+);
+
+every_setup!(
     /// `ctr run -t` (the shim's `--console-socket`): the container's stdin is a pty.
     containerd_run_tty,
-    |rt| {
-        let s = ctr(rt, "tty");
+    |d, rt| {
+        let s = ctr(d, rt, "tty");
         s.assert_ok();
         assert!(s.text.contains("/dev/pts/"), "{s}");
         assert_line(&s, "stdin-is-a-tty");
     }
 );
 
-both_runtimes!(
+every_setup!(
     /// A command that does not exist: the runtime's error (from log.json) reaches the ctr user.
     containerd_error_reaches_user,
-    |rt| assert_error_reaches_user(&ctr(rt, "error"))
+    |d, rt| assert_error_reaches_user(&ctr(d, rt, "error"))
 );
 
-both_runtimes!(
+every_setup!(
     /// What containerd-shim-runc-v2 sends, seen by a logging wrapper: the same for both runtimes.
     containerd_shim_calls,
-    |rt| {
-        let calls = calls(Client::Containerd, rt);
+    |d, rt| {
+        let calls = calls(Client::Containerd, d, rt);
         assert!(!calls.is_empty(), "no calls logged");
         let find = |sub: &str| -> Vec<&Vec<String>> {
             calls
@@ -213,6 +279,13 @@ both_runtimes!(
             assert!(argv[at("--log").unwrap() + 1].ends_with("/log.json"), "{argv:?}");
             assert_eq!(argv[at("--log-format").unwrap() + 1], "json", "{argv:?}");
             assert!(at("--bundle").is_some() && at("--pid-file").is_some(), "{argv:?}");
+            // The shim's SystemdCgroup option, as the CRI handler's `SystemdCgroup = true` sets it.
+            match d {
+                Driver::Cgroupfs => assert!(at("--systemd-cgroup").is_none(), "{argv:?}"),
+                Driver::Systemd => {
+                    assert!(at("--systemd-cgroup").is_some_and(|g| g < sub), "{argv:?}")
+                }
+            }
         }
         assert!(
             creates.iter().any(|a| a.iter().any(|x| x == "--console-socket")),
@@ -239,89 +312,130 @@ both_runtimes!(
 
 #[test]
 fn podman_imports_busybox_rootfs() {
-    section(Client::Podman, "import").assert_ok();
+    for d in [Driver::Cgroupfs, Driver::Systemd] {
+        section(Client::Podman, d, "import").assert_ok();
+    }
 }
 
-both_runtimes!(
+every_setup!(
     /// `podman --runtime <runtime path> run --rm IMG echo hi`.
     podman_run_rm_echo,
-    |rt| {
-        let s = podman(rt, "echo");
+    |d, rt| {
+        let s = podman(d, rt, "echo");
         s.assert_ok();
         assert_line(&s, "hi");
     }
 );
 
-both_runtimes!(
+every_setup!(
     /// `podman run -d`: running, left for exec/stop/rm.
     podman_run_detached,
-    |rt| {
-        let s = podman(rt, "run-detached");
+    |d, rt| {
+        let s = podman(d, rt, "run-detached");
         s.assert_ok();
         assert_value(&s, "status", "running");
     }
 );
 
-both_runtimes!(
+every_setup!(
     /// `podman exec` into the detached container: same pid namespace.
     podman_exec,
-    |rt| {
-        let s = podman(rt, "exec");
+    |d, rt| {
+        let s = podman(d, rt, "exec");
         s.assert_ok();
         assert_line(&s, "from-exec");
         assert_value(&s, "pid1", "sleep");
     }
 );
 
-both_runtimes!(
+every_setup!(
     /// `podman stop -t 1`: sleep (pid 1) ignores SIGTERM, so podman ends with SIGKILL; exited.
     podman_stop,
-    |rt| {
-        let s = podman(rt, "stop");
+    |d, rt| {
+        let s = podman(d, rt, "stop");
         s.assert_ok();
         assert_value(&s, "status", "exited");
     }
 );
 
-both_runtimes!(
+every_setup!(
     /// `podman rm`: the container is gone from `podman ps -a`.
     podman_rm,
-    |rt| {
-        let s = podman(rt, "rm");
+    |d, rt| {
+        let s = podman(d, rt, "rm");
         s.assert_ok();
         assert_value(&s, "containers-left", "0");
     }
 );
 
-both_runtimes!(
-    /// `--memory 64m --pids-limit 50`: seen inside the container and in its cgroup files.
+every_setup!(
+    /// `--memory 64m --pids-limit 50`: seen inside the container and in its cgroup files; under
+    /// the systemd cgroup manager that cgroup is the active scope libpod-<id>.scope (in
+    /// machine.slice, podman's default parent), and systemd has the limits as its properties.
     podman_memory_and_pids_limits,
-    |rt| {
-        let s = podman(rt, "limits");
+    |d, rt| {
+        let s = podman(d, rt, "limits");
         s.assert_ok();
         assert_value(&s, "inside-memory.max", "67108864");
         assert_value(&s, "inside-pids.max", "50");
         assert_value(&s, "cgroup-memory.max", "67108864");
         assert_value(&s, "cgroup-pids.max", "50");
+        if d == Driver::Systemd {
+            assert_active_scope(&s, "libpod");
+            assert!(
+                s.expect_value("cgroup-dir").starts_with("/sys/fs/cgroup/machine.slice/libpod-"),
+                "{s}"
+            );
+            assert_value(&s, "MemoryMax", "67108864");
+            assert_value(&s, "TasksMax", "50");
+        }
     }
 );
 
-both_runtimes!(
+every_setup!(
+    /// `podman rm -f` of the limited container: its cgroup is gone, and under the systemd cgroup
+    /// manager so is its scope.
+    podman_rm_leaves_no_cgroup_or_scope,
+    |d, rt| {
+        let s = podman(d, rt, "limits-removed");
+        s.assert_ok();
+        assert_value(&s, "cgroup-left", "no");
+        if d == Driver::Systemd {
+            assert_value(&s, "scope-active", "inactive");
+        }
+    }
+);
+
+every_setup!(
+    /// After every scenario: no container; under systemd no libpod scope nor failed unit.
+    podman_leaves_nothing_behind,
+    |d, rt| {
+        let s = podman(d, rt, "leftovers");
+        s.assert_ok();
+        assert_value(&s, "containers-left", "0");
+        if d == Driver::Systemd {
+            assert_value(&s, "scopes-left", "0");
+            assert_value(&s, "failed-units", "0");
+        }
+    }
+);
+
+every_setup!(
     /// `podman pause`: paused, cgroup frozen.
     podman_pause,
-    |rt| {
-        let s = podman(rt, "pause");
+    |d, rt| {
+        let s = podman(d, rt, "pause");
         s.assert_ok();
         assert_value(&s, "status", "paused");
         assert_value(&s, "cgroup-frozen", "frozen 1");
     }
 );
 
-both_runtimes!(
+every_setup!(
     /// `podman unpause`: running, thawed, and exec works again.
     podman_unpause,
-    |rt| {
-        let s = podman(rt, "unpause");
+    |d, rt| {
+        let s = podman(d, rt, "unpause");
         s.assert_ok();
         assert_value(&s, "status", "running");
         assert_value(&s, "cgroup-frozen", "frozen 0");
@@ -329,35 +443,35 @@ both_runtimes!(
     }
 );
 
-both_runtimes!(
+every_setup!(
     /// `podman run -t` (conmon's console socket): the container's stdin is a pty.
     podman_run_tty,
-    |rt| {
-        let s = podman(rt, "tty");
+    |d, rt| {
+        let s = podman(d, rt, "tty");
         s.assert_ok();
         assert!(s.text.contains("/dev/pts/"), "{s}");
         assert_line(&s, "stdin-is-a-tty");
     }
 );
 
-both_runtimes!(
+every_setup!(
     /// A command that does not exist: the runtime's error text reaches the podman user, and
     /// podman recognises it as "command not found" (exit 127, as `docker run` does).
     podman_error_reaches_user,
-    |rt| {
-        let s = podman(rt, "error");
+    |d, rt| {
+        let s = podman(d, rt, "error");
         assert_error_reaches_user(&s);
         assert_eq!(s.rc, 127, "{s}");
     }
 );
 
-both_runtimes!(
+every_setup!(
     /// What podman and conmon send: never `--root`; the calls podman makes itself (kill, pause,
     /// resume, delete, state) with only XDG_RUNTIME_DIR in the environment; create and exec
     /// through conmon with `--log-format=json --log FILE` (runtime_supports_json).
     podman_calls,
-    |rt| {
-        let calls = calls(Client::Podman, rt);
+    |d, rt| {
+        let calls = calls(Client::Podman, d, rt);
         assert!(!calls.is_empty(), "no calls logged");
         let sub_of = |argv: &[String]| -> String {
             let mut it = argv.iter();
@@ -387,8 +501,16 @@ both_runtimes!(
                 assert_eq!(env, ["XDG_RUNTIME_DIR"], "environment of {argv:?}");
             }
             if sub == "create" || sub == "exec" {
+                // The systemd cgroup manager's flag comes first, from podman's runtime flags.
+                let globals = match argv.first().map(String::as_str) {
+                    Some("--systemd-cgroup") => &argv[1..],
+                    _ => &argv[..],
+                };
+                if sub == "create" {
+                    assert_eq!(globals.len() < argv.len(), d == Driver::Systemd, "{argv:?}");
+                }
                 assert_eq!(
-                    argv[..2],
+                    globals[..2],
                     ["--log-format=json".to_string(), "--log".to_string()],
                     "{argv:?}"
                 );

@@ -10,7 +10,7 @@ use std::process::{Command, Stdio};
 use std::sync::LazyLock;
 use std::time::{Duration, Instant};
 
-use integration::vm::{self, Vm, VmError, VmOutput};
+use integration::vm::{self, Init, Vm, VmError, VmOutput};
 use integration::{gruntime_bin, run, shell_quote, stderr};
 
 /// Controllers the Debian kernel offers on cgroup v2 (cgroup_no_v1=all leaves them all to v2).
@@ -508,6 +508,150 @@ fn missing_qemu_fails_loudly() {
     );
 }
 
+/// One boot of the systemd guest for its checks; each `== NAME` section is one check's output.
+static SYSTEMD_GUEST: LazyLock<Result<VmOutput, String>> = LazyLock::new(|| {
+    let script = r#"
+section() { echo "== $1"; }
+section state; systemctl is-system-running
+section failed; systemctl list-units --failed --no-legend --plain
+section pid1; readlink /proc/1/exe; cat /proc/1/comm
+section job_cgroup; cat /proc/self/cgroup
+section cgroup_fs_types; awk '$3 ~ /cgroup/ {print $3}' /proc/mounts
+section cgroup_controllers; cat /sys/fs/cgroup/cgroup.controllers
+section bus
+test -S /run/dbus/system_bus_socket && echo socket
+busctl --system call org.freedesktop.DBus /org/freedesktop/DBus org.freedesktop.DBus GetNameOwner s org.freedesktop.systemd1 >/dev/null && echo systemd-on-the-bus
+section scope
+systemd-run --quiet --scope --unit harness-scope -p MemoryMax=33554432 sh -c 'cat /proc/self/cgroup; cat /sys/fs/cgroup/system.slice/harness-scope.scope/memory.max' 2>&1
+echo "rc=$?"
+systemd-run --quiet --scope true; echo "true-rc=$?"
+section masked; systemctl is-enabled docker.socket containerd.service 2>&1; systemctl is-active docker.socket containerd.service getty.target 2>&1
+section cwd; pwd
+section env; echo "$HARNESS_VALUE"
+echo to-stderr >&2
+exit 42
+"#;
+    Vm::systemd()
+        .env("HARNESS_VALUE", "value with spaces 'and quotes'")
+        .timeout(Duration::from_secs(300))
+        .run(script)
+        .map_err(|e| e.to_string())
+});
+
+fn systemd_guest() -> &'static VmOutput {
+    match &*SYSTEMD_GUEST {
+        Ok(out) => out,
+        Err(e) => panic!("the systemd guest's batch failed: {e}"),
+    }
+}
+
+#[test]
+fn systemd_guest_has_finished_booting_when_the_batch_runs() {
+    let out = systemd_guest();
+    let state = out.section("state");
+    assert!(
+        state == "running\n" || state == "degraded\n",
+        "is-system-running says {state:?}; failed units: {}\n{out}",
+        out.section("failed")
+    );
+}
+
+#[test]
+fn systemd_guest_runs_systemd_as_pid_1() {
+    let out = systemd_guest();
+    assert_eq!(
+        out.section("pid1"),
+        "/usr/lib/systemd/systemd\nsystemd\n",
+        "{out}"
+    );
+    // The batch is a service of that systemd, not a child of an init script.
+    assert_eq!(
+        out.section("job_cgroup"),
+        "0::/system.slice/gruntime-vm-job.service\n",
+        "{out}"
+    );
+}
+
+#[test]
+fn systemd_guest_is_pure_cgroup_v2_managed_by_systemd() {
+    let out = systemd_guest();
+    assert_eq!(out.section("cgroup_fs_types"), "cgroup2\n", "{out}");
+    let controllers = out.section("cgroup_controllers");
+    for c in ["cpu", "io", "memory", "pids", "cpuset"] {
+        assert!(
+            controllers.split_whitespace().any(|x| x == c),
+            "controller {c} missing: {out}"
+        );
+    }
+}
+
+#[test]
+fn systemd_guest_has_the_system_bus_with_systemd_on_it() {
+    let out = systemd_guest();
+    assert_eq!(out.section("bus"), "socket\nsystemd-on-the-bus\n", "{out}");
+}
+
+#[test]
+fn systemd_run_scope_works_in_the_systemd_guest() {
+    let out = systemd_guest();
+    let scope = out.section("scope");
+    assert!(
+        scope.contains("0::/system.slice/harness-scope.scope\n33554432\nrc=0\n"),
+        "{out}"
+    );
+    assert!(scope.contains("true-rc=0\n"), "{out}");
+}
+
+#[test]
+fn systemd_guest_starts_no_container_engine_of_its_own() {
+    let out = systemd_guest();
+    assert_eq!(
+        out.section("masked"),
+        "masked\nmasked\ninactive\ninactive\ninactive\n",
+        "{out}"
+    );
+}
+
+#[test]
+fn systemd_guest_returns_exit_status_stdout_stderr_cwd_and_env_as_the_busybox_guest() {
+    let out = systemd_guest();
+    assert_eq!(out.status, 42, "{out}");
+    assert_eq!(out.stderr, "to-stderr\n", "{out}");
+    assert!(!out.stdout.contains("to-stderr"), "{out}");
+    assert_eq!(
+        out.section("cwd").trim(),
+        integration::workspace_root().display().to_string()
+    );
+    assert_eq!(out.section("env"), "value with spaces 'and quotes'\n");
+}
+
+#[test]
+fn systemd_guest_timeout_kills_the_vm_and_keeps_partial_output() {
+    // Long enough for the boot on a busy host (~20 s idle under TCG), so `started` is printed.
+    let timeout = Duration::from_secs(90);
+    let start = Instant::now();
+    let err = Vm::new()
+        .init(Init::Systemd)
+        .timeout(timeout)
+        .run("echo started; sleep 600; echo never")
+        .expect_err("a batch sleeping 600 s must hit a 90 s timeout");
+    let elapsed = start.elapsed();
+    match &err {
+        VmError::Timeout {
+            job_dir, stdout, ..
+        } => {
+            assert_eq!(stdout, "started\n", "{err}");
+            let left = processes_mentioning(&job_dir.display().to_string());
+            assert!(left.is_empty(), "processes left behind: {left:?}");
+        }
+        other => panic!("expected a timeout, got: {other}"),
+    }
+    assert!(
+        elapsed >= timeout - Duration::from_secs(1) && elapsed < timeout + Duration::from_secs(30),
+        "timed out after {elapsed:?}, not at ~{timeout:?}"
+    );
+}
+
 #[test]
 fn bad_options_are_rejected_before_booting() {
     for (args, reason) in [
@@ -522,6 +666,10 @@ fn bad_options_are_rejected_before_booting() {
         (
             &["--env", "1BAD=x", "--", "true"],
             "--env 1BAD=x: not NAME=VALUE",
+        ),
+        (
+            &["--init", "openrc", "--", "true"],
+            "--init openrc: not busybox or systemd",
         ),
     ] {
         let out = run(Command::new("bash").arg(vm::run_script()).args(args));

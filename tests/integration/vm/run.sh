@@ -2,8 +2,11 @@
 # Run a command as root in a throw-away cgroup-v2 VM and return its output and
 # exit status. See README.md next to this script.
 #
-# Usage: run.sh [--timeout SECS] [--share DIR]... [--env NAME=VALUE]...
+# Usage: run.sh [--timeout SECS] [--share DIR]... [--env NAME=VALUE]... [--init busybox|systemd]
 #               [--output-dir DIR] [--mem MB] [--cpus N] -- CMD [ARG...]
+#
+# --init systemd boots the guest with the host's systemd as PID 1 and runs CMD
+# once `systemctl is-system-running` says running or degraded.
 #
 # The workspace, the cargo target dir and the cwd are shared read-only on their
 # own when they lie under a path the guest hides (/tmp, /run, ...).
@@ -21,6 +24,7 @@ QEMU=${GRUNTIME_VM_QEMU:-qemu-system-x86_64}
 TIMEOUT=300
 MEM_MB=3072
 CPUS=2
+INIT=busybox
 OUTPUT_DIR=
 SHARES=()
 ENVS=()
@@ -58,6 +62,7 @@ parse_args() {
         --output-dir) OUTPUT_DIR=${2:?--output-dir needs DIR}; shift 2 ;;
         --mem) MEM_MB=${2:?--mem needs MB}; shift 2 ;;
         --cpus) CPUS=${2:?--cpus needs N}; shift 2 ;;
+        --init) INIT=${2:?--init needs busybox or systemd}; shift 2 ;;
         --) shift; break ;;
         -h | --help) usage 0 ;;
         *) echo "vm: unknown option $1" >&2; usage ;;
@@ -68,6 +73,11 @@ parse_args() {
     [[ $TIMEOUT =~ ^[1-9][0-9]*$ ]] || fail "--timeout $TIMEOUT: not a positive number of seconds"
     [[ $MEM_MB =~ ^[1-9][0-9]*$ ]] || fail "--mem $MEM_MB: not a positive number of MB"
     [[ $CPUS =~ ^[1-9][0-9]*$ ]] || fail "--cpus $CPUS: not a positive number"
+    case $INIT in
+    busybox) ;;
+    systemd) [ -x /lib/systemd/systemd ] || fail "--init systemd: /lib/systemd/systemd missing (apt-get install systemd)" ;;
+    *) fail "--init $INIT: not busybox or systemd" ;;
+    esac
     local s e
     for s in "${SHARES[@]}"; do
         [[ $s == /* ]] || fail "--share $s: not an absolute path"
@@ -192,6 +202,18 @@ write_job() {
         echo "share$i ${ALL_SHARES[$i]}" >>"$JOB/shares"
     done
     cp "$HERE/guest-run.sh" "$JOB/guest-run.sh"
+    if [ "$INIT" = systemd ]; then
+        cp -r "$HERE/systemd" "$JOB/systemd"
+    fi
+}
+
+# Kernel arguments for the guest's init. systemd: boot gruntime-vm.target (systemd/), a pure
+# cgroup v2 hierarchy, and no mounts from the host's fstab (its disks are not the guest's).
+init_args() {
+    case $INIT in
+    busybox) ;;
+    systemd) echo "gruntime_vm.init=systemd systemd.unit=gruntime-vm.target systemd.unified_cgroup_hierarchy=1 fstab=0" ;;
+    esac
 }
 
 # qemu's option syntax doubles commas inside values.
@@ -207,7 +229,7 @@ start_qemu() {
         -accel tcg,thread=multi -cpu max -smp "$CPUS" -m "$MEM_MB"
         -kernel "$boot_kernel" -initrd "$initrd"
         # loglevel=5 and softlockup_all_cpu_backtrace: a lockup's stacks reach console.log.
-        -append "console=ttyS0 panic=-1 cgroup_no_v1=all quiet loglevel=5 softlockup_all_cpu_backtrace=1 ${GRUNTIME_VM_APPEND:-}"
+        -append "console=ttyS0 panic=-1 cgroup_no_v1=all quiet loglevel=5 softlockup_all_cpu_backtrace=1 $(init_args) ${GRUNTIME_VM_APPEND:-}"
         -chardev "file,id=console,path=$(qemu_escape "$JOB/console.log")" -serial chardev:console
         -fsdev local,id=hostroot,path=/,security_model=none,readonly=on,multidevs=remap
         -device virtio-9p-pci,fsdev=hostroot,mount_tag=hostroot
