@@ -2,30 +2,10 @@
 //!
 //! Parse the command line (clap), build the `Context`, dispatch; every error is printed as one
 //! line `imgtool: <error>` and the exit status is 1.
-#[macro_use]
-mod output;
-
-mod auth;
-mod bundle;
-mod bundle_dir;
-mod commands;
-mod context;
-mod error;
-mod follow;
-mod fsck;
-mod image;
-mod interrupt;
-mod manifest;
-mod progress;
-mod reference;
-mod snapshot;
-mod store;
-mod transport;
-mod unpack;
-mod verify;
-mod whole_file;
 
 use std::path::PathBuf;
+
+use imgtool::{commands, context, error, output, store};
 
 use clap::{ArgAction, Parser, Subcommand};
 
@@ -214,11 +194,11 @@ fn dispatch(mut ctx: Context, command: Command) -> Result<()> {
 fn main() {
     let cli = Cli::parse();
     if let Err(e) = run(cli) {
-        errln!("imgtool: {e}");
+        output::write_err_line(format_args!("imgtool: {e}"));
         std::process::exit(1);
     }
     if let Some(e) = output::failure() {
-        errln!("imgtool: write to stdout: {e}");
+        output::write_err_line(format_args!("imgtool: write to stdout: {e}"));
         std::process::exit(1);
     }
 }

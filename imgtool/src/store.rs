@@ -119,6 +119,10 @@ impl BlobWriter<'_> {
         self.len
     }
 
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
     /// Another handle on the temp file, for an unpack reading the blob while it is written.
     pub fn reading_handle(&self) -> Result<File> {
         File::open(&self.path).map_err(Error::io("reopen temp blob", &self.path))

@@ -60,6 +60,12 @@ fn warn_ignored(plan: &Plan) {
 }
 
 /// The resources of `spec` as cgroup files and device rules, checked; warns about the ignored ones.
+/// Check `linux.resources` as `prepare` does before it makes anything (the values, their
+/// translation into cgroup v2 files, the device rules), without a hierarchy.
+pub fn check_resources(spec: &Spec) -> Result<()> {
+    plan_of(spec).map(|_| ()).map_err(Into::into)
+}
+
 fn plan_of(spec: &Spec) -> std::result::Result<(Plan, Option<Vec<devices::Rule>>), CgroupError> {
     let res = spec.linux().as_ref().and_then(|l| l.resources().as_ref());
     let plan = match res {
