@@ -177,7 +177,8 @@ fn decode_entry(path: &Path, key: &str, entry: &Value) -> Result<Option<(String,
     };
     let bad = |reason: &str| Error::AuthFile {
         path: path.to_path_buf(),
-        reason: format!("auths.{key}.auth: {reason}"),
+        // The key is the file's text: its newlines stay escaped (found by the auth fuzz target).
+        reason: format!("auths.{}.auth: {reason}", crate::error::printable(key)),
     };
     let raw = base64::engine::general_purpose::STANDARD
         .decode(b64.trim())
@@ -305,4 +306,38 @@ fn write_private(path: &Path, v: &Value) -> Result<()> {
     crate::store::write_file_atomic(path, &data)?;
     std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))
         .map_err(Error::io("chmod auth file", path))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_bad_entry_under_a_key_with_a_newline_is_a_one_line_error_naming_the_file() {
+        let path = Path::new("/a/auth.json");
+        let auths =
+            parse_auth_file(path, br#"{"auths": {"reg\nistry.io": {"auth": "!!"}}}"#).unwrap();
+        let e = lookup(path, &auths, "reg\nistry.io", "x/y")
+            .unwrap_err()
+            .to_string();
+        assert!(!e.contains('\n'), "{e}");
+        assert!(
+            e.contains("/a/auth.json") && e.contains("auths.reg\\nistry.io.auth: not base64"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn the_most_specific_entry_wins() {
+        let path = Path::new("/a/auth.json");
+        let auths = parse_auth_file(
+            path,
+            br#"{"auths": {"r.io": {"auth": "YTpi"}, "r.io/ns": {"auth": "Yzpk"}}}"#,
+        )
+        .unwrap();
+        let got = lookup(path, &auths, "r.io", "ns/repo").unwrap();
+        assert_eq!(got, Some(("c".into(), "d".into())));
+        let got = lookup(path, &auths, "r.io", "other/repo").unwrap();
+        assert_eq!(got, Some(("a".into(), "b".into())));
+    }
 }

@@ -2,6 +2,21 @@
 //! worked on (path, digest, reference) and why, in one line. `main` prints `imgtool: <error>`.
 use std::path::PathBuf;
 
+/// Text from outside (a key of an auth file, a tar header field quoted by the tar reader) as it
+/// may appear in a one-line message: control characters escaped (`\n`, `\u{1}`), the rest kept.
+pub fn printable(s: &str) -> String {
+    s.chars()
+        .flat_map(|c| {
+            let escaped: Vec<char> = if c.is_control() {
+                c.escape_default().collect()
+            } else {
+                vec![c]
+            };
+            escaped
+        })
+        .collect()
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
     /// A catch-all for callers that have nothing better; prefer a specific variant.
@@ -151,3 +166,11 @@ impl Error {
 }
 
 pub type Result<T> = std::result::Result<T, Error>;
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn printable_escapes_control_characters_and_keeps_the_rest() {
+        assert_eq!(super::printable("a\nb\u{1}c é"), "a\\nb\\u{1}c é");
+    }
+}

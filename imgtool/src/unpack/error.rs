@@ -96,7 +96,13 @@ impl fmt::Display for UnpackError {
             UnpackError::UnsupportedMediaType { layer, media_type } => {
                 write!(f, "layer {layer}: unsupported media type {media_type:?}")
             }
-            UnpackError::ReadLayer { layer, source } => write!(f, "layer {layer}: read: {source}"),
+            // The tar reader quotes header fields as they are: a hostile layer's newlines stay
+            // escaped, so the error is still one line (found by the layer fuzz target).
+            UnpackError::ReadLayer { layer, source } => write!(
+                f,
+                "layer {layer}: read: {}",
+                crate::error::printable(&source.to_string())
+            ),
             UnpackError::Escape { layer, entry, why } => {
                 write!(f, "layer {layer}: entry {entry:?} refused: {why}")
             }
@@ -149,5 +155,23 @@ impl std::error::Error for UnpackError {}
 impl From<UnpackError> for crate::error::Error {
     fn from(e: UnpackError) -> Self {
         crate::error::Error::Unpack(e.to_string())
+    }
+}
+
+#[cfg(test)]
+mod one_line_tests {
+    use super::*;
+
+    #[test]
+    fn a_read_error_quoting_a_hostile_header_field_is_one_line() {
+        let e = UnpackError::ReadLayer {
+            layer: "1 (sha256:abc)".into(),
+            source: std::io::Error::other(
+                "numeric field was not a number: \n12\u{1} when getting cksum for a\nb",
+            ),
+        };
+        let msg = e.to_string();
+        assert!(!msg.contains('\n'), "{msg}");
+        assert!(msg.contains("for a\\nb"), "{msg}");
     }
 }
