@@ -19,7 +19,7 @@ TEST_PACKAGES := $(DEMO_PACKAGES) runc crun skopeo umoci docker-registry golang-
 	openssl apache2-utils tmux zstd pigz kmod bsdutils containerd podman conmon docker.io \
 	systemd dbus dbus-user-session apparmor time python3 python3-venv gnupg gpgv
 
-.PHONY: all build release deps deps-demo demo demo-run test test-unit test-integration bench lint clean
+.PHONY: all build release deps deps-demo demo demo-run test test-unit test-integration soak chaos fuzz bench lint clean
 
 all: build
 
@@ -79,6 +79,26 @@ conformance-host: deps
 # Integration tests run one file at a time: each drives real containers, registries or a VM.
 test-integration: build
 	$(CARGO) test -p integration --no-fail-fast -- --test-threads=2
+
+# Both soaks at full size: the imgtool SIGKILL soak (SOAK_ITERATIONS, default 300, as in make test;
+# SOAK_SEED=S to replay a run) and the gruntime chaos soak in the VM (CHAOS_ITERATIONS, default 1000;
+# make test runs 300). `make chaos` runs the second alone. Each prints its seed first.
+SOAK_ITERATIONS ?= 300
+CHAOS_ITERATIONS ?= 1000
+soak: build
+	IMGTOOL_SOAK_ITERATIONS=$(SOAK_ITERATIONS) $(if $(SOAK_SEED),IMGTOOL_SOAK_SEED=$(SOAK_SEED)) \
+		$(CARGO) test -p integration --test imgtool_soak -- --nocapture
+	@$(MAKE) --no-print-directory chaos
+
+chaos: build
+	GRUNTIME_CHAOS_ITERATIONS=$(CHAOS_ITERATIONS) $(if $(CHAOS_SEED),GRUNTIME_CHAOS_SEED=$(CHAOS_SEED)) \
+		$(CARGO) test -p integration --test gruntime_chaos -- --nocapture
+
+# Every fuzz target for FUZZ_SECONDS each (cargo-afl, installed from crates.io on first use; as root
+# for the layer target's jail). Not part of make test: the tests replay fuzz/corpus and fuzz/crashes.
+FUZZ_SECONDS ?= 60
+fuzz:
+	FUZZ_SECONDS=$(FUZZ_SECONDS) $(if $(FUZZ_TARGETS),FUZZ_TARGETS="$(FUZZ_TARGETS)") bash fuzz/run.sh
 
 bench: deps release
 	@GRUNTIME_BIN="$(CURDIR)/$(GRUNTIME_RELEASE)" IMGTOOL_BIN="$(CURDIR)/$(RELEASE)/imgtool" bash tests/integration/bench/run-all.sh

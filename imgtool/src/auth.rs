@@ -75,16 +75,43 @@ fn read_auth_file(path: &Path) -> Result<Option<Map<String, Value>>> {
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
         Err(e) => return Err(Error::io("read auth file", path)(e)),
     };
-    let v: Value = serde_json::from_slice(&data).map_err(|e| Error::AuthFile {
+    parse_auth_file(path, &data).map(Some)
+}
+
+/// The `auths` map of an auth file's bytes (`path` names it in errors).
+pub fn parse_auth_file(path: &Path, data: &[u8]) -> Result<Map<String, Value>> {
+    let v: Value = serde_json::from_slice(data).map_err(|e| Error::AuthFile {
         path: path.to_path_buf(),
         reason: format!("not valid JSON: {e}"),
     })?;
-    Ok(Some(
-        v.get("auths")
-            .and_then(Value::as_object)
-            .cloned()
-            .unwrap_or_default(),
-    ))
+    Ok(v.get("auths")
+        .and_then(Value::as_object)
+        .cloned()
+        .unwrap_or_default())
+}
+
+/// The most specific entry of `auths` for `registry/repository` (`host/ns/repo`, then
+/// `host/ns`, then `host`), decoded.
+pub fn lookup(
+    path: &Path,
+    auths: &Map<String, Value>,
+    registry: &str,
+    repository: &str,
+) -> Result<Option<(String, String)>> {
+    let mut scope = format!("{}/{repository}", normalise_key(registry));
+    loop {
+        for (k, v) in auths {
+            if normalise_key(k) == scope {
+                if let Some(c) = decode_entry(path, k, v)? {
+                    return Ok(Some(c));
+                }
+            }
+        }
+        match scope.rfind('/') {
+            Some(i) => scope.truncate(i),
+            None => return Ok(None),
+        }
+    }
 }
 
 /// Docker's credential helpers: `credHelpers.<registry>` or `credsStore` in a config file name a
@@ -150,7 +177,8 @@ fn decode_entry(path: &Path, key: &str, entry: &Value) -> Result<Option<(String,
     };
     let bad = |reason: &str| Error::AuthFile {
         path: path.to_path_buf(),
-        reason: format!("auths.{key}.auth: {reason}"),
+        // The key is the file's text: its newlines stay escaped (found by the auth fuzz target).
+        reason: format!("auths.{}.auth: {reason}", crate::error::printable(key)),
     };
     let raw = base64::engine::general_purpose::STANDARD
         .decode(b64.trim())
@@ -171,15 +199,6 @@ pub fn credentials_for(
         return Ok(Some(c.clone()));
     }
     let registry = normalise_key(registry);
-    let mut candidates = vec![];
-    let mut scope = format!("{registry}/{repository}");
-    loop {
-        candidates.push(scope.clone());
-        match scope.rfind('/') {
-            Some(i) => scope.truncate(i),
-            None => break,
-        }
-    }
     for path in read_paths(ctx) {
         if let Some(c) = from_credential_helper(&path, &registry)? {
             return Ok(Some(c));
@@ -187,14 +206,8 @@ pub fn credentials_for(
         let Some(auths) = read_auth_file(&path)? else {
             continue;
         };
-        for want in &candidates {
-            for (k, v) in &auths {
-                if normalise_key(k) == *want {
-                    if let Some(c) = decode_entry(&path, k, v)? {
-                        return Ok(Some(c));
-                    }
-                }
-            }
+        if let Some(c) = lookup(&path, &auths, &registry, repository)? {
+            return Ok(Some(c));
         }
     }
     Ok(None)
@@ -293,4 +306,38 @@ fn write_private(path: &Path, v: &Value) -> Result<()> {
     crate::store::write_file_atomic(path, &data)?;
     std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))
         .map_err(Error::io("chmod auth file", path))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_bad_entry_under_a_key_with_a_newline_is_a_one_line_error_naming_the_file() {
+        let path = Path::new("/a/auth.json");
+        let auths =
+            parse_auth_file(path, br#"{"auths": {"reg\nistry.io": {"auth": "!!"}}}"#).unwrap();
+        let e = lookup(path, &auths, "reg\nistry.io", "x/y")
+            .unwrap_err()
+            .to_string();
+        assert!(!e.contains('\n'), "{e}");
+        assert!(
+            e.contains("/a/auth.json") && e.contains("auths.reg\\nistry.io.auth: not base64"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn the_most_specific_entry_wins() {
+        let path = Path::new("/a/auth.json");
+        let auths = parse_auth_file(
+            path,
+            br#"{"auths": {"r.io": {"auth": "YTpi"}, "r.io/ns": {"auth": "Yzpk"}}}"#,
+        )
+        .unwrap();
+        let got = lookup(path, &auths, "r.io", "ns/repo").unwrap();
+        assert_eq!(got, Some(("c".into(), "d".into())));
+        let got = lookup(path, &auths, "r.io", "other/repo").unwrap();
+        assert_eq!(got, Some(("a".into(), "b".into())));
+    }
 }

@@ -2,6 +2,21 @@
 //! worked on (path, digest, reference) and why, in one line. `main` prints `imgtool: <error>`.
 use std::path::PathBuf;
 
+/// Text from outside (a key of an auth file, a tar header field quoted by the tar reader) as it
+/// may appear in a one-line message: control characters escaped (`\n`, `\u{1}`), the rest kept.
+pub fn printable(s: &str) -> String {
+    s.chars()
+        .flat_map(|c| {
+            let escaped: Vec<char> = if c.is_control() {
+                c.escape_default().collect()
+            } else {
+                vec![c]
+            };
+            escaped
+        })
+        .collect()
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
     /// A catch-all for callers that have nothing better; prefer a specific variant.
@@ -39,6 +54,16 @@ pub enum Error {
 
     #[error("store {}: {reason}", path.display())]
     StoreCorrupt { path: PathBuf, reason: String },
+
+    #[error(
+        "store {}: damaged: {corrupt} corrupt and {missing} missing (listed above)",
+        path.display()
+    )]
+    StoreDamaged {
+        path: PathBuf,
+        corrupt: usize,
+        missing: usize,
+    },
 
     #[error("parse {what}: {reason}")]
     Parse { what: String, reason: String },
@@ -130,6 +155,23 @@ pub enum Error {
 }
 
 impl Error {
+    /// Whether the error is a full disk (ENOSPC) or a used-up quota (EDQUOT), however far up it
+    /// was wrapped (several steps carry only the text of the error they wrap).
+    pub fn out_of_space(&self) -> bool {
+        let errno = |e: &std::io::Error| {
+            matches!(e.raw_os_error(), Some(libc::ENOSPC) | Some(libc::EDQUOT))
+        };
+        match self {
+            Error::Io { source, .. } | Error::PlainIo(source) => errno(source),
+            other => {
+                let text = other.to_string();
+                [libc::ENOSPC, libc::EDQUOT]
+                    .iter()
+                    .any(|n| text.contains(&format!("(os error {n})")))
+            }
+        }
+    }
+
     /// Shorthand for wrapping an `io::Error` with the step and path it happened on.
     pub fn io(
         step: &'static str,
@@ -141,3 +183,11 @@ impl Error {
 }
 
 pub type Result<T> = std::result::Result<T, Error>;
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn printable_escapes_control_characters_and_keeps_the_rest() {
+        assert_eq!(super::printable("a\nb\u{1}c é"), "a\\nb\\u{1}c é");
+    }
+}

@@ -2,31 +2,10 @@
 //!
 //! Parse the command line (clap), build the `Context`, dispatch; every error is printed as one
 //! line `imgtool: <error>` and the exit status is 1.
-#[macro_use]
-mod output;
-
-mod accept;
-mod auth;
-mod bundle;
-mod commands;
-mod context;
-mod copy;
-mod error;
-mod follow;
-mod image;
-mod interrupt;
-mod manifest;
-mod progress;
-mod reference;
-mod registries_conf;
-mod snapshot;
-mod store;
-mod transport;
-mod trust;
-mod unpack;
-mod verify;
 
 use std::path::PathBuf;
+
+use imgtool::{accept, commands, context, error, output, registries_conf, store};
 
 use clap::{ArgAction, Parser, Subcommand};
 
@@ -144,6 +123,8 @@ enum Command {
     Delete(commands::delete::DeleteArgs),
     /// Make a key pair for sigstore signing (copy --sign-by-sigstore-private-key)
     GenerateSigstoreKey(commands::generate_sigstore_key::GenerateSigstoreKeyArgs),
+    /// Check the store: rehash every blob, resolve every reference, list orphans and debris
+    Fsck(commands::fsck::FsckArgs),
 }
 
 fn context(cli: &Cli) -> Result<Context> {
@@ -197,7 +178,7 @@ fn context(cli: &Cli) -> Result<Context> {
 }
 
 fn run(cli: Cli) -> Result<()> {
-    let mut ctx = context(&cli)?;
+    let ctx = context(&cli)?;
     if cli.insecure_policy && cli.policy.is_some() {
         return Err(Error::InvalidArgument {
             arg: "--insecure-policy",
@@ -212,7 +193,31 @@ fn run(cli: Cli) -> Result<()> {
     if cli.short_name_aliases {
         registries_conf::enable_short_names(&ctx)?;
     }
-    match cli.command {
+    let writes_store = matches!(
+        cli.command,
+        Command::Pull(_) | Command::Load(_) | Command::Unpack(_) | Command::Copy(_)
+    );
+    let r = dispatch(ctx.clone(), cli.command);
+    if let Err(e) = &r {
+        if writes_store && e.out_of_space() {
+            reclaim(&ctx);
+        }
+    }
+    r
+}
+
+/// After a command that failed for want of space: the blobs it had added and no image uses
+/// are removed, so the disk is as full as before it (and the store as it was), unless another
+/// imgtool has the store open; then they wait for the next `rmi` or `fsck --repair`. Other
+/// failures keep them: a pull that is run again reuses every blob that arrived whole.
+fn reclaim(ctx: &Context) {
+    if let Ok(store) = store::Store::open_existing(&ctx.store_dir) {
+        let _ = store.try_gc();
+    }
+}
+
+fn dispatch(mut ctx: Context, command: Command) -> Result<()> {
+    match command {
         Command::Pull(a) => {
             ctx.quiet = a.quiet;
             ctx.verify_diff_ids = a.verify_diff_ids;
@@ -236,17 +241,18 @@ fn run(cli: Cli) -> Result<()> {
         Command::ListTags(a) => commands::list_tags::run(&ctx, a),
         Command::Delete(a) => commands::delete::run(&ctx, a),
         Command::GenerateSigstoreKey(a) => commands::generate_sigstore_key::run(&ctx, a),
+        Command::Fsck(a) => commands::fsck::run(&ctx, a),
     }
 }
 
 fn main() {
     let cli = Cli::parse();
     if let Err(e) = run(cli) {
-        errln!("imgtool: {e}");
+        output::write_err_line(format_args!("imgtool: {e}"));
         std::process::exit(1);
     }
     if let Some(e) = output::failure() {
-        errln!("imgtool: write to stdout: {e}");
+        output::write_err_line(format_args!("imgtool: write to stdout: {e}"));
         std::process::exit(1);
     }
 }

@@ -96,7 +96,7 @@ pub fn layer_dir(store: &Path, chain_id: &str) -> PathBuf {
 }
 
 /// The per-bundle key of a ref file: sha256 of the bundle's absolute path.
-fn bundle_key(bundle: &Path) -> String {
+pub fn bundle_key(bundle: &Path) -> String {
     format!(
         "{:x}",
         Sha256::digest(bundle.as_os_str().as_encoded_bytes())
@@ -140,7 +140,7 @@ pub fn ensure_layer(
     });
     if let Err(e) = result {
         let _ = fs::remove_dir_all(&tmp);
-        return Err(SnapshotError::Layer(e));
+        return Err(SnapshotError::Layer(e.under(&tmp_fs)));
     }
     match fs::rename(&tmp, &dir) {
         Ok(()) => Ok((fs_dir, true)),
@@ -216,11 +216,24 @@ pub fn prune_unused(store: &Path) -> io::Result<usize> {
             continue;
         }
         if !layer_in_use(store, &name.to_string_lossy()) {
-            fs::remove_dir_all(e.path())?;
+            remove_layer(&e.path())?;
             n += 1;
         }
     }
     Ok(n)
+}
+
+/// Remove a cached layer dir. It is first renamed out of the cache (to a temp name the next
+/// command sweeps once we are gone): removed in place, a kill half way would leave a layer
+/// whose `fs` lacks files, which the next unpack would take for the whole layer.
+pub fn remove_layer(dir: &Path) -> io::Result<()> {
+    let name = dir
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let doomed = dir.with_file_name(format!(".tmp-{name}-removing-{}", std::process::id()));
+    fs::rename(dir, &doomed)?;
+    fs::remove_dir_all(&doomed)
 }
 
 /// Mount `rootfs` as overlay of `lowers` (base first) with `upper`/`work`.

@@ -126,6 +126,10 @@ impl BlobWriter<'_> {
         self.len
     }
 
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
     /// Another handle on the temp file, for an unpack reading the blob while it is written.
     pub fn reading_handle(&self) -> Result<File> {
         File::open(&self.path).map_err(Error::io("reopen temp blob", &self.path))
@@ -232,6 +236,23 @@ impl Store {
     /// Open (creating if needed) the store named by the context and take a shared lock.
     pub fn open(ctx: &Context) -> Result<Store> {
         Store::open_at(&ctx.store_dir)
+    }
+
+    /// Open an existing store as it is, for `fsck`: nothing is created (but the lock file) and
+    /// nothing swept, so that what dead processes left is reported rather than cleared.
+    pub fn open_existing(root: &Path) -> Result<Store> {
+        if !root.join("oci-layout").is_file() && !root.join(".imgtool").is_dir() {
+            return Err(Error::StoreCorrupt {
+                path: root.to_path_buf(),
+                reason: "not an imgtool store (no oci-layout, no .imgtool)".into(),
+            });
+        }
+        let meta = root.join(".imgtool");
+        fs::create_dir_all(&meta).map_err(Error::io("create store directory", &meta))?;
+        Ok(Store {
+            root: root.to_path_buf(),
+            lock: lock_handle(root)?,
+        })
     }
 
     /// Open (creating if needed) the store at `root` and take a shared lock.
@@ -425,9 +446,28 @@ impl Store {
         write_file_atomic(&self.root.join("index.json"), &data)
     }
 
+    /// What opening the store does first, for commands that find a store without opening it
+    /// (`bundle rm` of a bundle made from it).
+    pub fn sweep(&self) {
+        self.sweep_dead_temp_files();
+    }
+
     /// Remove temp files and extraction dirs whose writer process is gone. Safe at any time:
     /// a dead process writes nothing more, and live writers' files are left alone.
     fn sweep_dead_temp_files(&self) {
+        for t in self.temp_entries() {
+            if t.owner.is_some_and(|pid| !process_alive(pid)) {
+                let _ = remove_path(&t.path);
+            }
+        }
+    }
+
+    /// Everything a writer keeps in the store only until it finishes: temp blobs and archive
+    /// extraction dirs in `.imgtool/tmp`, atomic-replace temp files beside `index.json`,
+    /// `oci-layout` and the diff_id records, and overlay layers being extracted. Each with the
+    /// pid its name carries (none for a name in `.imgtool/tmp` that carries none).
+    pub fn temp_entries(&self) -> Vec<TempEntry> {
+        let mut out = Vec::new();
         // In tmp/ every entry is a temp file; elsewhere only `.x.tmp-<pid>-<n>` ones are.
         let dirs = [
             (self.root.join(".imgtool/tmp"), true),
@@ -441,37 +481,25 @@ impl Store {
                 if !all_temp && !name.contains(".tmp-") {
                     continue;
                 }
-                let Some(pid) = temp_owner(&name) else {
-                    continue;
-                };
-                if process_alive(pid) {
-                    continue;
-                }
-                let p = e.path();
-                if p.is_dir() {
-                    let _ = fs::remove_dir_all(&p);
-                } else {
-                    let _ = fs::remove_file(&p);
-                }
+                out.push(TempEntry {
+                    path: e.path(),
+                    owner: temp_owner(&name),
+                });
             }
         }
         // An overlay layer being extracted is `.tmp-<chain id>-<pid>` (the pid last).
-        let Ok(rd) = fs::read_dir(self.root.join(LAYER_CACHE)) else {
-            return;
-        };
-        for e in rd.flatten() {
-            let name = e.file_name().to_string_lossy().into_owned();
-            let Some(pid) = name
-                .strip_prefix(".tmp-")
-                .and_then(|r| r.rsplit('-').next())
-                .and_then(|p| p.parse::<i32>().ok())
-            else {
-                continue;
-            };
-            if !process_alive(pid) {
-                let _ = fs::remove_dir_all(e.path());
+        if let Ok(rd) = fs::read_dir(self.root.join(LAYER_CACHE)) {
+            for e in rd.flatten() {
+                let name = e.file_name().to_string_lossy().into_owned();
+                if let Some(rest) = name.strip_prefix(".tmp-") {
+                    out.push(TempEntry {
+                        path: e.path(),
+                        owner: rest.rsplit('-').next().and_then(|p| p.parse().ok()),
+                    });
+                }
             }
         }
+        out
     }
 
     /// Blobs reachable from the index: each manifest, its config and layers (and, for an
@@ -508,10 +536,32 @@ impl Store {
     /// Remove every blob (and diff_id record) no index entry reaches. Returns how many blobs
     /// were removed. Waits until no other imgtool has the store open (the GC lock).
     pub fn gc(&self) -> Result<usize> {
+        self.with_gc_lock(|| self.with_exclusive(|entries| self.gc_section(entries)))
+    }
+
+    /// `gc`, but only if no other imgtool has the store open right now; `None` when one has
+    /// (its blobs are then left for the next `rmi` or `fsck --repair`).
+    pub fn try_gc(&self) -> Result<Option<usize>> {
+        let h = &self.lock;
+        let _serialised = h.exclusive.lock().unwrap_or_else(|p| p.into_inner());
+        // SAFETY: flock on a descriptor owned by `h` for its lifetime; no memory involved.
+        if unsafe { libc::flock(h.file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } != 0 {
+            return Ok(None);
+        }
+        let r = self.with_exclusive(|entries| self.gc_section(entries));
+        let back = flock(&h.file, LockMode::Shared, &h.path);
+        let r = r?;
+        back?;
+        Ok(Some(r))
+    }
+
+    /// Run `f` while no other imgtool has the store open: the shared GC lock every `Store`
+    /// holds is converted to exclusive (waiting for the others) and back afterwards.
+    pub fn with_gc_lock<R>(&self, f: impl FnOnce() -> Result<R>) -> Result<R> {
         let h = &self.lock;
         let _serialised = h.exclusive.lock().unwrap_or_else(|p| p.into_inner());
         flock(&h.file, LockMode::Exclusive, &h.path)?;
-        let r = self.with_exclusive(|entries| self.gc_section(entries));
+        let r = f();
         let back = flock(&h.file, LockMode::Shared, &h.path);
         let r = r?;
         back?;
@@ -559,6 +609,22 @@ fn drop_unattached_signatures(entries: &mut Vec<Descriptor>) {
             None => true,
         },
     );
+}
+
+/// A temp file or directory in the store and the pid of the process writing it.
+pub struct TempEntry {
+    pub path: PathBuf,
+    pub owner: Option<i32>,
+}
+
+/// Remove a file, or a directory with everything in it.
+pub fn remove_path(p: &Path) -> std::io::Result<()> {
+    match fs::symlink_metadata(p) {
+        Ok(m) if m.is_dir() => fs::remove_dir_all(p),
+        Ok(_) => fs::remove_file(p),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+        Err(e) => Err(e),
+    }
 }
 
 /// The pid a temp file name carries: `<pid>-<n>` (blob temp files), `extract-<pid>-…`

@@ -3,23 +3,9 @@
 //! `create` clones the init with all its namespaces at once (spawn/create.rs ↔ spawn/init.rs over spawn/sync.rs),
 //! the init sets up the container and waits on its start socket; `start` makes it exec. See ARCHITECTURE.md.
 
-mod cgroups;
-mod cli;
-mod commands;
-mod container;
-mod error;
-mod hooks;
-mod log;
-mod mountinfo;
-mod namespaces;
-mod process;
-mod rootfs;
-mod rootless;
-mod seccomp;
-mod spawn;
-mod sys;
-
 use clap::Parser;
+
+use gruntime::{cli, commands, container, error, log, process, rootless, spawn};
 
 use cli::{Cli, Cmd};
 use error::Result;

@@ -26,6 +26,9 @@ pub struct ImagesArgs {
     /// before=IMAGE, since=IMAGE
     #[arg(short, long = "filter", value_name = "KEY=VALUE")]
     pub filters: Vec<String>,
+    /// Instead of listing, check the store as `imgtool fsck` does (without repairing)
+    #[arg(long, conflicts_with_all = ["format", "digests", "no_trunc", "quiet", "filters"])]
+    pub verify: bool,
 }
 
 /// One listed row.
@@ -229,6 +232,9 @@ pub fn human_size(n: u64) -> String {
 }
 
 pub fn run(ctx: &Context, args: ImagesArgs) -> Result<()> {
+    if args.verify {
+        return super::fsck::verify(ctx, false);
+    }
     let store = Arc::new(Store::open(ctx)?);
     let filters = parse_filters(&store, &args.filters)?;
     let rows: Vec<Row> = collect_rows(&store)?

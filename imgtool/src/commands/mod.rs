@@ -1,6 +1,7 @@
 //! One file per imgtool command: parse its flags, call the store/transport layer, print.
 pub mod copy;
 pub mod delete;
+pub mod fsck;
 pub mod generate_sigstore_key;
 pub mod images;
 pub mod inspect;

@@ -2,10 +2,11 @@
 //! layout: `<config-hex>.json`, `<diffid-hex>/layer.tar` uncompressed, `manifest.json`) or
 //! oci-archive (a tarred OCI layout whose `ref.name` annotations are the full image names,
 //! with each image's sigstore signatures beside it as `sha256-<hex>.sig`, as copy writes them).
-//! The tarball is written beside its destination and renamed, so a failure leaves no half file.
+//! The tarball appears at its path whole or not at all (`whole_file.rs`): a failure or a kill
+//! leaves no half file.
 use std::collections::{BTreeSet, HashMap};
 use std::io::{Seek, Write};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::Arc;
 
 use crate::context::Context;
@@ -13,6 +14,7 @@ use crate::error::{Error, Result};
 use crate::image::{self, Image};
 use crate::store::{self, Store};
 use crate::transport::layout_signatures::{attachment, signatures_in};
+use crate::whole_file::WholeFile;
 
 #[derive(clap::Args, Debug)]
 pub struct SaveArgs {
@@ -208,15 +210,8 @@ pub fn run(ctx: &Context, args: SaveArgs) -> Result<()> {
         images.push((img, names));
     }
     let dest = &args.output;
-    let dir = dest
-        .parent()
-        .filter(|p| !p.as_os_str().is_empty())
-        .unwrap_or(Path::new("."));
-    let tmp = tempfile::Builder::new()
-        .prefix(".imgtool-save-")
-        .tempfile_in(dir)
-        .map_err(Error::io("create temp file in", dir))?;
-    let mut tar = tar::Builder::new(std::io::BufWriter::new(tmp));
+    let mut out = WholeFile::create(dest)?;
+    let mut tar = tar::Builder::new(std::io::BufWriter::new(&mut out));
     match args.format.as_str() {
         "oci-archive" => write_oci_archive(&store, &mut tar, &images)?,
         _ => {
@@ -234,11 +229,8 @@ pub fn run(ctx: &Context, args: SaveArgs) -> Result<()> {
     let buf = tar
         .into_inner()
         .map_err(|e| Error::Other(format!("finish archive {}: {e}", dest.display())))?;
-    let tmp = buf
-        .into_inner()
+    buf.into_inner()
         .map_err(|e| Error::Other(format!("write archive {}: {}", dest.display(), e.error())))?;
-    tmp.as_file().sync_all().map_err(Error::io("fsync", dest))?;
-    tmp.persist(dest)
-        .map_err(|e| Error::io("write archive", dest)(e.error))?;
+    out.persist()?;
     Ok(())
 }

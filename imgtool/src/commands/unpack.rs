@@ -8,9 +8,8 @@ use std::fs;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use serde::{Deserialize, Serialize};
-
 use crate::bundle::{self, ConfigOptions};
+use crate::bundle_dir::{self, remove_tree, BundleRecord, SnapshotMode, State, Unfinished};
 use crate::context::Context;
 use crate::error::Error;
 use crate::image::{Image, PullInProgress};
@@ -18,16 +17,6 @@ use crate::reference::Source;
 use crate::snapshot;
 use crate::store::Store;
 use crate::unpack::{self, ApplyOptions, LayerInput, WhiteoutMode};
-
-/// What a bundle's rootfs is.
-#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum SnapshotMode {
-    /// A plain directory with every layer applied (portable, as umoci makes).
-    Copy,
-    /// An overlay mount of per-layer cache dirs in the store (near-instant once cached; root only).
-    Overlay,
-}
 
 #[derive(clap::Args, Debug)]
 pub struct UnpackArgs {
@@ -82,38 +71,6 @@ pub enum BundleCmd {
     Prune,
 }
 
-/// DIR/imgtool-bundle.json: how the bundle was made, so `bundle rm|info` can undo/measure it.
-#[derive(Serialize, Deserialize, Debug)]
-#[serde(rename_all = "camelCase")]
-struct BundleRecord {
-    image: String,
-    image_id: String,
-    snapshot: SnapshotMode,
-    store: PathBuf,
-    /// diff_ids, base first.
-    layers: Vec<String>,
-    /// Overlay mode: the chain IDs keying the layer cache dirs this bundle holds refs on.
-    #[serde(default)]
-    chain_ids: Vec<String>,
-}
-
-const RECORD: &str = "imgtool-bundle.json";
-
-/// DIR/.imgtool-unpacking: written as soon as DIR is claimed and removed after the record, so
-/// a bundle whose unpack was killed (SIGKILL, a crash, a power cut) is still known as ours and
-/// `bundle rm` / `bundle prune` can undo it, refs and mount included.
-#[derive(Serialize, Deserialize, Debug)]
-#[serde(rename_all = "camelCase")]
-struct Unfinished {
-    pid: i32,
-    snapshot: SnapshotMode,
-    store: PathBuf,
-    #[serde(default)]
-    chain_ids: Vec<String>,
-}
-
-const UNFINISHED: &str = ".imgtool-unpacking";
-
 fn unpack_err(msg: String) -> Error {
     Error::Unpack(msg)
 }
@@ -139,27 +96,18 @@ impl Drop for Cleanup {
             snapshot::remove_refs(store, ids, &self.dir);
         }
         if self.created_dir {
-            let _ = remove_tree(&self.dir);
+            let _ = bundle_dir::remove_bundle_dir(&self.dir);
         } else {
-            for n in ["rootfs", "config.json", "overlay", RECORD, UNFINISHED] {
+            for n in [
+                "rootfs",
+                "config.json",
+                "overlay",
+                bundle_dir::RECORD,
+                bundle_dir::UNFINISHED,
+            ] {
                 let _ = remove_tree(&self.dir.join(n));
             }
         }
-    }
-}
-
-/// Remove a path and everything below it without following symlinks; directories a rootless
-/// unpack left read-only are made writable first.
-fn remove_tree(p: &Path) -> std::io::Result<()> {
-    let parent = p.parent().unwrap_or(Path::new("/"));
-    let name = p
-        .file_name()
-        .map(|n| n.as_encoded_bytes().to_vec())
-        .unwrap_or_default();
-    let fd = unpack::resolve::open_root(parent)?;
-    match unpack::tree::remove_tree(std::os::fd::AsFd::as_fd(&fd), &name) {
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
-        r => r,
     }
 }
 
@@ -361,6 +309,7 @@ pub fn run_unpack(ctx: &Context, args: UnpackArgs) -> Result<(), Error> {
     }
 
     // Refuse an unusable DIR before pulling anything (it is claimed for real after the pull).
+    take_over_dead_unpack(&args.dir)?;
     if let Ok(mut rd) = fs::read_dir(&args.dir) {
         if rd.next().is_some() {
             return Err(unpack_err(format!(
@@ -399,10 +348,7 @@ pub fn run_unpack(ctx: &Context, args: UnpackArgs) -> Result<(), Error> {
             SnapshotMode::Copy => Vec::new(),
         },
     };
-    let marker = dir.join(UNFINISHED);
-    let json = serde_json::to_vec(&unfinished)
-        .map_err(|e| unpack_err(format!("encode {UNFINISHED}: {e}")))?;
-    fs::write(&marker, json).map_err(Error::io("write", &marker))?;
+    bundle_dir::write_unfinished(&dir, &unfinished)?;
     let rootfs = dir.join("rootfs");
     fs::create_dir(&rootfs).map_err(Error::io("create rootfs", &rootfs))?;
 
@@ -437,36 +383,11 @@ pub fn run_unpack(ctx: &Context, args: UnpackArgs) -> Result<(), Error> {
         layers: layers.iter().map(|l| l.diff_id.clone()).collect(),
         chain_ids: unfinished.chain_ids,
     };
-    let rec_path = dir.join(RECORD);
-    let json = serde_json::to_vec_pretty(&record)
-        .map_err(|e| unpack_err(format!("encode {RECORD}: {e}")))?;
-    fs::write(&rec_path, json).map_err(Error::io("write", &rec_path))?;
+    bundle_dir::write_record(&dir, &record)?;
+    let marker = dir.join(bundle_dir::UNFINISHED);
     fs::remove_file(&marker).map_err(Error::io("remove", &marker))?;
     cleanup.keep = true;
     Ok(())
-}
-
-fn read_record(dir: &Path) -> Result<BundleRecord, Error> {
-    let p = dir.join(RECORD);
-    let data = fs::read(&p).map_err(|e| {
-        if e.kind() == std::io::ErrorKind::NotFound && dir.join(UNFINISHED).exists() {
-            unpack_err(format!(
-                "{}: its unpack never finished (bundle rm removes it)",
-                dir.display()
-            ))
-        } else if e.kind() == std::io::ErrorKind::NotFound {
-            unpack_err(format!(
-                "{}: not a bundle made by imgtool unpack (no {RECORD})",
-                dir.display()
-            ))
-        } else {
-            Error::io("read", &p)(e)
-        }
-    })?;
-    serde_json::from_slice(&data).map_err(|e| Error::Parse {
-        what: p.display().to_string(),
-        reason: e.to_string(),
-    })
 }
 
 pub fn run_bundle(ctx: &Context, cmd: BundleCmd) -> Result<(), Error> {
@@ -474,12 +395,16 @@ pub fn run_bundle(ctx: &Context, cmd: BundleCmd) -> Result<(), Error> {
         BundleCmd::Rm { dir } => bundle_rm(&dir),
         BundleCmd::Info { dir } => bundle_info(&dir),
         BundleCmd::Prune => {
-            // Opening the store sweeps what dead unpacks left in the layer cache.
+            // Opening the store sweeps what dead unpacks left in the layer cache. The GC lock
+            // keeps unpacks (which take layers they found cached) out meanwhile.
             let store = Store::open(ctx)?;
-            let removed = remove_dead_unfinished(store.root());
-            let layers = snapshot::layers_dir(store.root());
-            let n = snapshot::prune_unused(store.root())
-                .map_err(Error::io("prune layer cache", &layers))?;
+            let (removed, n) = store.with_gc_lock(|| {
+                let removed = remove_dead_unfinished(store.root());
+                let layers = snapshot::layers_dir(store.root());
+                let n = snapshot::prune_unused(store.root())
+                    .map_err(Error::io("prune layer cache", &layers))?;
+                Ok((removed, n))
+            })?;
             if removed > 0 {
                 outln!("removed {removed} unfinished bundles");
             }
@@ -489,22 +414,18 @@ pub fn run_bundle(ctx: &Context, cmd: BundleCmd) -> Result<(), Error> {
     }
 }
 
-/// The unfinished-unpack marker of `dir`, if it has one.
-fn read_unfinished(dir: &Path) -> Option<Unfinished> {
-    serde_json::from_slice(&fs::read(dir.join(UNFINISHED)).ok()?).ok()
-}
-
 /// Remove the unfinished bundles (their unpack died) that hold refs on this store's cached
 /// layers, so that the refs stop pinning the layers; returns how many were removed.
 fn remove_dead_unfinished(store: &Path) -> usize {
     let mut n = 0;
     for bundle in snapshot::referencing_bundles(store) {
-        let Some(u) = read_unfinished(&bundle) else {
+        let st = bundle_dir::state(&bundle);
+        let State::Unfinished(Some(u)) = &st else {
             continue;
         };
         if u.store == store
-            && !crate::store::process_alive(u.pid)
-            && remove_unfinished(&bundle, &u).is_ok()
+            && st.is_dead_unpack()
+            && bundle_dir::remove_unfinished(&bundle, Some(u)).is_ok()
         {
             n += 1;
         }
@@ -512,39 +433,60 @@ fn remove_dead_unfinished(store: &Path) -> usize {
     n
 }
 
-/// Undo what a dead unpack of `dir` did: its mount, its layer refs, the directory.
-fn remove_unfinished(dir: &Path, u: &Unfinished) -> Result<(), Error> {
-    let rootfs = dir.join("rootfs");
-    if u.snapshot == SnapshotMode::Overlay && snapshot::is_mountpoint(&rootfs) {
-        snapshot::unmount(&rootfs)?;
+/// A DIR that an unpack killed before it finished left behind is ours to clear: a new unpack
+/// into it undoes the dead one first, as `bundle rm` would.
+fn take_over_dead_unpack(dir: &Path) -> Result<(), Error> {
+    let st = bundle_dir::state(dir);
+    if !st.is_dead_unpack() {
+        return Ok(());
     }
-    if snapshot::is_mountpoint(&rootfs) {
-        return Err(unpack_err(format!(
-            "{}: still mounted, not removing",
-            rootfs.display()
-        )));
-    }
-    snapshot::remove_refs(&u.store, &u.chain_ids, dir);
-    remove_tree(dir).map_err(Error::io("remove bundle", dir))
+    let State::Unfinished(u) = st else {
+        return Ok(());
+    };
+    let dir = dir
+        .canonicalize()
+        .map_err(Error::io("resolve bundle dir", dir))?;
+    bundle_dir::remove_unfinished(&dir, u.as_ref())
 }
 
+/// `bundle rm DIR`; then the store the bundle was made from is swept of what dead commands
+/// left (a killed unpack leaves temp blobs there as well as DIR).
 fn bundle_rm(dir: &Path) -> Result<(), Error> {
-    if !dir.join(RECORD).exists() {
-        if let Some(u) = read_unfinished(dir) {
-            let dir = dir
-                .canonicalize()
-                .map_err(Error::io("resolve bundle dir", dir))?;
-            if u.pid != std::process::id() as i32 && crate::store::process_alive(u.pid) {
-                return Err(unpack_err(format!(
-                    "{}: still being unpacked by process {}",
-                    dir.display(),
-                    u.pid
-                )));
-            }
-            return remove_unfinished(&dir, &u);
+    let store = match bundle_dir::state(dir) {
+        State::Unfinished(Some(u)) => Some(u.store),
+        State::Finished => bundle_dir::read_record(dir).ok().map(|r| r.store),
+        _ => None,
+    };
+    let removed = remove_bundle(dir);
+    if let Some(s) = store.filter(|s| s.is_absolute()) {
+        if let Ok(store) = Store::open_existing(&s) {
+            store.sweep();
         }
     }
-    let rec = read_record(dir)?;
+    removed
+}
+
+fn remove_bundle(dir: &Path) -> Result<(), Error> {
+    let st = bundle_dir::state(dir);
+    if let State::Unfinished(u) = &st {
+        let dir = dir
+            .canonicalize()
+            .map_err(Error::io("resolve bundle dir", dir))?;
+        if let Some(u) = u.as_ref().filter(|_| !st.is_dead_unpack()) {
+            return Err(unpack_err(format!(
+                "{}: still being unpacked by process {}",
+                dir.display(),
+                u.pid
+            )));
+        }
+        return bundle_dir::remove_unfinished(&dir, u.as_ref());
+    }
+    // An empty directory is what a `bundle rm` killed after removing the record leaves (or an
+    // unpack killed before it wrote anything): nothing in it can be lost.
+    if matches!(st, State::Foreign) && fs::read_dir(dir).is_ok_and(|mut rd| rd.next().is_none()) {
+        return fs::remove_dir(dir).map_err(Error::io("remove bundle", dir));
+    }
+    let rec = bundle_dir::read_record(dir)?;
     let dir = dir
         .canonicalize()
         .map_err(Error::io("resolve bundle dir", dir))?;
@@ -572,11 +514,11 @@ fn bundle_rm(dir: &Path) -> Result<(), Error> {
             rootfs.display()
         )));
     }
-    remove_tree(&dir).map_err(Error::io("remove bundle", &dir))
+    bundle_dir::remove_bundle_dir(&dir)
 }
 
 fn bundle_info(dir: &Path) -> Result<(), Error> {
-    let rec = read_record(dir)?;
+    let rec = bundle_dir::read_record(dir)?;
     let (rw, total) = match rec.snapshot {
         SnapshotMode::Overlay => {
             let rw = snapshot::tree_size(&dir.join("overlay/upper"));

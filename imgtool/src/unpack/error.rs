@@ -67,6 +67,9 @@ pub enum UnpackError {
         entry: String,
         step: &'static str,
         source: std::io::Error,
+        /// The directory the layer was applied into, once known (`under`): with it the
+        /// message names the file on disk, which is what a full disk or a denied write is about.
+        root: Option<PathBuf>,
     },
     /// The uncompressed layer does not hash to the diff_id the image config promises.
     DiffIdMismatch {
@@ -93,15 +96,25 @@ impl fmt::Display for UnpackError {
             UnpackError::UnsupportedMediaType { layer, media_type } => {
                 write!(f, "layer {layer}: unsupported media type {media_type:?}")
             }
-            UnpackError::ReadLayer { layer, source } => write!(f, "layer {layer}: read: {source}"),
+            // The tar reader quotes header fields as they are: a hostile layer's newlines stay
+            // escaped, so the error is still one line (found by the layer fuzz target).
+            UnpackError::ReadLayer { layer, source } => write!(
+                f,
+                "layer {layer}: read: {}",
+                crate::error::printable(&source.to_string())
+            ),
             UnpackError::Escape { layer, entry, why } => {
                 write!(f, "layer {layer}: entry {entry:?} refused: {why}")
             }
             UnpackError::UnsupportedEntry { layer, entry, kind } => {
                 write!(f, "layer {layer}: entry {entry:?}: unsupported tar entry type {kind}")
             }
-            UnpackError::Apply { layer, entry, step, source } => {
+            UnpackError::Apply { layer, entry, step, source, root: None } => {
                 write!(f, "layer {layer}: entry {entry:?}: {step}: {source}")
+            }
+            UnpackError::Apply { layer, entry, step, source, root: Some(root) } => {
+                let on_disk = root.join(entry.trim_start_matches('/'));
+                write!(f, "layer {layer}: entry {entry:?}: {step} {}: {source}", on_disk.display())
             }
             UnpackError::DiffIdMismatch { layer, expected, actual } => write!(
                 f,
@@ -115,10 +128,50 @@ impl fmt::Display for UnpackError {
     }
 }
 
+impl UnpackError {
+    /// Say which directory the layer was being applied into.
+    pub fn under(self, dir: &std::path::Path) -> UnpackError {
+        match self {
+            UnpackError::Apply {
+                layer,
+                entry,
+                step,
+                source,
+                root: None,
+            } => UnpackError::Apply {
+                layer,
+                entry,
+                step,
+                source,
+                root: Some(dir.to_path_buf()),
+            },
+            other => other,
+        }
+    }
+}
+
 impl std::error::Error for UnpackError {}
 
 impl From<UnpackError> for crate::error::Error {
     fn from(e: UnpackError) -> Self {
         crate::error::Error::Unpack(e.to_string())
+    }
+}
+
+#[cfg(test)]
+mod one_line_tests {
+    use super::*;
+
+    #[test]
+    fn a_read_error_quoting_a_hostile_header_field_is_one_line() {
+        let e = UnpackError::ReadLayer {
+            layer: "1 (sha256:abc)".into(),
+            source: std::io::Error::other(
+                "numeric field was not a number: \n12\u{1} when getting cksum for a\nb",
+            ),
+        };
+        let msg = e.to_string();
+        assert!(!msg.contains('\n'), "{msg}");
+        assert!(msg.contains("for a\\nb"), "{msg}");
     }
 }

@@ -44,9 +44,9 @@ pub fn unpack_layers(
 ) -> Result<(), UnpackError> {
     let mut applier = Applier::new(rootfs, opts)?;
     for (i, layer) in layers.iter().enumerate() {
-        apply_layer(&mut applier, &layer.label(i), layer)?;
+        apply_layer(&mut applier, &layer.label(i), layer).map_err(|e| e.under(rootfs))?;
     }
-    applier.finish()
+    applier.finish().map_err(|e| e.under(rootfs))
 }
 
 /// One pass over one blob: read → decompress → sha256 → tar → apply; then check the diff_id.

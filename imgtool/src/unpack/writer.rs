@@ -68,6 +68,7 @@ pub fn xattr_failure(
             entry: entry.to_string(),
             step: "set xattr",
             source: e,
+            root: None,
         })
     }
 }
@@ -142,6 +143,7 @@ fn apply_err<'a>(
         entry: entry.to_string(),
         step,
         source: e.into(),
+        root: None,
     }
 }
 
@@ -194,6 +196,7 @@ impl WriterPool {
                                 entry: job.entry.clone(),
                                 step: "write file",
                                 source,
+                                root: None,
                             })
                             .and_then(|()| {
                                 finish_file(

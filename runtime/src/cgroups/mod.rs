@@ -60,6 +60,12 @@ fn warn_ignored(plan: &Plan) {
 }
 
 /// The resources of `spec` as cgroup files and device rules, checked; warns about the ignored ones.
+/// Check `linux.resources` as `prepare` does before it makes anything (the values, their
+/// translation into cgroup v2 files, the device rules), without a hierarchy.
+pub fn check_resources(spec: &Spec) -> Result<()> {
+    plan_of(spec).map(|_| ()).map_err(Into::into)
+}
+
 fn plan_of(spec: &Spec) -> std::result::Result<(Plan, Option<Vec<devices::Rule>>), CgroupError> {
     let res = spec.linux().as_ref().and_then(|l| l.resources().as_ref());
     let plan = match res {
@@ -86,7 +92,14 @@ pub fn prepare_systemd(spec: &Spec, id: &str) -> Result<systemd::Scope> {
 
 /// Decide the container's cgroup, create it, apply its resources. `None`: no cgroup2 hierarchy to use
 /// and nothing asked of one; the container then stays in the caller's cgroups.
-pub fn prepare(spec: &Spec, id: &str) -> Result<Option<Cgroup>> {
+///
+/// `record` learns the path just before the directory is made: `create` writes it into the
+/// container's record then, so a create killed from there on leaves a cgroup `delete` knows of.
+pub fn prepare(
+    spec: &Spec,
+    id: &str,
+    record: &mut dyn FnMut(&Path) -> Result<()>,
+) -> Result<Option<Cgroup>> {
     let linux = spec.linux().as_ref();
     // Everything is computed and checked before a directory exists: a bad value leaves nothing behind.
     let (plan, rules) = plan_of(spec)?;
@@ -112,6 +125,7 @@ pub fn prepare(spec: &Spec, id: &str) -> Result<Option<Cgroup>> {
             remove_empty_ancestors(&path, top);
         }
     };
+    record(&path)?;
     let cg = match create(&h, &path, &plan) {
         Ok(cg) => cg,
         Err(e) => {

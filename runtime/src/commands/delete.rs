@@ -9,8 +9,12 @@ use crate::{cgroups, hooks};
 
 pub fn run(g: &Globals, id: &str, force: bool) -> Result<()> {
     let c = match Container::load(&g.root, id) {
-        // runc: deleting a container that is already gone with --force is not an error.
-        Err(Error::ContainerNotFound(_)) if force => return Ok(()),
+        // runc: deleting a container that is already gone with --force is not an error. What
+        // commands killed half-way left in the root goes too.
+        Err(Error::ContainerNotFound(_)) if force => {
+            crate::container::state::sweep(&g.root);
+            return Ok(());
+        }
         r => r?,
     };
     match c.status() {

@@ -59,13 +59,7 @@ pub fn load(bundle: &Path) -> Result<Bundle> {
         path: config_path.clone(),
         source: e,
     })?;
-    // The seccomp section is checked on the raw JSON first, so a bad value is named by its path
-    // ("linux.seccomp.syscalls[1].action: ...") rather than by serde's line and column.
-    if let Ok(v) = serde_json::from_slice::<serde_json::Value>(&raw) {
-        crate::seccomp::validate_raw(&v).map_err(|e| Error::config(&config_path, e.to_string()))?;
-    }
-    let spec = parse(&config_path, &raw)?;
-    let rootfs = validate(&Machine, &config_path, &dir, &spec)?;
+    let (spec, rootfs) = check(&Machine, &config_path, &dir, &raw)?;
     Ok(Bundle {
         dir,
         config_path,
@@ -73,6 +67,25 @@ pub fn load(bundle: &Path) -> Result<Bundle> {
         spec,
         rootfs,
     })
+}
+
+/// Everything `load` checks of config.json's bytes, asking the machine only through `host`: the
+/// seccomp section on the raw JSON, the types, the rules. Returns the spec and the absolute rootfs.
+/// (The `config` fuzz target calls it with a made-up host.)
+pub fn check(
+    host: &impl Host,
+    config_path: &Path,
+    bundle: &Path,
+    raw: &[u8],
+) -> Result<(Spec, PathBuf)> {
+    // The seccomp section is checked on the raw JSON first, so a bad value is named by its path
+    // ("linux.seccomp.syscalls[1].action: ...") rather than by serde's line and column.
+    if let Ok(v) = serde_json::from_slice::<serde_json::Value>(raw) {
+        crate::seccomp::validate_raw(&v).map_err(|e| Error::config(config_path, e.to_string()))?;
+    }
+    let spec = parse(config_path, raw)?;
+    let rootfs = validate(host, config_path, bundle, &spec)?;
+    Ok((spec, rootfs))
 }
 
 /// Parse config.json; a type error names the field's path (e.g. `process.rlimits[0].type`).

@@ -73,8 +73,25 @@ impl Container {
         matches!(proc_start_time(self.saved.pid), Some((t, s)) if t == self.saved.start_time && s != 'Z' && s != 'X')
     }
 
+    /// Has the init exec'd the user process? `start` records it, but a `start` killed between its
+    /// go and that record leaves a running container recorded as not started: the kernel says
+    /// which (until its exec the init is a copy of this binary). An init we may not look at (a
+    /// rootless caller and a non-dumpable init) is judged by the record alone.
+    pub fn init_execd(&self) -> bool {
+        use std::os::unix::fs::MetadataExt;
+        let id = |p: &str| std::fs::metadata(p).ok().map(|m| (m.dev(), m.ino()));
+        match (
+            id(&format!("/proc/{}/exe", self.saved.pid)),
+            id("/proc/self/exe"),
+        ) {
+            (Some(init), Some(me)) => init != me,
+            _ => false,
+        }
+    }
+
     pub fn status(&self) -> Status {
-        if !self.init_alive() {
+        // A create that never finished (killed): its init exits on its own and never runs.
+        if self.saved.creating || !self.init_alive() {
             return Status::Stopped;
         }
         if let Some(cg) = &self.saved.cgroup {
@@ -82,7 +99,7 @@ impl Container {
                 return Status::Paused;
             }
         }
-        if self.saved.started {
+        if self.saved.started || self.init_execd() {
             Status::Running
         } else {
             Status::Created
@@ -130,4 +147,53 @@ pub fn oci_state_json(saved: &Saved, status: Status, pid: i32) -> serde_json::Va
         "owner": saved.owner,
         "annotations": saved.annotations,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn container_of(pid: i32, creating: bool) -> (tempfile::TempDir, Container) {
+        let root = tempfile::tempdir().unwrap();
+        let mut saved = state::tests::record("c1");
+        saved.pid = pid;
+        saved.start_time = proc_start_time(pid).unwrap().0;
+        saved.creating = creating;
+        let dir = StateDir::create(root.path(), "c1", &saved).unwrap();
+        (root, Container { dir, saved })
+    }
+
+    #[test]
+    fn an_abandoned_create_is_stopped_even_while_its_init_lives() {
+        // This process plays an init that has not exec'd (it runs this binary).
+        let me = std::process::id() as i32;
+        let (_root, c) = container_of(me, true);
+        assert!(c.init_alive());
+        assert_eq!(c.status(), Status::Stopped);
+        assert_eq!(c.oci_state()["pid"], 0);
+        let (_root, c) = container_of(me, false);
+        assert_eq!(c.status(), Status::Created);
+    }
+
+    #[test]
+    fn an_init_that_has_execd_is_running_even_if_no_start_recorded_it() {
+        let mut child = std::process::Command::new("sleep")
+            .arg("30")
+            .spawn()
+            .unwrap();
+        // Wait for the exec: until then the child runs this binary.
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        while std::fs::read_link(format!("/proc/{}/exe", child.id()))
+            .is_ok_and(|e| !e.ends_with("sleep"))
+            && std::time::Instant::now() < deadline
+        {
+            std::thread::sleep(std::time::Duration::from_millis(5));
+        }
+        let (_root, c) = container_of(child.id() as i32, false);
+        assert!(!c.saved.started);
+        let status = c.status();
+        let _ = child.kill();
+        let _ = child.wait();
+        assert_eq!(status, Status::Running);
+    }
 }

@@ -23,6 +23,10 @@ impl SeccompProgram {
         self.bpf.len()
     }
 
+    pub fn is_empty(&self) -> bool {
+        self.bpf.is_empty()
+    }
+
     pub fn flags(&self) -> libc::c_ulong {
         self.flags
     }

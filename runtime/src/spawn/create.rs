@@ -74,7 +74,23 @@ pub fn create(opts: CreateOpts) -> Result<Created> {
         None => None,
     };
     let listener = listener_of(spec);
-    let dir = StateDir::create(opts.root, opts.id)?;
+    // The record is kept up to date with everything made (the cgroup, the init) while `creating`:
+    // a create killed at any point leaves a stopped container that `delete` cleans.
+    let mut saved = Saved {
+        id: opts.id.to_string(),
+        pid: 0,
+        start_time: 0,
+        bundle: bundle.dir.clone(),
+        rootfs: bundle.rootfs.clone(),
+        created: log::now_rfc3339(),
+        owner: String::new(),
+        annotations: spec.annotations().clone().unwrap_or_default(),
+        started: false,
+        cgroup: None,
+        systemd_unit: None,
+        creating: true,
+    };
+    let dir = StateDir::create(opts.root, opts.id, &saved)?;
     let mut made = Made {
         dir: Some(dir),
         cgroup: None,
@@ -86,8 +102,9 @@ pub fn create(opts: CreateOpts) -> Result<Created> {
         seccomp.as_ref(),
         listener.clone(),
         &mut made,
+        &mut saved,
     ) {
-        Ok((saved, console_master)) => {
+        Ok(console_master) => {
             let dir = made.dir.take().expect("state dir");
             made.child = None;
             // The container owns its cgroup now: the undo list must not remove it.
@@ -129,7 +146,8 @@ fn create_in(
     seccomp: Option<&SeccompProgram>,
     listener: Option<(PathBuf, Option<String>)>,
     made: &mut Made,
-) -> Result<(Saved, Option<OwnedFd>)> {
+    saved: &mut Saved,
+) -> Result<Option<OwnedFd>> {
     let spec = &bundle.spec;
     let dir_path = made.dir.as_ref().expect("state dir").path.clone();
     let plan = namespaces::plan(spec);
@@ -150,7 +168,11 @@ fn create_in(
     let scope = if opts.systemd_cgroup {
         Some(cgroups::prepare_systemd(spec, opts.id)?)
     } else {
-        made.cgroup = cgroups::prepare(spec, opts.id)?;
+        let dir = made.dir.as_ref().expect("state dir");
+        made.cgroup = cgroups::prepare(spec, opts.id, &mut |path| {
+            saved.cgroup = Some(path.to_path_buf());
+            dir.save(saved)
+        })?;
         None
     };
     let idmapped = crate::rootfs::idmap::prepare_all(spec)?;
@@ -175,21 +197,8 @@ fn create_in(
         h.prestart().as_ref().is_some_and(|v| !v.is_empty())
             || h.create_runtime().as_ref().is_some_and(|v| !v.is_empty())
     });
-    let mut saved = Saved {
-        id: opts.id.to_string(),
-        pid: 0,
-        start_time: 0,
-        bundle: bundle.dir.clone(),
-        rootfs: bundle.rootfs.clone(),
-        created: log::now_rfc3339(),
-        owner: String::new(),
-        annotations: spec.annotations().clone().unwrap_or_default(),
-        started: false,
-        cgroup: None,
-        systemd_unit: None,
-    };
     let (preserve_fds, extra_env) = listen_fds(opts.preserve_fds);
-    let hook_state = oci_state_json(&saved, Status::Creating, 0).to_string();
+    let hook_state = oci_state_json(saved, Status::Creating, 0).to_string();
 
     // Clone flags exclude the time namespace: its offsets must be written before a process enters it.
     let mut flags = plan.clone_flags & !namespaces::clone_flag(LinuxNamespaceType::Time);
@@ -204,6 +213,9 @@ fn create_in(
     let pid = match crate::sys::clone3(flags, cgroup_fd.as_ref().map(|f| f.as_raw_fd())) {
         Err(e) => return Err(Error::sys("clone the container init", e)),
         Ok(0) => {
+            if let Some(dir) = &made.dir {
+                dir.close_lock_copy();
+            }
             drop(parent_sock);
             drop(console_ours);
             init::run(InitArgs {
@@ -249,17 +261,21 @@ fn create_in(
     saved.cgroup = made.cgroup.as_ref().map(|c| c.path.clone());
     saved.systemd_unit = made.cgroup.as_ref().and_then(|c| c.unit.clone());
     saved.pid = pid.as_raw();
+    // Our child cannot be reaped (its pid reused) before we wait for it: its start time is final.
+    saved.start_time = proc_start_time(pid.as_raw()).map(|(t, _)| t).unwrap_or(0);
+    // Until Go, a create killed here leaves an init that sees EOF and exits.
+    made.dir.as_ref().expect("state dir").save(saved)?;
     sync::send(sock, &Msg::Go, None).map_err(|e| Error::sys("start the init", e))?;
 
     loop {
         match recv(sock)? {
             (Msg::RunCreateHooks, _) => {
-                run_create_hooks(spec, &saved, pid.as_raw())?;
+                run_create_hooks(spec, saved, pid.as_raw())?;
                 sync::send(sock, &Msg::HooksDone, None)
                     .map_err(|e| Error::sys("resume the init after hooks", e))?;
             }
             (Msg::SeccompFd, Some(fd)) => {
-                forward_notify_fd(&listener, &saved, pid.as_raw(), fd.as_fd())?
+                forward_notify_fd(&listener, saved, pid.as_raw(), fd.as_fd())?
             }
             (Msg::Ready, _) => break,
             (Msg::Error { step, errno }, _) => return Err(Error::Init { step, errno }),
@@ -272,14 +288,17 @@ fn create_in(
         }
     }
     net_devices.keep();
-    saved.start_time = proc_start_time(pid.as_raw()).map(|(t, _)| t).unwrap_or(0);
+    saved.creating = false;
     let dir = made.dir.as_ref().expect("state dir");
     dir.save_config(&bundle.raw)?;
-    dir.save(&saved)?;
+    dir.save(saved)?;
     if let Some(p) = opts.pid_file {
         write_pid_file(p, pid.as_raw())?;
     }
-    Ok((saved, console_ours))
+    // Only now may the init wait for `start`: one whose create died before this record exits.
+    sync::send(sock, &Msg::Committed, None)
+        .map_err(|e| Error::sys("tell the init its container is recorded", e))?;
+    Ok(console_ours)
 }
 
 /// prestart then createRuntime hooks, in the runtime's namespaces while the init waits after its mounts.

@@ -171,6 +171,7 @@ fn setup(a: &InitArgs) -> InitResult<Never> {
     let ready = prepare_process(process, a.seccomp, sync, &a.extra_env, a.preserve_fds)?;
 
     sync::send(sync, &Msg::Ready, None).step(|| "tell the runtime we are ready".into())?;
+    wait_for(sync, Msg::Committed)?;
     let conn = wait_for_start(a.start_listener.as_raw_fd())?;
     // From here on, errors go to `start` over its connection.
     start_and_exec(a, spec, &hook_state, &conn, &ready)

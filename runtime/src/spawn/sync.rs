@@ -22,8 +22,11 @@ pub enum Msg {
     HooksDone,
     /// init → parent: a seccomp notify fd is attached.
     SeccompFd,
-    /// init → parent: everything is set up; waiting for `start`.
+    /// init → parent: everything is set up.
     Ready,
+    /// parent → init: the container is recorded; wait for `start`. An init whose parent dies
+    /// before this (EOF) exits: no init waits for a `start` that no record leads to.
+    Committed,
     /// either way: a step failed.
     Error { step: String, errno: i32 },
     /// start → init: exec the user process now.

@@ -10,6 +10,8 @@ use std::process::{Command, Output};
 
 pub mod cgroups;
 pub mod dropin;
+pub mod imgstore;
+pub mod private_tmpfs;
 pub mod registry;
 pub mod unpack;
 pub mod vm;

@@ -67,6 +67,9 @@ pub fn dir(p: &str) -> Entry {
 pub fn file(p: &str, data: &str) -> Entry {
     Entry::new(p, Kind::File(data.as_bytes().to_vec()), 0o644)
 }
+pub fn file_bytes(p: &str, data: &[u8]) -> Entry {
+    Entry::new(p, Kind::File(data.to_vec()), 0o644)
+}
 pub fn symlink(p: &str, target: &str) -> Entry {
     Entry::new(p, Kind::Symlink(target.into()), 0o777)
 }

@@ -1345,3 +1345,99 @@ fn bundle_prune_removes_an_unfinished_overlay_bundle_that_pins_layers() {
         "still mounted"
     );
 }
+
+#[test]
+fn an_unpack_into_the_directory_a_killed_unpack_left_takes_it_over() {
+    let f = Fixture::new();
+    let src = f.layout("many", &many_files_image());
+    for mode in ["copy", "overlay"] {
+        let b = f.path(&format!("b-{mode}"));
+        let mut child = Command::new(imgtool_bin())
+            .arg("--store")
+            .arg(f.store())
+            .args(["unpack", "--snapshot", mode, &src])
+            .arg(&b)
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        kill_when(&mut child, || b.join(".imgtool-unpacking").exists());
+        assert!(b.is_dir(), "{mode}: the killed unpack left no directory");
+        f.unpack(&src, &b, &["--snapshot", mode]);
+        assert!(b.join("rootfs/d99/f299").is_file(), "{mode}");
+        let o = f.imgtool(&["bundle", "rm", b.to_str().unwrap()]);
+        assert!(o.status.success(), "{mode}: {}", stderr(&o));
+    }
+    // The dead unpack's layer refs went with it: nothing pins the cached layer now.
+    let o = f.imgtool(&["bundle", "prune"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(
+        stdout(&o).contains("removed 1 unused cached layers"),
+        "{}",
+        stdout(&o)
+    );
+}
+
+#[test]
+fn bundle_rm_finishes_a_removal_that_was_killed_half_way() {
+    let f = Fixture::new();
+    let src = f.layout("many", &many_files_image());
+    let b = f.path("b");
+    f.unpack(&src, &b, &[]);
+    let rootfs = b.join("rootfs");
+    let mut child = Command::new(imgtool_bin())
+        .args(["bundle", "rm"])
+        .arg(&b)
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    kill_when(&mut child, || {
+        std::fs::read_dir(&rootfs).is_ok_and(|rd| rd.count() < 90)
+    });
+    // What makes the bundle ours goes last, so it is still known as one.
+    assert!(b.join("imgtool-bundle.json").is_file());
+    let o = f.imgtool(&["bundle", "rm", b.to_str().unwrap()]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(!b.exists());
+    // A removal killed after the record went leaves an empty directory: removable too.
+    std::fs::create_dir(&b).unwrap();
+    let o = f.imgtool(&["bundle", "rm", b.to_str().unwrap()]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(!b.exists());
+}
+
+#[test]
+fn a_bundle_prune_killed_half_way_leaves_no_half_layer_for_the_next_unpack() {
+    let f = Fixture::new();
+    let src = f.layout("many", &many_files_image());
+    let b = f.path("b");
+    f.unpack(&src, &b, &["--snapshot", "overlay"]);
+    let o = f.imgtool(&["bundle", "rm", b.to_str().unwrap()]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    // The cached layer's directories, wherever its removal has moved it.
+    let layers = f.store().join("snapshots/layers");
+    let dirs_left = || -> usize {
+        std::fs::read_dir(&layers)
+            .map(|rd| {
+                rd.flatten()
+                    .filter_map(|l| std::fs::read_dir(l.path().join("fs")).ok())
+                    .map(|fs| fs.count())
+                    .sum()
+            })
+            .unwrap_or(0)
+    };
+    assert_eq!(dirs_left(), 100);
+    let mut child = Command::new(imgtool_bin())
+        .arg("--store")
+        .arg(f.store())
+        .args(["bundle", "prune"])
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    kill_when(&mut child, || (1..90).contains(&dirs_left()));
+    // The next overlay unpack must not take what is left for the layer.
+    f.unpack(&src, &b, &["--snapshot", "overlay"]);
+    assert_eq!(std::fs::read_dir(b.join("rootfs")).unwrap().count(), 100);
+    assert!(b.join("rootfs/d0/f0").is_file() && b.join("rootfs/d99/f299").is_file());
+    let o = f.imgtool(&["bundle", "rm", b.to_str().unwrap()]);
+    assert!(o.status.success(), "{}", stderr(&o));
+}

@@ -75,6 +75,7 @@ impl Ctx<'_> {
             entry: self.entry.to_string(),
             step,
             source: e.into(),
+            root: None,
         }
     }
     pub(super) fn io(&self, step: &'static str) -> impl FnOnce(io::Error) -> UnpackError + '_ {
@@ -83,6 +84,7 @@ impl Ctx<'_> {
             entry: self.entry.to_string(),
             step,
             source: e,
+            root: None,
         }
     }
     pub(super) fn escape(&self, why: Escape) -> UnpackError {

@@ -1,0 +1,5 @@
+//! afl wrapper of the `auth` target (see src/lib.rs): `make fuzz`, or a plain build that replays
+//! one input read on stdin.
+fn main() {
+    afl::fuzz!(|data: &[u8]| fuzz::auth(data));
+}
