@@ -7,6 +7,7 @@ mod cgroups;
 mod cli;
 mod commands;
 mod container;
+mod criu;
 mod error;
 mod hooks;
 mod log;
@@ -82,6 +83,7 @@ fn dispatch(cli: Cli) -> Result<i32> {
     let g = commands::Globals {
         root,
         systemd_cgroup: cli.systemd_cgroup,
+        criu: cli.criu.clone(),
     };
     use commands::*;
     match &cmd {
@@ -120,5 +122,7 @@ fn dispatch(cli: Cli) -> Result<i32> {
         } => events::run(&g, &id, stats, &interval).map(|_| 0),
         Cmd::Update(a) => update::run(&g, &a).map(|_| 0),
         Cmd::Exec(a) => exec::run(&g, &a),
+        Cmd::Checkpoint(a) => checkpoint::run(&g, &a).map(|_| 0),
+        Cmd::Restore(a) => restore::run(&g, &a),
     }
 }

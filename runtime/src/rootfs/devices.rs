@@ -93,6 +93,11 @@ pub fn plan(spec: &Spec) -> Vec<Dev> {
     devs
 }
 
+/// The paths of the device nodes `plan` makes: CRIU is told of them as external (criu/mounts.rs).
+pub fn node_paths(spec: &Spec) -> Vec<PathBuf> {
+    plan(spec).into_iter().map(|d| d.path).collect()
+}
+
 /// Make every device of the plan under `rootfs` (before pivot_root), then the symlinks.
 pub fn create_all(spec: &Spec, rootfs: &Path, in_userns: bool) -> InitResult<()> {
     let root = open(

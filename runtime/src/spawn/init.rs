@@ -152,6 +152,10 @@ fn setup(a: &InitArgs) -> InitResult<Never> {
             .as_ref()
             .ok_or_else(|| fail("process.terminal is true but there is no console socket"))?;
         console::setup_console(process, sock.as_fd())?;
+    } else {
+        // A session of its own, as runc's init always has (setup_console makes one for a terminal):
+        // CRIU dumps a tree whose session leader is inside the container without --shell-job.
+        nix::unistd::setsid().step(|| "setsid".into())?;
     }
     sysctl::write_all(spec)?;
     if has_mountns {
