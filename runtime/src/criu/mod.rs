@@ -99,8 +99,8 @@ pub fn empty_ns_flag(name: &str) -> Result<u32> {
 pub fn locate(criu: &Path) -> Result<PathBuf> {
     let not_found = || Error::Criu {
         what: format!(
-            "criu binary {:?} not found: install CRIU (3.x) or give its path with --criu",
-            criu.display().to_string()
+            "{} not found: install CRIU (3.x) or give the criu binary's path with --criu",
+            criu.display()
         ),
         log: None,
     };

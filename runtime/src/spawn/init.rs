@@ -146,6 +146,7 @@ fn setup(a: &InitArgs) -> InitResult<Never> {
         nix::unistd::chdir("/").step(|| "chdir /".into())?;
     }
 
+    rootfs::devices::reopen_dev_null()?;
     if process.terminal().unwrap_or(false) {
         let sock = a
             .console_socket
