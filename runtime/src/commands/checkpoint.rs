@@ -70,10 +70,13 @@ pub fn run(g: &Globals, a: &CheckpointArgs) -> Result<()> {
     let c = Container::load(&g.root, &a.id)?;
     c.require_status(&[Status::Running, Status::Paused], "checkpoint")?;
     let spec = c.dir.load_config()?;
+    crate::log::debug("checkpoint: criu dump starts");
     dump::checkpoint(&c, &spec, &opts)?;
+    crate::log::debug("checkpoint: criu dump done");
     if !(a.leave_running || a.pre_dump) {
         // CRIU has ended the processes; what is left is the record, the cgroup and poststop hooks.
         delete::destroy(c)?;
+        crate::log::debug("checkpoint: container removed");
     }
     Ok(())
 }
