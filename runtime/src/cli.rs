@@ -29,9 +29,9 @@ pub struct Cli {
     /// true, false or auto (as runc); `spec --rootless` alone means true.
     #[arg(long, global = true, value_parser = ["true", "false", "auto"], num_args = 0..=1, default_missing_value = "true")]
     pub rootless: Option<String>,
-    /// Accepted for compatibility; gruntime does not checkpoint.
-    #[arg(long, global = true, hide = true)]
-    pub criu: Option<String>,
+    /// The criu binary for checkpoint/restore (default: criu from PATH).
+    #[arg(long, global = true, default_value = "criu")]
+    pub criu: PathBuf,
     #[arg(short = 'v', long = "version")]
     pub version: bool,
     #[command(subcommand)]
@@ -129,6 +129,100 @@ pub enum Cmd {
     Update(UpdateArgs),
     /// Run a process in a running container.
     Exec(ExecArgs),
+    /// Checkpoint a running container with CRIU.
+    Checkpoint(CheckpointArgs),
+    /// Restore a container from a CRIU checkpoint.
+    Restore(RestoreArgs),
+}
+
+/// The flags `checkpoint` and `restore` share (runc's names and meanings).
+#[derive(Args, Debug)]
+pub struct CriuArgs {
+    /// Directory of the CRIU images (default: ./checkpoint).
+    #[arg(long = "image-path")]
+    pub image_path: Option<PathBuf>,
+    /// Directory for CRIU's log and temporary files (default: the image directory).
+    #[arg(long = "work-path")]
+    pub work_path: Option<PathBuf>,
+    /// Allow open TCP connections.
+    #[arg(long = "tcp-established")]
+    pub tcp_established: bool,
+    /// Allow external unix sockets.
+    #[arg(long = "ext-unix-sk")]
+    pub ext_unix_sk: bool,
+    /// Allow a shell job (a session leader whose terminal is outside the container).
+    #[arg(long = "shell-job")]
+    pub shell_job: bool,
+    /// Handle file locks.
+    #[arg(long = "file-locks")]
+    pub file_locks: bool,
+    /// soft, full, strict or ignore.
+    #[arg(long = "manage-cgroups-mode")]
+    pub manage_cgroups_mode: Option<String>,
+    /// Namespace CRIU leaves empty instead of dumping/restoring it (network, …).
+    #[arg(long = "empty-ns")]
+    pub empty_ns: Vec<String>,
+    /// Deduplicate memory pages against the parent images.
+    #[arg(long = "auto-dedup")]
+    pub auto_dedup: bool,
+    /// Not supported (CRIU's lazy-pages daemon): an error.
+    #[arg(long = "lazy-pages")]
+    pub lazy_pages: bool,
+    /// Not supported (goes with --lazy-pages): an error.
+    #[arg(long = "status-fd")]
+    pub status_fd: Option<String>,
+}
+
+#[derive(Args, Debug)]
+pub struct CheckpointArgs {
+    pub id: String,
+    #[command(flatten)]
+    pub criu: CriuArgs,
+    /// Leave the container running after the checkpoint.
+    #[arg(long = "leave-running")]
+    pub leave_running: bool,
+    /// Dump memory only, for a later dump with --parent-path.
+    #[arg(long = "pre-dump")]
+    pub pre_dump: bool,
+    /// A previous (pre-)dump's images, relative to the image directory.
+    #[arg(long = "parent-path")]
+    pub parent_path: Option<PathBuf>,
+    /// Not supported (a CRIU page server): an error.
+    #[arg(long = "page-server")]
+    pub page_server: Option<String>,
+    /// Skip in-flight TCP connections.
+    #[arg(long = "tcp-skip-in-flight")]
+    pub tcp_skip_in_flight: bool,
+    /// Remap unlinked open files with a link.
+    #[arg(long = "link-remap")]
+    pub link_remap: bool,
+}
+
+#[derive(Args, Debug)]
+pub struct RestoreArgs {
+    pub id: String,
+    #[command(flatten)]
+    pub criu: CriuArgs,
+    /// Path to the bundle directory (default: the current directory).
+    #[arg(short = 'b', long, default_value = ".")]
+    pub bundle: PathBuf,
+    #[arg(short = 'd', long)]
+    pub detach: bool,
+    #[arg(long = "pid-file")]
+    pub pid_file: Option<PathBuf>,
+    #[arg(long = "console-socket")]
+    pub console_socket: Option<PathBuf>,
+    #[arg(long = "no-subreaper")]
+    pub no_subreaper: bool,
+    /// Accepted as runc does; CRIU makes the restored root itself.
+    #[arg(long = "no-pivot")]
+    pub no_pivot: bool,
+    /// An LSM profile for the restored process: an error on a host without AppArmor or SELinux.
+    #[arg(long = "lsm-profile")]
+    pub lsm_profile: Option<String>,
+    /// An LSM mount context: an error on a host without SELinux.
+    #[arg(long = "lsm-mount-context")]
+    pub lsm_mount_context: Option<String>,
 }
 
 #[derive(Args, Debug)]

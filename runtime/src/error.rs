@@ -50,6 +50,11 @@ pub enum Error {
         reason: String,
     },
     Unsupported(String),
+    /// A checkpoint or restore that CRIU refused or could not do; CRIU's own account is in its log.
+    Criu {
+        what: String,
+        log: Option<PathBuf>,
+    },
 }
 
 pub type Result<T> = std::result::Result<T, Error>;
@@ -89,6 +94,13 @@ impl std::fmt::Display for Error {
                 reason,
             } => write!(f, "{kind} hook #{index}: {reason}"),
             Error::Unsupported(m) => write!(f, "not supported: {m}"),
+            Error::Criu {
+                what,
+                log: Some(log),
+            } => {
+                write!(f, "{what} (CRIU's log: {})", log.display())
+            }
+            Error::Criu { what, log: None } => write!(f, "{what}"),
         }
     }
 }

@@ -6,6 +6,7 @@ pub mod cgroups;
 pub mod cli;
 pub mod commands;
 pub mod container;
+pub mod criu;
 pub mod error;
 pub mod hooks;
 pub mod log;

@@ -68,6 +68,7 @@ fn dispatch(cli: Cli) -> Result<i32> {
     let g = commands::Globals {
         root,
         systemd_cgroup: cli.systemd_cgroup,
+        criu: cli.criu.clone(),
     };
     use commands::*;
     match &cmd {
@@ -106,5 +107,7 @@ fn dispatch(cli: Cli) -> Result<i32> {
         } => events::run(&g, &id, stats, &interval).map(|_| 0),
         Cmd::Update(a) => update::run(&g, &a).map(|_| 0),
         Cmd::Exec(a) => exec::run(&g, &a),
+        Cmd::Checkpoint(a) => checkpoint::run(&g, &a).map(|_| 0),
+        Cmd::Restore(a) => restore::run(&g, &a),
     }
 }

@@ -83,6 +83,8 @@ pub fn features_json() -> serde_json::Value {
         "linux": linux,
         "annotations": {
             "org.opencontainers.runc.version": "gruntime",
+            // runc's key: checkpoint/restore are there (they need a criu binary when called).
+            "org.opencontainers.runc.checkpoint.enabled": "true",
             "io.github.gruntime.version": env!("CARGO_PKG_VERSION"),
             // runtime-spec's features have no place for these: listed here, as crun does with its own keys.
             "io.github.gruntime.scheduler.policies": crate::process::scheduler::POLICIES.join(","),

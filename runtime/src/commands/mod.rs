@@ -1,5 +1,6 @@
 //! One file per subcommand; each loads the container, acts, saves.
 
+pub mod checkpoint;
 pub mod create;
 pub mod delete;
 pub mod events;
@@ -9,6 +10,7 @@ pub mod kill;
 pub mod list;
 pub mod pause;
 pub mod ps;
+pub mod restore;
 pub mod run;
 pub mod spec;
 pub mod start;
@@ -22,4 +24,6 @@ pub struct Globals {
     pub root: PathBuf,
     /// `--systemd-cgroup`: new containers get a systemd scope (cgroups::systemd).
     pub systemd_cgroup: bool,
+    /// `--criu`: the criu binary for checkpoint/restore.
+    pub criu: PathBuf,
 }

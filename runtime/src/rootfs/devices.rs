@@ -93,6 +93,42 @@ pub fn plan(spec: &Spec) -> Vec<Dev> {
     devs
 }
 
+/// After pivot_root: any of fds 0-2 that is a /dev/null (the caller's, from the host: conmon and
+/// `run -d </dev/null` give one) is replaced by the container's own /dev/null, as runc does. The same
+/// device, but a file of the container's mount namespace: CRIU cannot dump an fd of a host mount.
+pub fn reopen_dev_null() -> InitResult<()> {
+    let null = open(
+        "/dev/null",
+        OFlag::O_RDWR | OFlag::O_CLOEXEC,
+        nix::sys::stat::Mode::empty(),
+    );
+    // A rootfs without /dev/null (no /dev mount, an image without the node): nothing to reopen.
+    let Ok(null) = null else {
+        return Ok(());
+    };
+    let null_rdev = nix::sys::stat::fstat(&null)
+        .step(|| "stat /dev/null".into())?
+        .st_rdev;
+    for fd in 0..3 {
+        // SAFETY: fds 0-2 are only looked at here; a closed one fails fstat and is skipped.
+        let stdio = unsafe { std::os::fd::BorrowedFd::borrow_raw(fd) };
+        let Ok(st) = nix::sys::stat::fstat(stdio) else {
+            continue;
+        };
+        if st.st_mode & libc::S_IFMT == libc::S_IFCHR && st.st_rdev == null_rdev {
+            // SAFETY: dup2 onto a standard fd from a live fd owned by `null`.
+            let r = unsafe { libc::dup2(null.as_raw_fd(), fd) };
+            nix::errno::Errno::result(r).step(|| format!("reopen /dev/null as fd {fd}"))?;
+        }
+    }
+    Ok(())
+}
+
+/// The paths of the device nodes `plan` makes: CRIU is told of them as external (criu/mounts.rs).
+pub fn node_paths(spec: &Spec) -> Vec<PathBuf> {
+    plan(spec).into_iter().map(|d| d.path).collect()
+}
+
 /// Make every device of the plan under `rootfs` (before pivot_root), then the symlinks.
 pub fn create_all(spec: &Spec, rootfs: &Path, in_userns: bool) -> InitResult<()> {
     let root = open(

@@ -146,12 +146,17 @@ fn setup(a: &InitArgs) -> InitResult<Never> {
         nix::unistd::chdir("/").step(|| "chdir /".into())?;
     }
 
+    rootfs::devices::reopen_dev_null()?;
     if process.terminal().unwrap_or(false) {
         let sock = a
             .console_socket
             .as_ref()
             .ok_or_else(|| fail("process.terminal is true but there is no console socket"))?;
         console::setup_console(process, sock.as_fd())?;
+    } else {
+        // A session of its own, as runc's init always has (setup_console makes one for a terminal):
+        // CRIU dumps a tree whose session leader is inside the container without --shell-job.
+        nix::unistd::setsid().step(|| "setsid".into())?;
     }
     sysctl::write_all(spec)?;
     if has_mountns {
