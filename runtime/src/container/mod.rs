@@ -135,6 +135,30 @@ impl Container {
     }
 }
 
+/// prestart then createRuntime hooks, in the runtime's namespaces once the container's exist: while
+/// the init waits after its mounts (create), or at CRIU's "setup-namespaces" (restore, as runc runs
+/// them). prestart hooks see the status `created` (they once ran at `start`; crun and the
+/// runtime-tools suite agree), createRuntime hooks `creating`, as the spec's lifecycle says.
+pub fn run_create_hooks(spec: &oci_spec::runtime::Spec, saved: &Saved, pid: i32) -> Result<()> {
+    let Some(h) = spec.hooks() else {
+        return Ok(());
+    };
+    for (kind, list, status) in [
+        ("prestart", h.prestart(), Status::Created),
+        ("createRuntime", h.create_runtime(), Status::Creating),
+    ] {
+        let state = oci_state_json(saved, status, pid).to_string();
+        crate::hooks::run_all(kind, list.as_deref().unwrap_or(&[]), &state).map_err(|e| {
+            Error::Hook {
+                kind,
+                index: e.index,
+                reason: e.reason,
+            }
+        })?;
+    }
+    Ok(())
+}
+
 pub fn oci_state_json(saved: &Saved, status: Status, pid: i32) -> serde_json::Value {
     serde_json::json!({
         "ociVersion": SPEC_VERSION,

@@ -21,17 +21,16 @@ use nix::sched::{unshare, CloneFlags};
 use nix::sys::signal::{kill, Signal};
 use nix::sys::stat::Mode;
 use nix::unistd::Pid;
-use oci_spec::runtime::Spec;
 use rust_criu::rust_criu_protobuf::rpc::{Cgroup_root, Criu_req_type, Ext_mount_map, Inherit_fd};
 
 use crate::cgroups::{self, Cgroup};
 use crate::container::config::{self, Bundle};
 use crate::container::state::{write_atomic, Saved, StateDir};
-use crate::container::{oci_state_json, proc_start_time, Container, Status};
+use crate::container::{proc_start_time, Container};
 use crate::criu::{descriptors, failure, mounts, namespaces, open_dir, rpc, Opts};
 use crate::error::{Error, Result};
+use crate::log;
 use crate::rootfs::resolve::{fd_path, mkdir_in_root};
-use crate::{hooks, log};
 
 pub struct RestoreOpts<'a> {
     pub root: &'a Path,
@@ -192,7 +191,9 @@ pub fn restore(o: &RestoreOpts) -> Result<Container> {
                          fd: Option<OwnedFd>|
      -> Result<()> {
         match script {
-            "setup-namespaces" => run_hooks(spec, &saved_for_hooks, n.pid()),
+            "setup-namespaces" => {
+                crate::container::run_create_hooks(spec, &saved_for_hooks, n.pid())
+            }
             "post-restore" => {
                 notified_pid = Some(n.pid());
                 Ok(())
@@ -250,25 +251,6 @@ fn own_cgroup(pid: u32) -> Option<String> {
     s.lines()
         .find_map(|l| l.strip_prefix("0::"))
         .map(str::to_string)
-}
-
-/// prestart and createRuntime hooks, once CRIU has made the namespaces (runc runs them there too).
-fn run_hooks(spec: &Spec, saved: &Saved, pid: i32) -> Result<()> {
-    let Some(h) = spec.hooks() else {
-        return Ok(());
-    };
-    for (kind, list, status) in [
-        ("prestart", h.prestart(), Status::Created),
-        ("createRuntime", h.create_runtime(), Status::Creating),
-    ] {
-        let state = oci_state_json(saved, status, pid).to_string();
-        hooks::run_all(kind, list.as_deref().unwrap_or(&[]), &state).map_err(|e| Error::Hook {
-            kind,
-            index: e.index,
-            reason: e.reason,
-        })?;
-    }
-    Ok(())
 }
 
 /// The restored terminal's master goes where a created container's would: to `--console-socket`.

@@ -21,7 +21,7 @@ use crate::seccomp::{self, SeccompProgram};
 use crate::spawn::console::Console;
 use crate::spawn::init::{self, InitArgs};
 use crate::spawn::sync::{self, Msg};
-use crate::{hooks, log, namespaces};
+use crate::{log, namespaces};
 
 pub struct CreateOpts<'a> {
     pub root: &'a Path,
@@ -270,7 +270,7 @@ fn create_in(
     loop {
         match recv(sock)? {
             (Msg::RunCreateHooks, _) => {
-                run_create_hooks(spec, saved, pid.as_raw())?;
+                crate::container::run_create_hooks(spec, saved, pid.as_raw())?;
                 sync::send(sock, &Msg::HooksDone, None)
                     .map_err(|e| Error::sys("resume the init after hooks", e))?;
             }
@@ -299,27 +299,6 @@ fn create_in(
     sync::send(sock, &Msg::Committed, None)
         .map_err(|e| Error::sys("tell the init its container is recorded", e))?;
     Ok(console_ours)
-}
-
-/// prestart then createRuntime hooks, in the runtime's namespaces while the init waits after its mounts.
-/// prestart hooks see the status `created` (they once ran at `start`; crun and the runtime-tools suite agree),
-/// createRuntime hooks `creating`, as the spec's lifecycle says.
-fn run_create_hooks(spec: &Spec, saved: &Saved, pid: i32) -> Result<()> {
-    let Some(h) = spec.hooks() else {
-        return Ok(());
-    };
-    for (kind, list, status) in [
-        ("prestart", h.prestart(), Status::Created),
-        ("createRuntime", h.create_runtime(), Status::Creating),
-    ] {
-        let state = oci_state_json(saved, status, pid).to_string();
-        hooks::run_all(kind, list.as_deref().unwrap_or(&[]), &state).map_err(|e| Error::Hook {
-            kind,
-            index: e.index,
-            reason: e.reason,
-        })?;
-    }
-    Ok(())
 }
 
 fn recv(sock: BorrowedFd) -> Result<(Msg, Option<OwnedFd>)> {
