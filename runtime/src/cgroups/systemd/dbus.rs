@@ -32,8 +32,12 @@ const PATH: &str = "/org/freedesktop/systemd1";
 const MANAGER: &str = "org.freedesktop.systemd1.Manager";
 const SYSTEM_SOCKET: &str = "/run/dbus/system_bus_socket";
 const PRIVATE_SOCKET: &str = "/run/systemd/private";
-/// A job (or a method call) that takes longer than this is reported, not waited for forever.
-const TIMEOUT: Duration = Duration::from_secs(30);
+/// A job still queued after this long is reported, as runc reports it.
+const JOB_TIMEOUT: Duration = Duration::from_secs(30);
+/// A method call with no reply after this long is reported, not waited for forever (runc's client
+/// has no bound at all). systemd answers in milliseconds, but a loaded host can starve it for tens
+/// of seconds (seen in the TCG guest with four VMs on two cores).
+const CALL_TIMEOUT: Duration = Duration::from_secs(90);
 /// A bigger message from systemd is not one of the replies we asked for.
 const MAX_MESSAGE: usize = 1 << 20;
 
@@ -181,8 +185,8 @@ impl Bus {
     fn open(path: &str, uid: u32, is_bus: bool) -> Result<Bus, String> {
         let stream = UnixStream::connect(path).map_err(|e| format!("connect {path}: {e}"))?;
         let set = |s: &UnixStream| {
-            s.set_read_timeout(Some(TIMEOUT))?;
-            s.set_write_timeout(Some(TIMEOUT))
+            s.set_read_timeout(Some(CALL_TIMEOUT))?;
+            s.set_write_timeout(Some(CALL_TIMEOUT))
         };
         set(&stream).map_err(|e| format!("{path}: {e}"))?;
         let mut bus = Bus {
@@ -303,10 +307,10 @@ impl Bus {
         &mut self,
         serial: u32,
     ) -> Result<(u8, Vec<(u8, OwnedValue)>, Vec<u8>, Context), CallError> {
-        let deadline = Instant::now() + TIMEOUT;
+        let deadline = Instant::now() + CALL_TIMEOUT;
         loop {
             if Instant::now() >= deadline {
-                return Err(wire("no reply in 30 s"));
+                return Err(wire(format!("no reply in {} s", CALL_TIMEOUT.as_secs())));
             }
             let mut fixed = [0u8; 16];
             self.stream.read_exact(&mut fixed).map_err(wire)?;
@@ -413,7 +417,7 @@ impl Bus {
     /// Wait until `job` has left systemd's queue. A finished job's object is gone, so each poll asks for
     /// its State until the object no longer exists; `false` when it was still queued at the timeout.
     pub fn wait_job(&mut self, job: &str) -> bool {
-        let deadline = Instant::now() + TIMEOUT;
+        let deadline = Instant::now() + JOB_TIMEOUT;
         let mut pause = Duration::from_micros(200);
         loop {
             match self.property(job, "org.freedesktop.systemd1.Job", "State") {
