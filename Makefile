@@ -13,11 +13,12 @@ DEMO_PACKAGES := busybox-static gcc libc6-dev tar gzip
 # Everything the tests and the benchmarks use on top: peers to compare with, container engines to
 # drive gruntime (docker.io: dockerd 20.10 with its containerd and tini), and the qemu VM with its
 # kernel; systemd, dbus and apparmor for the systemd-booted guest (Docker there loads its AppArmor
-# profile with apparmor_parser); gnupg and gpgv for imgtool's GPG signatures (signedBy, --sign-by).
+# profile with apparmor_parser); gnupg and gpgv for imgtool's GPG signatures (signedBy, --sign-by); criu for
+# checkpoint/restore.
 TEST_PACKAGES := $(DEMO_PACKAGES) runc crun skopeo umoci docker-registry golang-github-containers-common \
 	qemu-system-x86 linux-image-amd64 cpio xz-utils util-linux uidmap iproute2 hyperfine \
 	openssl apache2-utils tmux zstd pigz kmod bsdutils containerd podman conmon docker.io \
-	systemd dbus dbus-user-session apparmor time python3 python3-venv gnupg gpgv
+	systemd dbus dbus-user-session apparmor time python3 python3-venv gnupg gpgv criu
 
 .PHONY: all build release deps deps-demo demo demo-run test test-unit test-integration soak chaos fuzz bench lint clean
 
