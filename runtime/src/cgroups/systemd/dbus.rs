@@ -35,8 +35,7 @@ const PRIVATE_SOCKET: &str = "/run/systemd/private";
 /// A job still queued after this long is reported, as runc reports it.
 const JOB_TIMEOUT: Duration = Duration::from_secs(30);
 /// A method call with no reply after this long is reported, not waited for forever (runc's client
-/// has no bound at all). systemd answers in milliseconds, but a loaded host can starve it for tens
-/// of seconds (seen in the TCG guest with four VMs on two cores).
+/// has no bound at all). systemd answers in milliseconds; a TCG guest on a loaded host is slower.
 const CALL_TIMEOUT: Duration = Duration::from_secs(90);
 /// A bigger message from systemd is not one of the replies we asked for.
 const MAX_MESSAGE: usize = 1 << 20;
