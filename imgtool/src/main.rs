@@ -224,6 +224,9 @@ fn dispatch(mut ctx: Context, command: Command) -> Result<()> {
             commands::pull::run(&ctx, a)
         }
         Command::Images(a) => commands::images::run(&ctx, a),
+        Command::Inspect(a) if a.image.starts_with("docker://") => {
+            commands::inspect_remote::run(&ctx, &a)
+        }
         Command::Inspect(a) => commands::inspect::run(&ctx, a),
         Command::Rmi(a) => commands::rmi::run(&ctx, a),
         Command::Tag(a) => commands::tag::run(&ctx, a),

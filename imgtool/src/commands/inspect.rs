@@ -1,6 +1,6 @@
 //! `imgtool inspect IMAGE`: manifest, config, a layer table (digest, diffID, chainID, size) and
 //! history; `--format json` prints it all as one JSON object. `docker://REF` looks at a
-//! registry's image without pulling it (see `inspect_remote.rs`); `--raw` and `--config` print
+//! registry's image without pulling it (`inspect_remote.rs`, chosen in main.rs); `--raw` and `--config` print
 //! the manifest or the config as stored.
 use crate::context::Context;
 use crate::error::Result;
@@ -37,10 +37,8 @@ pub fn chain_ids(diff_ids: &[String]) -> Vec<String> {
     out
 }
 
+/// An image of the store (a `docker://` one goes to `inspect_remote`; main.rs dispatches).
 pub fn run(ctx: &Context, args: InspectArgs) -> Result<()> {
-    if args.image.starts_with("docker://") {
-        return crate::commands::inspect_remote::run(ctx, &args);
-    }
     let img = image::find(ctx, &args.image)?;
     if args.raw || args.config {
         let raw = if args.raw {
