@@ -310,7 +310,7 @@ pub fn start_pull(
             .name("pull".into())
             .spawn(move || {
                 let progress = crate::progress::Progress::new(ctx.quiet);
-                let res = crate::transport::registry::pull_announcing(
+                let res = crate::transport::registry_pull::pull_announcing(
                     &ctx,
                     &store,
                     &r,

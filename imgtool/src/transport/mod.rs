@@ -7,6 +7,7 @@ pub mod layout;
 pub mod layout_signatures;
 pub mod record;
 pub mod registry;
+pub mod registry_pull;
 pub mod remote;
 pub mod signatures;
 pub mod sigstore_attachments;
@@ -20,7 +21,7 @@ use crate::store::Store;
 /// Bring the image `source` names into the store; returns its manifest digest.
 pub fn fetch(ctx: &Context, store: &Store, source: &Source, progress: &Progress) -> Result<String> {
     let r = match source {
-        Source::Registry(r) => registry::pull(ctx, store, r, progress),
+        Source::Registry(r) => registry_pull::pull(ctx, store, r, progress),
         Source::OciLayout { dir, tag } => layout::import_dir(
             store,
             dir,
