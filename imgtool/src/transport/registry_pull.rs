@@ -22,7 +22,10 @@ use crate::manifest::{
 use crate::progress::Progress;
 use crate::store::{BlobWriter, Store};
 use crate::transport::record::{record_image, Record};
-use crate::transport::registry::*;
+use crate::transport::registry::{
+    backoff, connect_for_pull, fetch_manifest, registry_err, stall_reason, stalled, transient,
+    warn_stall, Conn, CONCURRENT_LAYERS,
+};
 use crate::verify::{expect_diff_id, sha256_digest, StreamingDiffId};
 
 /// Pass the image the user named `named`, read from `conn`, through the policy gate; returns
