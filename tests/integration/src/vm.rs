@@ -100,6 +100,9 @@ pub enum VmError {
     /// shared with that VM (its name appears on the qemu command line).
     Timeout {
         timeout: Duration,
+        /// How long run.sh ran, from its spawn to its exit: excludes the wait for
+        /// [`ONE_VM_AT_A_TIME`], which another test's batch may hold for minutes.
+        ran: Duration,
         job_dir: PathBuf,
         stdout: String,
         stderr: String,
@@ -384,6 +387,7 @@ impl Vm {
                 nix::sys::prctl::set_pdeathsig(Signal::SIGKILL).map_err(io::Error::from)
             });
         }
+        let spawned = Instant::now();
         let child = cmd.spawn().map_err(|source| VmError::SpawnRunScript {
             script: script_path.clone(),
             source,
@@ -401,7 +405,8 @@ impl Vm {
                 });
             }
         };
-        collect_outcome(&job_dir, status, &read_lossy(&log_path), self.timeout)
+        let ran = spawned.elapsed();
+        collect_outcome(&job_dir, status, &read_lossy(&log_path), self.timeout, ran)
     }
 }
 
@@ -420,6 +425,7 @@ fn collect_outcome(
     status: ExitStatus,
     log: &str,
     timeout: Duration,
+    ran: Duration,
 ) -> Result<VmOutput, VmError> {
     let read = |name: &str| read_lossy(&job_dir.join(name));
     let result = read("result");
@@ -439,6 +445,7 @@ fn collect_outcome(
     if result.starts_with("timeout ") {
         return Err(VmError::Timeout {
             timeout,
+            ran,
             job_dir: job_dir.to_path_buf(),
             stdout: read("stdout"),
             stderr: read("stderr"),
