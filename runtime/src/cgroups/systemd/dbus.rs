@@ -208,7 +208,11 @@ impl Bus {
         Ok(bus)
     }
 
-    /// The SASL exchange: a NUL byte, `AUTH EXTERNAL <uid as hex-encoded decimal>`, `OK <guid>`, `BEGIN`.
+    /// The SASL exchange: a NUL byte, `AUTH EXTERNAL <uid as hex-encoded decimal>` and `BEGIN` in one
+    /// write, then `OK <guid>`. Sending `BEGIN` before the `OK`, as sd-bus does, is not a shortcut:
+    /// systemd 252's server side stalls when `BEGIN` and the first message arrive in the same read
+    /// (the message stays in its buffer, unanswered, until more bytes come). On its private socket
+    /// that happened whenever the host was busy enough to coalesce the two writes.
     fn authenticate(&mut self, uid: u32) -> Result<(), String> {
         let hex: String = uid
             .to_string()
@@ -217,13 +221,13 @@ impl Bus {
             .collect();
         let io = |e: std::io::Error| e.to_string();
         self.stream
-            .write_all(format!("\0AUTH EXTERNAL {hex}\r\n").as_bytes())
+            .write_all(format!("\0AUTH EXTERNAL {hex}\r\nBEGIN\r\n").as_bytes())
             .map_err(io)?;
         let line = self.read_line().map_err(io)?;
         if !line.starts_with("OK ") {
             return Err(format!("the server said {:?}", line.trim_end()));
         }
-        self.stream.write_all(b"BEGIN\r\n").map_err(io)
+        Ok(())
     }
 
     /// One `\r\n`-terminated line of the SASL exchange, read byte by byte: nothing after it may be
@@ -602,5 +606,33 @@ mod tests {
             "{:?}",
             String::from_utf8_lossy(&header)
         );
+    }
+
+    /// A server that, like systemd's, wants `BEGIN` in the same read as `AUTH` and answers `OK` only
+    /// then: a client that waited for `OK` before sending `BEGIN` would hang here (until the timeout).
+    #[test]
+    fn begin_is_sent_with_auth_before_the_servers_ok() {
+        let (ours, mut theirs) = UnixStream::pair().unwrap();
+        theirs
+            .set_read_timeout(Some(Duration::from_secs(5)))
+            .unwrap();
+        let server = std::thread::spawn(move || {
+            let mut got = Vec::new();
+            let mut buf = [0u8; 256];
+            while !got.ends_with(b"BEGIN\r\n") {
+                match theirs.read(&mut buf) {
+                    Ok(n) if n > 0 => got.extend_from_slice(&buf[..n]),
+                    _ => return got,
+                }
+            }
+            theirs.write_all(b"OK 0123456789abcdef\r\n").unwrap();
+            got
+        });
+        let mut bus = bus_on(ours);
+        bus.stream
+            .set_read_timeout(Some(Duration::from_secs(10)))
+            .unwrap();
+        bus.authenticate(0).unwrap();
+        assert_eq!(server.join().unwrap(), b"\0AUTH EXTERNAL 30\r\nBEGIN\r\n");
     }
 }
