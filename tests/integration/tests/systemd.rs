@@ -9,7 +9,7 @@ use std::path::Path;
 use std::sync::LazyLock;
 use std::time::Duration;
 
-use integration::cgroups::{add_capability, make_bundle, set_resources};
+use integration::cgroups::{add_bind, add_capability, make_bundle, set_resources};
 use integration::vm::{Vm, VmOutput};
 use integration::{gruntime_bin, make_busybox_rootfs, stderr, stdout, unique_id, TestBundle};
 use serde_json::{json, Value};
@@ -211,6 +211,26 @@ msg /tmp/bad.err
 echo "units left: $(units_like 'gtest-badcpus*')"
 echo "state left: $(ls /run/gt | grep -c badcpus)"
 
+section checkpoint_restore
+# CRIU under the systemd driver: the restore starts a new scope (criu swrk is its first process) and the
+# restored counter goes on inside it.
+mkdir -p /tmp/out-ck
+$G $S run -d --bundle $B/ck ck </dev/null >/dev/null 2>&1; echo "run: $?"
+more_lines() { test "$(wc -l < "$1")" -gt "$2"; }
+wait_until 60 more_lines /tmp/out-ck/log 5; echo "counting: $?"
+$G $S checkpoint --image-path /tmp/ck-img ck; echo "checkpoint: $?"
+echo "units after checkpoint: $(units_like 'gtest-ck*')"
+n=$(wc -l < /tmp/out-ck/log)
+$G $S restore -d --bundle $B/ck --image-path /tmp/ck-img ck </dev/null >/tmp/ck-r.out 2>&1; echo "restore: $?"
+msg /tmp/ck-r.out
+echo "unit after restore: $(systemctl is-active gtest-ck.scope)"
+CKCG=/sys/fs/cgroup$(show gtest-ck.scope ControlGroup)
+grep -qx "$($G $S state ck | grep -o '"pid": [0-9]*' | grep -o '[0-9]*$')" $CKCG/cgroup.procs && echo "restored init in the scope"
+wait_until 30 more_lines /tmp/out-ck/log $((n + 3)); echo "counting again: $?"
+[ "$(sed -n "$((n + 1))p" /tmp/out-ck/log)" = "$((n + 1))" ] && echo "continues from the next value"
+$G $S delete -f ck; echo "delete: $?"
+echo "units left: $(units_like 'gtest-ck*')"
+
 section rootless
 useradd -m -s /bin/sh grtsd >/dev/null 2>&1
 UID_=$(id -u grtsd)
@@ -294,6 +314,16 @@ fn bundles(dir: &Path) {
         &|_| {},
     );
     b("dup", Some("system.slice:gtest:dup"), sleep, &|_| {});
+    b(
+        "ck",
+        Some("system.slice:gtest:ck"),
+        &[
+            "sh",
+            "-c",
+            "i=0; while true; do i=$((i+1)); echo $i >> /out/log; sleep 0.1; done",
+        ],
+        &|c| add_bind(c, "/tmp/out-ck", "/out"),
+    );
     b("badcpus", Some("system.slice:gtest:badcpus"), sleep, &|c| {
         set_resources(c, json!({"cpu": {"cpus": "0-999"}}))
     });
@@ -504,6 +534,26 @@ fn systemd_guest_a_value_the_kernel_refuses_stops_the_unit_and_leaves_nothing() 
     assert!(
         has(&s, "units left: 0") && has(&s, "state left: 0"),
         "{out}"
+    );
+}
+
+#[test]
+fn systemd_guest_a_checkpointed_container_restores_into_a_new_scope_and_goes_on_counting() {
+    assert_lines(
+        "checkpoint_restore",
+        &[
+            "run: 0",
+            "counting: 0",
+            "checkpoint: 0",
+            "units after checkpoint: 0",
+            "restore: 0",
+            "unit after restore: active",
+            "restored init in the scope",
+            "counting again: 0",
+            "continues from the next value",
+            "delete: 0",
+            "units left: 0",
+        ],
     );
 }
 
