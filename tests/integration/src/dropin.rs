@@ -16,6 +16,36 @@ use std::time::Duration;
 use crate::vm::{Init, Vm, VmOutput};
 use crate::{gruntime_bin, make_busybox_rootfs, run, shell_quote, stderr, workspace_root};
 
+/// A test module `name` of four tests, `{gruntime,runc}_under_{cgroupfs,systemd}`, each running
+/// `$check(Driver, Runtime)`: every scenario of docker.rs and dropin.rs runs under both drivers with
+/// gruntime and the control. The caller has `Driver` and `Runtime` in scope.
+#[macro_export]
+macro_rules! every_setup {
+    ($(#[$doc:meta])* $name:ident, $check:expr) => {
+        $(#[$doc])*
+        mod $name {
+            #[allow(unused_imports)]
+            use super::*;
+            #[test]
+            fn gruntime_under_cgroupfs() {
+                ($check)(Driver::Cgroupfs, Runtime::Gruntime)
+            }
+            #[test]
+            fn runc_under_cgroupfs() {
+                ($check)(Driver::Cgroupfs, Runtime::Runc)
+            }
+            #[test]
+            fn gruntime_under_systemd() {
+                ($check)(Driver::Systemd, Runtime::Gruntime)
+            }
+            #[test]
+            fn runc_under_systemd() {
+                ($check)(Driver::Systemd, Runtime::Runc)
+            }
+        }
+    };
+}
+
 /// The runtime a scenario drove.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Runtime {

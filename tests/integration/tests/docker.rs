@@ -10,33 +10,7 @@
 //! umoci, skopeo, qemu-system-x86, linux-image-amd64, systemd.
 
 use integration::dropin::{calls, scenario, section, Client, Driver, Runtime, Scenario};
-
-/// `name::{gruntime,runc}_under_{cgroupfs,systemd}`, each running `$check(Driver, Runtime)`.
-macro_rules! every_setup {
-    ($(#[$doc:meta])* $name:ident, $check:expr) => {
-        $(#[$doc])*
-        mod $name {
-            #[allow(unused_imports)]
-            use super::*;
-            #[test]
-            fn gruntime_under_cgroupfs() {
-                ($check)(Driver::Cgroupfs, Runtime::Gruntime)
-            }
-            #[test]
-            fn runc_under_cgroupfs() {
-                ($check)(Driver::Cgroupfs, Runtime::Runc)
-            }
-            #[test]
-            fn gruntime_under_systemd() {
-                ($check)(Driver::Systemd, Runtime::Gruntime)
-            }
-            #[test]
-            fn runc_under_systemd() {
-                ($check)(Driver::Systemd, Runtime::Runc)
-            }
-        }
-    };
-}
+use integration::every_setup;
 
 fn docker(d: Driver, rt: Runtime, name: &str) -> Scenario {
     scenario(Client::Docker, d, rt, name)
