@@ -520,3 +520,28 @@ pub async fn fetch_manifest(
     }
     Ok((raw.to_vec(), actual))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn plain_http_is_allowed_only_for_loopback_registries() {
+        for ok in [
+            "localhost",
+            "localhost:5000",
+            "127.0.0.1:5000",
+            "[::1]:5000",
+        ] {
+            assert!(is_loopback_registry(ok), "{ok}");
+        }
+        for no in [
+            "docker.io",
+            "localhost.example.com",
+            "127.0.0.2",
+            "10.0.0.1:5000",
+        ] {
+            assert!(!is_loopback_registry(no), "{no}");
+        }
+    }
+}

@@ -451,28 +451,3 @@ fn check_streamed_diff_id(diff: StreamingDiffId, digest: &str, expected: &str) -
     })?;
     expect_diff_id(digest, expected, actual)
 }
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn plain_http_is_allowed_only_for_loopback_registries() {
-        for ok in [
-            "localhost",
-            "localhost:5000",
-            "127.0.0.1:5000",
-            "[::1]:5000",
-        ] {
-            assert!(is_loopback_registry(ok), "{ok}");
-        }
-        for no in [
-            "docker.io",
-            "localhost.example.com",
-            "127.0.0.2",
-            "10.0.0.1:5000",
-        ] {
-            assert!(!is_loopback_registry(no), "{no}");
-        }
-    }
-}
