@@ -99,7 +99,6 @@ pub enum VmError {
     /// The batch ran past its timeout and the VM was killed. `job_dir` was the host directory
     /// shared with that VM (its name appears on the qemu command line).
     Timeout {
-        timeout: Duration,
         /// How long run.sh ran, from its spawn to its exit: excludes the wait for
         /// [`ONE_VM_AT_A_TIME`], which another test's batch may hold for minutes.
         ran: Duration,
@@ -135,16 +134,16 @@ impl fmt::Display for VmError {
                 tail(console, 25)
             ),
             VmError::Timeout {
-                timeout,
+                ran,
                 stdout,
                 stderr,
                 console,
                 ..
             } => write!(
                 f,
-                "the batch ran past its {}s timeout and the VM was killed\n--- guest stdout ---\n\
+                "the batch ran past its timeout and the VM was killed after {} s\n--- guest stdout ---\n\
                  {stdout}\n--- guest stderr ---\n{stderr}\n--- guest console (tail) ---\n{}",
-                timeout.as_secs(),
+                ran.as_secs(),
                 tail(console, 25)
             ),
             VmError::GuestLockup {
@@ -406,7 +405,7 @@ impl Vm {
             }
         };
         let ran = spawned.elapsed();
-        collect_outcome(&job_dir, status, &read_lossy(&log_path), self.timeout, ran)
+        collect_outcome(&job_dir, status, &read_lossy(&log_path), ran)
     }
 }
 
@@ -424,7 +423,6 @@ fn collect_outcome(
     job_dir: &Path,
     status: ExitStatus,
     log: &str,
-    timeout: Duration,
     ran: Duration,
 ) -> Result<VmOutput, VmError> {
     let read = |name: &str| read_lossy(&job_dir.join(name));
@@ -444,7 +442,6 @@ fn collect_outcome(
     }
     if result.starts_with("timeout ") {
         return Err(VmError::Timeout {
-            timeout,
             ran,
             job_dir: job_dir.to_path_buf(),
             stdout: read("stdout"),
