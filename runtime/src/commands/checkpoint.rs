@@ -22,10 +22,7 @@ pub fn criu_opts(g: &Globals, a: &CriuArgs) -> Result<Opts> {
             "--status-fd (it only goes with --lazy-pages) is not implemented by gruntime".into(),
         ));
     }
-    let mut empty_ns = 0;
-    for ns in &a.empty_ns {
-        empty_ns |= criu::empty_ns_flag(ns)?;
-    }
+    let empty_ns = criu::empty_ns_mask(&a.empty_ns)?;
     let image_path = match &a.image_path {
         Some(p) => p.clone(),
         // runc's default: ./checkpoint

@@ -70,28 +70,28 @@ pub struct Opts {
     pub shell_job: bool,
     pub file_locks: bool,
     pub manage_cgroups_mode: Option<CgMode>,
-    /// CLONE_NEW* bits of namespaces CRIU creates empty instead of restoring (`--empty-ns network`).
+    /// CLONE_NEW* bits of the namespaces CRIU creates empty instead of restoring ([`empty_ns_mask`]).
     pub empty_ns: u32,
     pub auto_dedup: bool,
 }
 
-/// `--empty-ns NAME` → its CLONE_NEW* bit, with runc's names.
-pub fn empty_ns_flag(name: &str) -> Result<u32> {
-    let f = match name {
-        "network" => libc::CLONE_NEWNET,
-        "pid" => libc::CLONE_NEWPID,
-        "mount" => libc::CLONE_NEWNS,
-        "ipc" => libc::CLONE_NEWIPC,
-        "uts" => libc::CLONE_NEWUTS,
-        "user" => libc::CLONE_NEWUSER,
-        "cgroup" => libc::CLONE_NEWCGROUP,
-        _ => {
-            return Err(Error::InvalidArgument(format!(
-                "--empty-ns {name:?}: namespace is not supported"
-            )))
-        }
-    };
-    Ok(f as u32)
+/// The namespaces CRIU recreates empty instead of dumping and restoring their contents: always the
+/// network namespace, as runc does (a runtime does not manage interfaces, routes or firewall rules; the
+/// engine that set them up does, and dumping them runs `ip` and `iptables-save` eight times: 0.75 s of
+/// a 2.35 s dump in the bench's TCG VM), plus each `--empty-ns NAME` (runc accepts only `network`).
+pub fn empty_ns_mask(names: &[String]) -> Result<u32> {
+    let mut mask = libc::CLONE_NEWNET as u32;
+    for name in names {
+        mask |= match name.as_str() {
+            "network" => libc::CLONE_NEWNET as u32,
+            _ => {
+                return Err(Error::InvalidArgument(format!(
+                    "--empty-ns {name:?}: namespace is not supported (only \"network\")"
+                )))
+            }
+        };
+    }
+    Ok(mask)
 }
 
 /// The criu binary to run: an explicit path as given, a bare name looked up in PATH. Not found is an
@@ -198,5 +198,23 @@ fn failure(e: rpc::CallError, what: &str, criu: &Path, log: PathBuf) -> Error {
     Error::Criu {
         what,
         log: Some(log),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_network_namespace_is_always_left_empty_as_runc_leaves_it() {
+        let net = libc::CLONE_NEWNET as u32;
+        assert_eq!(empty_ns_mask(&[]).unwrap(), net);
+        assert_eq!(empty_ns_mask(&["network".into()]).unwrap(), net);
+    }
+
+    #[test]
+    fn an_empty_ns_other_than_network_is_refused_naming_it() {
+        let e = empty_ns_mask(&["pid".into()]).unwrap_err().to_string();
+        assert!(e.contains("--empty-ns \"pid\""), "{e}");
     }
 }

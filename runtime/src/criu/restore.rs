@@ -21,6 +21,7 @@ use nix::sched::{unshare, CloneFlags};
 use nix::sys::signal::{kill, Signal};
 use nix::sys::stat::Mode;
 use nix::unistd::Pid;
+use oci_spec::runtime::LinuxNamespaceType;
 use rust_criu::rust_criu_protobuf::rpc::{Cgroup_root, Criu_req_type, Ext_mount_map, Inherit_fd};
 
 use crate::cgroups::{self, Cgroup};
@@ -186,12 +187,22 @@ pub fn restore(o: &RestoreOpts) -> Result<Container> {
         Ok(())
     };
     let saved_for_hooks = saved.clone();
+    // A network namespace of its own (not joined by path), which CRIU recreates empty.
+    let new_netns = spec
+        .linux()
+        .as_ref()
+        .and_then(|l| l.namespaces().as_ref())
+        .and_then(|v| v.iter().find(|n| n.typ() == LinuxNamespaceType::Network))
+        .is_some_and(|n| n.path().is_none());
     let mut on_notify = |script: &str,
                          n: &rust_criu::rust_criu_protobuf::rpc::Criu_notify,
                          fd: Option<OwnedFd>|
      -> Result<()> {
         match script {
             "setup-namespaces" => {
+                if new_netns {
+                    crate::namespaces::netdev::loopback_up(n.pid())?;
+                }
                 crate::container::run_create_hooks(spec, &saved_for_hooks, n.pid())
             }
             "post-restore" => {

@@ -222,6 +222,30 @@ pub fn move_all(spec: &Spec, init_pid: i32) -> Result<Moved> {
     Ok(moved)
 }
 
+/// Bring `lo` up in the network namespace of `pid`. A restore needs it: CRIU recreates the container's
+/// new network namespace empty (see `criu::empty_ns_mask`), with `lo` down, and a TCP connection over
+/// loopback kept by `--tcp-established` cannot be reconnected then ("Network is unreachable").
+pub fn loopback_up(pid: i32) -> Result<()> {
+    let what = |step: &str| format!("bring lo up in the network namespace of {pid}: {step}");
+    let open_ns = |path: String| {
+        open(
+            path.as_str(),
+            OFlag::O_RDONLY | OFlag::O_CLOEXEC,
+            Mode::empty(),
+        )
+        .map_err(|e| Error::sys(what(&format!("open {path}")), e))
+    };
+    let target = open_ns(format!("/proc/{pid}/ns/net"))?;
+    let home = open_ns("/proc/self/ns/net".to_string())?;
+    let nl = Netlink::open_in(target.as_fd(), home.as_fd())
+        .map_err(|e| Error::sys(what("open rtnetlink"), e))?;
+    let (index, _) = nl
+        .link_by_name("lo")
+        .map_err(|e| Error::sys(what("find lo"), e))?;
+    nl.set_up(index)
+        .map_err(|e| Error::sys(what("set it up"), e))
+}
+
 /// The container's network namespace: joined by path, or the new one of the init.
 fn target_netns(spec: &Spec, init_pid: i32) -> Result<OwnedFd> {
     let path = spec
