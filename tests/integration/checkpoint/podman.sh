@@ -5,23 +5,7 @@
 set -u
 . "$(dirname "$0")/../dropin/common.sh"
 
-T=$(mktemp -d /tmp/ck-podman.XXXXXX)
-WRAP=$T/bin
-make_wrappers "$WRAP"
-cat >"$T/containers.conf" <<CONF
-[engine]
-cgroup_manager = "cgroupfs"
-events_logger = "file"
-runtime_supports_json = ["crun", "runc", "kata", "runsc", "youki", "krun", "gruntime"]
-
-[engine.runtimes]
-gruntime = ["$GRUNTIME"]
-CONF
-export CONTAINERS_CONF=$T/containers.conf
-podman() {
-	timeout $T_OUT /usr/bin/podman --root "$T/root" --runroot "$T/runroot" --tmpdir "$T/libpod" \
-		--storage-driver overlay "$@"
-}
+podman_env "$(mktemp -d /tmp/ck-podman.XXXXXX)" cgroupfs
 IMG=localhost/busybox:latest
 section "podman/import"
 podman import "$CK_WORK/busybox-rootfs.tar" "$IMG" 2>&1

@@ -1,4 +1,5 @@
-# Shared by the drop-in guest scripts (containerd.sh, podman.sh): sections, logging runtime wrappers.
+# Shared by the drop-in guest scripts (containerd.sh, podman.sh, docker.sh) and checkpoint/podman.sh:
+# sections, logging runtime wrappers, a private podman.
 # Sourced in the VM guest. Needs GRUNTIME (the gruntime binary) in the environment.
 
 # Every section ends with `rc=N`, the status of its key command, which the Rust tests parse.
@@ -34,6 +35,30 @@ exec "$real" "\$@"
 WRAP
 		chmod +x "$dir/$name"
 	done
+}
+
+# podman_env DIR DRIVER: a private podman under DIR (its own root, runroot, tmpdir and
+# containers.conf) with the cgroup manager DRIVER, the logging wrappers in $WRAP (DIR/bin), and
+# `podman` as a function that runs it. The containers.conf lines of docs/dropin.md: gruntime by name,
+# and in runtime_supports_json so podman passes it `--log-format=json --log FILE` and reports its errors.
+podman_env() {
+	T=$1
+	WRAP=$T/bin
+	make_wrappers "$WRAP"
+	cat >"$T/containers.conf" <<CONF
+[engine]
+cgroup_manager = "$2"
+events_logger = "file"
+runtime_supports_json = ["crun", "runc", "kata", "runsc", "youki", "krun", "gruntime"]
+
+[engine.runtimes]
+gruntime = ["$GRUNTIME"]
+CONF
+	export CONTAINERS_CONF=$T/containers.conf
+	podman() {
+		timeout $T_OUT /usr/bin/podman --root "$T/root" --runroot "$T/runroot" --tmpdir "$T/libpod" \
+			--storage-driver overlay "$@"
+	}
 }
 
 # real_runtime NAME: the runtime binary itself, for the scenarios that name it directly.

@@ -14,26 +14,7 @@ systemd) C=podman-systemd ;;
 *) echo "DROPIN_CGROUP_DRIVER=$DRIVER: not cgroupfs or systemd" >&2; exit 2 ;;
 esac
 
-T=$(mktemp -d /tmp/dropin-podman.XXXXXX)
-WRAP=$T/bin
-make_wrappers "$WRAP"
-# The containers.conf lines of docs/dropin.md: gruntime by name, and in runtime_supports_json so
-# podman passes it `--log-format=json --log FILE` and reports its errors.
-cat >"$T/containers.conf" <<CONF
-[engine]
-cgroup_manager = "$DRIVER"
-events_logger = "file"
-runtime_supports_json = ["crun", "runc", "kata", "runsc", "youki", "krun", "gruntime"]
-
-[engine.runtimes]
-gruntime = ["$GRUNTIME"]
-CONF
-export CONTAINERS_CONF=$T/containers.conf
-
-podman() {
-	timeout $T_OUT /usr/bin/podman --root "$T/root" --runroot "$T/runroot" --tmpdir "$T/libpod" \
-		--storage-driver overlay "$@"
-}
+podman_env "$(mktemp -d /tmp/dropin-podman.XXXXXX)" "$DRIVER"
 IMG=localhost/busybox:latest
 section "$C/import"
 podman import "$DROPIN_WORK/busybox-rootfs.tar" "$IMG" 2>&1
