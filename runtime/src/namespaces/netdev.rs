@@ -239,11 +239,18 @@ pub fn loopback_up(pid: i32) -> Result<()> {
     let home = open_ns("/proc/self/ns/net".to_string())?;
     let nl = Netlink::open_in(target.as_fd(), home.as_fd())
         .map_err(|e| Error::sys(what("open rtnetlink"), e))?;
-    let (index, _) = nl
-        .link_by_name("lo")
-        .map_err(|e| Error::sys(what("find lo"), e))?;
+    lo_up(&nl).map_err(|e| Error::sys(what("set it up"), e))
+}
+
+/// Bring `lo` up in the caller's own network namespace: the init does it in a network namespace of
+/// its own, as runc and crun do (a new namespace's `lo` is down, and so is everything on 127.0.0.1).
+pub fn loopback_up_here() -> nix::Result<()> {
+    lo_up(&Netlink::open()?)
+}
+
+fn lo_up(nl: &Netlink) -> nix::Result<()> {
+    let (index, _) = nl.link_by_name("lo")?;
     nl.set_up(index)
-        .map_err(|e| Error::sys(what("set it up"), e))
 }
 
 /// The container's network namespace: joined by path, or the new one of the init.

@@ -11,7 +11,7 @@ use oci_spec::runtime::{LinuxNamespaceType, Spec};
 
 use crate::error::{fail, InitError, InitResult, Step};
 use crate::hooks;
-use crate::namespaces::{sysctl, timens};
+use crate::namespaces::{netdev, sysctl, timens};
 use crate::process::{
     self, affinity, caps, ioprio, lsm, mempolicy, personality, rlimits, scheduler,
 };
@@ -105,6 +105,15 @@ fn setup(a: &InitArgs) -> InitResult<Never> {
             .step(|| "unshare the cgroup namespace".into())?;
     }
     set_names(spec)?;
+    let new_netns = spec
+        .linux()
+        .as_ref()
+        .and_then(|l| l.namespaces().as_ref())
+        .and_then(|v| v.iter().find(|n| n.typ() == LinuxNamespaceType::Network))
+        .is_some_and(|n| n.path().is_none());
+    if new_netns {
+        netdev::loopback_up_here().step(|| "bring lo up in the new network namespace".into())?;
+    }
 
     let has_mountns = spec
         .linux()

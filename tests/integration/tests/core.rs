@@ -55,6 +55,22 @@ fn the_process_is_pid_1_with_the_configured_hostname() {
     assert_eq!(out, "pid=1\nbox1\n");
 }
 
+/// runc and crun bring `lo` up in a network namespace of the container's own (a `podman run
+/// --network none` container listens on 127.0.0.1); flags 0x9 = IFF_UP | IFF_LOOPBACK, 0x8 down.
+#[test]
+fn a_new_network_namespace_has_lo_up_as_with_runc() {
+    let b = sh("cat /sys/class/net/lo/flags");
+    b.edit(|c| {
+        let ns = c["linux"]["namespaces"].as_array().unwrap();
+        assert!(
+            ns.iter()
+                .any(|n| n["type"] == "network" && n.get("path").is_none()),
+            "the test bundle has no network namespace of its own: {ns:?}"
+        );
+    });
+    assert_eq!(ok_run(&b), "0x9\n");
+}
+
 #[test]
 fn exit_status_of_the_container_is_the_exit_status_of_run() {
     let b = sh("exit 7");
