@@ -145,6 +145,23 @@ pub fn signal_when(
     nix::sys::signal::kill(nix::unistd::Pid::from_raw(child.id() as i32), sig).unwrap();
 }
 
+/// SIGINT back to its default action in the child, as a shell gives it to a foreground command.
+/// imgtool keeps a SIGINT that was ignored when it started ignored (as `nohup` means it), and a test
+/// run started in the background from a script (`make test &`) inherits exactly that: a test that
+/// interrupts a command must not depend on how the test run was started.
+pub fn sigint_as_from_a_shell(cmd: &mut std::process::Command) -> &mut std::process::Command {
+    // SAFETY: the closure runs between fork and exec and only calls signal(2), which is
+    // async-signal-safe; it touches no memory shared with the parent.
+    unsafe {
+        std::os::unix::process::CommandExt::pre_exec(cmd, || {
+            if libc::signal(libc::SIGINT, libc::SIG_DFL) == libc::SIG_ERR {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        })
+    }
+}
+
 /// Ctrl-C (SIGINT) once `ready()` holds.
 pub fn interrupt_when(child: &mut std::process::Child, ready: impl Fn() -> bool) {
     signal_when(child, nix::sys::signal::Signal::SIGINT, ready)

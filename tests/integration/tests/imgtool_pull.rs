@@ -820,15 +820,14 @@ fn interrupted_unpack_stops_the_download_it_follows() {
     let store = Store::new();
     let bundle = store.path().join("bundle");
     let name = format!("{}/test/slow:v1", proxy.addr);
-    let mut child = store
-        .cmd(&[
-            "--plain-http",
-            "unpack",
-            "-q",
-            &name,
-            bundle.to_str().unwrap(),
-        ])
-        .stderr(std::process::Stdio::piped())
+    let mut cmd = store.cmd(&[
+        "--plain-http",
+        "unpack",
+        "-q",
+        &name,
+        bundle.to_str().unwrap(),
+    ]);
+    let mut child = integration::sigint_as_from_a_shell(cmd.stderr(std::process::Stdio::piped()))
         .spawn()
         .unwrap();
     // The rootfs exists once the layers are announced and the unpack reads behind the pull.

@@ -1021,14 +1021,16 @@ fn interrupted_unpack_removes_its_partial_bundle() {
     let img = OciImage::new(&["/bin/sh"]).layer(layer_tar(&entries), Compression::Gzip);
     let src = f.layout("many", &img);
     let b = f.path("b");
-    let mut child = Command::new(imgtool_bin())
-        .arg("--store")
-        .arg(f.store())
-        .args(["unpack", &src])
-        .arg(&b)
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
+    let mut child = integration::sigint_as_from_a_shell(
+        Command::new(imgtool_bin())
+            .arg("--store")
+            .arg(f.store())
+            .args(["unpack", &src])
+            .arg(&b)
+            .stderr(std::process::Stdio::piped()),
+    )
+    .spawn()
+    .unwrap();
     // Interrupt as Ctrl-C would once extraction is under way.
     integration::interrupt_when(&mut child, || b.join("rootfs/d1").exists());
     let out = child.wait_with_output().unwrap();
