@@ -188,12 +188,7 @@ pub fn restore(o: &RestoreOpts) -> Result<Container> {
     };
     let saved_for_hooks = saved.clone();
     // A network namespace of its own (not joined by path), which CRIU recreates empty.
-    let new_netns = spec
-        .linux()
-        .as_ref()
-        .and_then(|l| l.namespaces().as_ref())
-        .and_then(|v| v.iter().find(|n| n.typ() == LinuxNamespaceType::Network))
-        .is_some_and(|n| n.path().is_none());
+    let new_netns = crate::namespaces::is_new(spec, LinuxNamespaceType::Network);
     let mut on_notify = |script: &str,
                          n: &rust_criu::rust_criu_protobuf::rpc::Criu_notify,
                          fd: Option<OwnedFd>|

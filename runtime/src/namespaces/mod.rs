@@ -42,6 +42,15 @@ pub fn clone_flag(t: LinuxNamespaceType) -> CloneFlags {
     }
 }
 
+/// Whether the container gets a namespace of type `t` of its own (listed, with no path to join).
+pub fn is_new(spec: &Spec, t: LinuxNamespaceType) -> bool {
+    spec.linux()
+        .as_ref()
+        .and_then(|l| l.namespaces().as_ref())
+        .and_then(|v| v.iter().find(|n| n.typ() == t))
+        .is_some_and(|n| n.path().is_none())
+}
+
 /// `linux.namespaces[].path` must name a namespace of that type.
 pub fn check_path(t: LinuxNamespaceType, path: &Path) -> Result<(), String> {
     let fd = open(path, OFlag::O_RDONLY | OFlag::O_CLOEXEC, Mode::empty())

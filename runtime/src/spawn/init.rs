@@ -105,13 +105,7 @@ fn setup(a: &InitArgs) -> InitResult<Never> {
             .step(|| "unshare the cgroup namespace".into())?;
     }
     set_names(spec)?;
-    let new_netns = spec
-        .linux()
-        .as_ref()
-        .and_then(|l| l.namespaces().as_ref())
-        .and_then(|v| v.iter().find(|n| n.typ() == LinuxNamespaceType::Network))
-        .is_some_and(|n| n.path().is_none());
-    if new_netns {
+    if crate::namespaces::is_new(spec, LinuxNamespaceType::Network) {
         netdev::loopback_up_here().step(|| "bring lo up in the new network namespace".into())?;
     }
 
