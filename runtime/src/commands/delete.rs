@@ -63,6 +63,9 @@ pub fn destroy(c: Container) -> Result<()> {
             unit: c.saved.systemd_unit.clone(),
         }
         .remove()?;
+    } else if let Some(unit) = &c.saved.systemd_unit {
+        // A create killed while systemd started its scope: the unit is known, its cgroup never was.
+        cgroups::systemd::stop(unit)?;
     }
     c.dir.remove()
 }

@@ -255,14 +255,18 @@ fn create_in(
     if let (Some(cg), None) = (&made.cgroup, &cgroup_fd) {
         cg.add(pid.as_raw())?;
     }
+    saved.pid = pid.as_raw();
+    // Our child cannot be reaped (its pid reused) before we wait for it: its start time is final.
+    saved.start_time = proc_start_time(pid.as_raw()).map(|(t, _)| t).unwrap_or(0);
     if let Some(scope) = &scope {
+        // Recorded before systemd is asked: a create killed while the scope starts leaves a record
+        // by which `delete --force` stops the unit (the chaos soak found such scopes left running).
+        saved.systemd_unit = Some(scope.unit.clone());
+        made.dir.as_ref().expect("state dir").save(saved)?;
         made.cgroup = Some(scope.start(pid.as_raw())?);
     }
     saved.cgroup = made.cgroup.as_ref().map(|c| c.path.clone());
     saved.systemd_unit = made.cgroup.as_ref().and_then(|c| c.unit.clone());
-    saved.pid = pid.as_raw();
-    // Our child cannot be reaped (its pid reused) before we wait for it: its start time is final.
-    saved.start_time = proc_start_time(pid.as_raw()).map(|(t, _)| t).unwrap_or(0);
     // Until Go, a create killed here leaves an init that sees EOF and exits.
     made.dir.as_ref().expect("state dir").save(saved)?;
     sync::send(sock, &Msg::Go, None).map_err(|e| Error::sys("start the init", e))?;

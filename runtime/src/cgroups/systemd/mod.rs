@@ -191,9 +191,15 @@ impl Scope {
         props.extend(self.props.iter().cloned());
         let job = match bus.start_transient_unit(&self.unit.name, &props) {
             Ok(job) => job,
-            // A unit of that name that failed earlier stays loaded until reset (runc resets it too).
+            // A unit of that name that failed earlier stays loaded until reset (runc resets it too); one
+            // whose cgroup is empty is a corpse (a create killed as systemd started it, the init gone:
+            // systemd can miss the emptying and keep it "running"), stopped here. A unit with
+            // processes is another container's, and stays an error.
             Err(e) if e.name == "org.freedesktop.systemd1.UnitExists" => {
                 let _ = bus.reset_failed_unit(&self.unit.name);
+                if self.left_empty(&mut bus) {
+                    let _ = stop_on(&mut bus, &self.unit);
+                }
                 bus.start_transient_unit(&self.unit.name, &props)
                     .map_err(|e| self.failed(&bus.name, "start", e.to_string()))?
             }
@@ -203,6 +209,31 @@ impl Scope {
             let _ = stop_on(&mut bus, &self.unit);
         })?;
         Ok(cg)
+    }
+
+    /// Whether the loaded unit of our name has no process left in its cgroup (or no cgroup at all).
+    fn left_empty(&self, bus: &mut Bus) -> bool {
+        let Ok(path) = bus.get_unit(&self.unit.name) else {
+            return false;
+        };
+        let Ok(cgroup) = bus.unit_string(
+            path.as_str(),
+            "org.freedesktop.systemd1.Scope",
+            "ControlGroup",
+        ) else {
+            return false;
+        };
+        let Some(h) = Hierarchy::find() else {
+            return false;
+        };
+        let events = h
+            .mount
+            .join(cgroup.trim_start_matches('/'))
+            .join("cgroup.events");
+        match std::fs::read_to_string(events) {
+            Ok(text) => text.lines().any(|l| l == "populated 0"),
+            Err(e) => e.kind() == std::io::ErrorKind::NotFound,
+        }
     }
 
     fn finish_start(&self, bus: &mut Bus, job: &str) -> Result<Cgroup, CgroupError> {

@@ -9,7 +9,9 @@
 //!
 //! Environment: `GRUNTIME` (the binary), `CHAOS_BUNDLE` (a bundle whose process runs for a long
 //! time), `CHAOS_ROOT` (gruntime's --root, must not exist yet), `CHAOS_ITERATIONS` (default 1000),
-//! `CHAOS_SEED` (default: from the clock; printed first), `CHAOS_SLOTS` (default 3).
+//! `CHAOS_SEED` (default: from the clock; printed first), `CHAOS_SLOTS` (default 3), `CHAOS_SYSTEMD=1`
+//! (every command with `--systemd-cgroup`, in a systemd-booted guest: containers are `gruntime-<id>.scope`
+//! units in system.slice, and no unit, failed or not, may be left either).
 //! Output: `defect: ...` lines (the first few of each kind), then a `== summary`. Exit status 0
 //! when no defect was found, 1 otherwise, 2 when the driver itself could not run.
 
@@ -88,6 +90,7 @@ enum Victim {
 
 struct Chaos {
     gruntime: PathBuf,
+    driver: Driver,
     /// (dev, ino) of the gruntime binary: how its processes are found.
     exe: (u64, u64),
     bundle: PathBuf,
@@ -197,18 +200,70 @@ fn mounts() -> Vec<String> {
         .collect()
 }
 
-/// Child cgroups under /sys/fs/cgroup/gruntime (the default parent of a container's cgroup).
-fn container_cgroups() -> Vec<String> {
-    let mut v: Vec<String> = fs::read_dir("/sys/fs/cgroup/gruntime")
-        .map(|rd| {
-            rd.flatten()
-                .filter(|e| e.path().is_dir())
-                .map(|e| e.file_name().to_string_lossy().into_owned())
+/// Where the containers' cgroups are: the default parent gruntime's cgroupfs driver uses, or the scopes
+/// of its systemd driver (`system.slice:gruntime:<id>` when the bundle has no cgroupsPath).
+#[derive(Clone, Copy)]
+enum Driver {
+    Cgroupfs,
+    Systemd,
+}
+
+impl Driver {
+    fn dir(self) -> &'static str {
+        match self {
+            Driver::Cgroupfs => "/sys/fs/cgroup/gruntime",
+            Driver::Systemd => "/sys/fs/cgroup/system.slice",
+        }
+    }
+
+    /// The container id a child cgroup of `dir()` belongs to, if it is a container's.
+    fn id_of(self, name: &str) -> Option<String> {
+        match self {
+            Driver::Cgroupfs => Some(name.to_string()),
+            Driver::Systemd => name
+                .strip_prefix("gruntime-")
+                .and_then(|n| n.strip_suffix(".scope"))
+                .map(String::from),
+        }
+    }
+
+    /// The containers' cgroups that exist: (container id, cgroup directory).
+    fn cgroups(self) -> Vec<(String, String)> {
+        let mut v: Vec<(String, String)> = fs::read_dir(self.dir())
+            .map(|rd| {
+                rd.flatten()
+                    .filter(|e| e.path().is_dir())
+                    .filter_map(|e| {
+                        let name = e.file_name().to_string_lossy().into_owned();
+                        self.id_of(&name)
+                            .map(|id| (id, format!("{}/{name}", self.dir())))
+                    })
+                    .collect()
+            })
+            .unwrap_or_default();
+        v.sort();
+        v
+    }
+}
+
+/// The systemd units of gruntime's containers still loaded (active, failed or anything else).
+fn container_units() -> Vec<String> {
+    Command::new("systemctl")
+        .args([
+            "list-units",
+            "--all",
+            "--plain",
+            "--no-legend",
+            "gruntime-*.scope",
+        ])
+        .output()
+        .map(|o| {
+            String::from_utf8_lossy(&o.stdout)
+                .lines()
+                .filter_map(|l| l.split_whitespace().next().map(String::from))
                 .collect()
         })
-        .unwrap_or_default();
-    v.sort();
-    v
+        .unwrap_or_default()
 }
 
 impl Chaos {
@@ -255,8 +310,11 @@ impl Chaos {
     fn spawn(&self, args: &[String], name: &str) -> std::io::Result<Child> {
         let out = File::create(self.out_dir.join(format!("{name}.out")))?;
         let err = File::create(self.out_dir.join(format!("{name}.err")))?;
-        Command::new(&self.gruntime)
-            .arg("--root")
+        let mut cmd = Command::new(&self.gruntime);
+        if let Driver::Systemd = self.driver {
+            cmd.arg("--systemd-cgroup");
+        }
+        cmd.arg("--root")
             .arg(&self.root)
             .args(args)
             .stdin(Stdio::null())
@@ -661,15 +719,13 @@ impl Chaos {
                 self.defect("list", format!("{d} is in the state root but not listed"));
             }
         }
-        for cg in container_cgroups() {
-            if !ids.contains(&cg) {
-                let procs =
-                    fs::read_to_string(format!("/sys/fs/cgroup/gruntime/{cg}/cgroup.procs"))
-                        .unwrap_or_default();
+        for (id, cg) in self.driver.cgroups() {
+            if !ids.contains(&id) {
+                let procs = fs::read_to_string(format!("{cg}/cgroup.procs")).unwrap_or_default();
                 self.defect(
                     "cgroup-leak",
                     format!(
-                        "cgroup gruntime/{cg} belongs to no listed container (procs: {:?})",
+                        "cgroup {cg} belongs to no listed container (procs: {:?})",
                         procs
                             .split_whitespace()
                             .map(|p| format!("{p}:{}", cmdline(p.parse().unwrap_or(0))))
@@ -695,6 +751,9 @@ fn main() {
             .unwrap_or(1)
     });
     println!("seed {seed}, {iterations} iterations, {nslots} slots");
+    if std::env::var("CHAOS_SYSTEMD").is_ok_and(|v| v == "1") {
+        println!("driver: systemd");
+    }
     let Some(exe) = dev_ino(&gruntime) else {
         eprintln!("chaos_driver: {}: not found", gruntime.display());
         std::process::exit(2)
@@ -714,8 +773,14 @@ fn main() {
             generation: 0,
         })
         .collect();
+    let driver = if std::env::var("CHAOS_SYSTEMD").is_ok_and(|v| v == "1") {
+        Driver::Systemd
+    } else {
+        Driver::Cgroupfs
+    };
     let mut c = Chaos {
         gruntime,
+        driver,
         exe,
         bundle,
         root,
@@ -799,12 +864,45 @@ fn main() {
             format!("left in the state root: {dirs:?}"),
         );
     }
-    let cgs = container_cgroups();
+    let cgs = c.driver.cgroups();
     if !cgs.is_empty() {
-        c.defect(
-            "cgroup-leak",
-            format!("left under /sys/fs/cgroup/gruntime: {cgs:?}"),
-        );
+        let children = |dir: &str| -> Vec<String> {
+            fs::read_dir(dir)
+                .map(|rd| {
+                    rd.flatten()
+                        .filter(|e| e.path().is_dir())
+                        .map(|e| e.file_name().to_string_lossy().into_owned())
+                        .collect()
+                })
+                .unwrap_or_default()
+        };
+        let detail: Vec<String> = cgs
+            .iter()
+            .map(|(_, dir)| {
+                let events = fs::read_to_string(format!("{dir}/cgroup.events")).unwrap_or_default();
+                format!(
+                    "{dir} (children {:?}, {})",
+                    children(dir),
+                    events.replace('\n', " ")
+                )
+            })
+            .collect();
+        c.defect("cgroup-leak", format!("left: {detail:?}"));
+    }
+    if let Driver::Systemd = c.driver {
+        for unit in container_units() {
+            let show = Command::new("systemctl")
+                .args([
+                    "show",
+                    "-p",
+                    "ActiveState,SubState,LoadState,ControlGroup",
+                    &unit,
+                ])
+                .output()
+                .map(|o| String::from_utf8_lossy(&o.stdout).replace('\n', " "))
+                .unwrap_or_default();
+            c.defect("unit-leak", format!("unit left: {unit} ({})", show.trim()));
+        }
     }
     let now_mounts = mounts();
     if now_mounts != base_mounts {
