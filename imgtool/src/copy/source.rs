@@ -7,13 +7,13 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use oci_client::Reference;
-use serde::Deserialize;
 
 use super::name::ImageName;
 use crate::context::Context;
 use crate::error::{Error, Result};
 use crate::manifest::{manifest_media_type, DOCKER_MANIFEST};
 use crate::store::{self, Store};
+use crate::transport::archive::{self, inside, DockerManifestEntry};
 use crate::transport::registry::{self, Conn};
 use crate::trust::sigstore::Signature;
 use crate::verify::{check_digest, sha256_digest};
@@ -45,25 +45,6 @@ fn src_err(name: &str, reason: impl Into<String>) -> Error {
         source_name: name.to_string(),
         reason: reason.into(),
     }
-}
-
-/// Unpack an archive into a fresh temp directory under `tmp_root`.
-fn extract(archive: &Path, tmp_root: &Path) -> Result<tempfile::TempDir> {
-    let f = std::fs::File::open(archive).map_err(Error::io("open archive", archive))?;
-    let dir = tempfile::Builder::new()
-        .prefix(".imgtool-extract-")
-        .tempdir_in(tmp_root)
-        .map_err(Error::io("create temp directory in", tmp_root))?;
-    let mut ar = tar::Archive::new(std::io::BufReader::new(f));
-    ar.set_preserve_permissions(false);
-    ar.set_overwrite(true);
-    ar.unpack(dir.path()).map_err(|e| {
-        src_err(
-            &archive.display().to_string(),
-            format!("cannot read as a tar archive: {e}"),
-        )
-    })?;
-    Ok(dir)
 }
 
 /// The manifest a layout's `index.json` entry names (by `ref.name`, or the only entry).
@@ -107,30 +88,6 @@ fn layout_top(dir: &Path, tag: Option<&str>, name: &str) -> Result<String> {
     })
 }
 
-#[derive(Deserialize)]
-#[serde(rename_all = "PascalCase")]
-struct DockerArchiveEntry {
-    config: String,
-    #[serde(default)]
-    repo_tags: Option<Vec<String>>,
-    layers: Vec<String>,
-}
-
-/// A path from `manifest.json`, kept inside the extracted directory.
-fn inside(dir: &Path, rel: &str, name: &str) -> Result<PathBuf> {
-    let p = Path::new(rel);
-    if p.is_absolute()
-        || p.components()
-            .any(|c| matches!(c, std::path::Component::ParentDir))
-    {
-        return Err(src_err(
-            name,
-            format!("manifest.json path {rel:?} leaves the archive"),
-        ));
-    }
-    Ok(dir.join(p))
-}
-
 /// sha256 and size of a file, and its first bytes (to tell its compression).
 fn file_digest(p: &Path) -> Result<(String, u64, crate::verify::Compression)> {
     use std::io::Read;
@@ -155,11 +112,11 @@ fn file_digest(p: &Path) -> Result<(String, u64, crate::verify::Compression)> {
 /// A docker-archive's image as a Docker schema 2 manifest over its files, as skopeo reads it.
 fn docker_archive(path: &Path, want: Option<&str>, tmp_root: &Path) -> Result<(Source, Top)> {
     let name = path.display().to_string();
-    let dir = extract(path, tmp_root)?;
+    let dir = archive::extract_in(path, tmp_root, ".imgtool-extract-")?;
     let mpath = dir.path().join("manifest.json");
     let data = std::fs::read(&mpath)
         .map_err(|_| src_err(&name, "no manifest.json: not a docker-archive"))?;
-    let entries: Vec<DockerArchiveEntry> =
+    let entries: Vec<DockerManifestEntry> =
         serde_json::from_slice(&data).map_err(|e| src_err(&name, format!("manifest.json: {e}")))?;
     let want_name = want
         .map(|w| crate::reference::parse_reference(w).map(|r| crate::reference::store_name(&r)))
@@ -276,7 +233,7 @@ pub async fn open(ctx: &Context, name: &ImageName, tmp_root: &Path) -> Result<(S
             (src, digest)
         }
         ImageName::OciArchive { path, tag } => {
-            let tmp = extract(path, tmp_root)?;
+            let tmp = archive::extract_in(path, tmp_root, ".imgtool-extract-")?;
             let digest = layout_top(tmp.path(), tag.as_deref(), &label)?;
             let src = Source::Local {
                 blobs: tmp.path().join("blobs/sha256"),

@@ -17,11 +17,25 @@ use crate::verify::{sha256_digest, Compression};
 
 /// Unpack `archive` into a fresh temp directory under the store.
 fn extract(store: &Store, archive: &Path) -> Result<tempfile::TempDir> {
+    extract_in(
+        archive,
+        &store.root().join(".imgtool/tmp"),
+        &format!("extract-{}-", std::process::id()),
+    )
+}
+
+/// Unpack `archive` into a fresh temp directory `prefix…` under `tmp_root` (`copy` reads archives
+/// there without importing them).
+pub(crate) fn extract_in(
+    archive: &Path,
+    tmp_root: &Path,
+    prefix: &str,
+) -> Result<tempfile::TempDir> {
     let f = std::fs::File::open(archive).map_err(Error::io("open archive", archive))?;
     let dir = tempfile::Builder::new()
-        .prefix(&format!("extract-{}-", std::process::id()))
-        .tempdir_in(store.root().join(".imgtool/tmp"))
-        .map_err(Error::io("create temp directory in", store.root()))?;
+        .prefix(prefix)
+        .tempdir_in(tmp_root)
+        .map_err(Error::io("create temp directory in", tmp_root))?;
     let mut ar = tar::Archive::new(std::io::BufReader::new(f));
     ar.set_preserve_permissions(false);
     ar.set_overwrite(true);
@@ -118,24 +132,25 @@ pub fn import_oci_archive_all(
     Ok(out)
 }
 
+/// One image of a docker-archive's `manifest.json`.
 #[derive(Deserialize)]
 #[serde(rename_all = "PascalCase")]
-struct DockerManifestEntry {
-    config: String,
+pub(crate) struct DockerManifestEntry {
+    pub config: String,
     #[serde(default)]
-    repo_tags: Option<Vec<String>>,
-    layers: Vec<String>,
+    pub repo_tags: Option<Vec<String>>,
+    pub layers: Vec<String>,
 }
 
-/// A path from `manifest.json`, kept inside the extracted directory.
-fn inside(dir: &Path, rel: &str, archive: &Path) -> Result<PathBuf> {
+/// A path from `manifest.json`, kept inside the extracted directory; errors name `source_name`.
+pub(crate) fn inside(dir: &Path, rel: &str, source_name: &str) -> Result<PathBuf> {
     let p = Path::new(rel);
     if p.is_absolute()
         || p.components()
             .any(|c| matches!(c, std::path::Component::ParentDir))
     {
         return Err(Error::Source {
-            source_name: archive.display().to_string(),
+            source_name: source_name.to_string(),
             reason: format!("manifest.json path {rel:?} leaves the archive"),
         });
     }
@@ -182,7 +197,7 @@ pub fn import_docker_archive(
                 continue;
             }
         }
-        let config_path = inside(dir.path(), &entry.config, archive)?;
+        let config_path = inside(dir.path(), &entry.config, &src)?;
         let config_raw =
             std::fs::read(&config_path).map_err(Error::io("read image config", &config_path))?;
         let config_digest = sha256_digest(&config_raw);
@@ -200,7 +215,7 @@ pub fn import_docker_archive(
         }
         let mut layer_descs = vec![];
         for (rel, expected) in entry.layers.iter().zip(diff_ids) {
-            let lp = inside(dir.path(), rel, archive)?;
+            let lp = inside(dir.path(), rel, &src)?;
             let (digest, size, compression) = file_digest(&lp)?;
             import_blob_file(store, &lp, &digest, "layer", progress)?;
             if compression == Compression::None {
