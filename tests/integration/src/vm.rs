@@ -68,6 +68,21 @@ impl VmOutput {
             .map(|l| format!("{l}\n"))
             .collect()
     }
+
+    /// Section `name`, after asserting that each of `want` is one of its lines (trimmed): the
+    /// check every batch-sharing test makes, failing with the whole batch's output.
+    pub fn assert_lines(&self, name: &str, want: &[&str]) -> String {
+        let s = self.section(name);
+        for w in want {
+            assert!(has_line(&s, w), "section {name}: missing `{w}`:\n{self}");
+        }
+        s
+    }
+}
+
+/// Whether `line` is one of `text`'s lines, trimmed.
+pub fn has_line(text: &str, line: &str) -> bool {
+    text.lines().any(|l| l.trim() == line)
 }
 
 impl fmt::Display for VmOutput {

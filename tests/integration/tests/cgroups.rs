@@ -11,7 +11,7 @@ use std::sync::LazyLock;
 use std::time::{Duration, Instant};
 
 use integration::cgroups::{add_bind, add_capability, make_bundle, set_resources};
-use integration::vm::{Vm, VmOutput};
+use integration::vm::{has_line, Vm, VmOutput};
 use integration::{gruntime_bin, make_busybox_rootfs, run, stderr, stdout, unique_id};
 use serde_json::{json, Value};
 
@@ -274,10 +274,6 @@ fn section(name: &str) -> (String, &'static VmOutput) {
     }
 }
 
-fn has(text: &str, line: &str) -> bool {
-    text.lines().any(|l| l.trim() == line)
-}
-
 #[test]
 fn memory_limit_is_enforced_and_the_oom_kill_is_an_event() {
     let (s, out) = section("memory_oom");
@@ -291,7 +287,7 @@ fn memory_limit_is_enforced_and_the_oom_kill_is_an_event() {
         "oom events: 1",
         "stats: stats mem 33554432 pids True",
     ] {
-        assert!(has(&s, want), "missing `{want}`:\n{out}");
+        assert!(has_line(&s, want), "missing `{want}`:\n{out}");
     }
     let stats_events: usize = s
         .lines()
@@ -315,7 +311,7 @@ fn pids_limit_makes_fork_fail() {
         "fork failed in the container",
         "inner-exit=2",
     ] {
-        assert!(has(&s, want), "missing `{want}`:\n{out}");
+        assert!(has_line(&s, want), "missing `{want}`:\n{out}");
     }
 }
 
@@ -334,7 +330,7 @@ fn cpu_cpuset_hugetlb_and_unified_values_land_in_the_files_of_an_absolute_cgroup
         "hugetlb.2MB.max 4194304",
         "procs 1",
     ] {
-        assert!(has(&s, want), "missing `{want}`:\n{out}");
+        assert!(has_line(&s, want), "missing `{want}`:\n{out}");
     }
 }
 
@@ -354,7 +350,7 @@ fn a_stopped_container_with_processes_left_in_its_cgroup_can_be_killed_and_delet
         "delete side2 with leftovers: 0",
         "cgroups left: 0",
     ] {
-        assert!(has(&s, want), "missing `{want}`:\n{out}");
+        assert!(has_line(&s, want), "missing `{want}`:\n{out}");
     }
 }
 
@@ -371,7 +367,7 @@ fn denied_device_cannot_be_used_while_an_allowed_one_can() {
         "denied: null-ok",
         "denied: 1",
     ] {
-        assert!(has(&s, want), "missing `{want}`:\n{out}");
+        assert!(has_line(&s, want), "missing `{want}`:\n{out}");
     }
 }
 
@@ -390,7 +386,7 @@ fn pause_freezes_and_resume_thaws() {
         "counter moves again",
         "cannot resume a container that is running",
     ] {
-        assert!(has(&s, want), "missing `{want}`:\n{out}");
+        assert!(has_line(&s, want), "missing `{want}`:\n{out}");
     }
 }
 
@@ -408,7 +404,7 @@ fn kill_all_signals_every_process_and_ps_lists_them() {
         "status stopped",
         "procs left: 0",
     ] {
-        assert!(has(&s, want), "missing `{want}`:\n{out}");
+        assert!(has_line(&s, want), "missing `{want}`:\n{out}");
     }
 }
 
@@ -431,7 +427,7 @@ fn update_changes_the_limits_of_a_running_container() {
         "linux.resources.memory.limit: -5 is negative (use -1 for no limit)",
         "after bad update 41943040",
     ] {
-        assert!(has(&s, want), "missing `{want}`:\n{out}");
+        assert!(has_line(&s, want), "missing `{want}`:\n{out}");
     }
 }
 
@@ -439,7 +435,7 @@ fn update_changes_the_limits_of_a_running_container() {
 fn delete_leaves_no_cgroup_behind() {
     let (s, out) = section("delete");
     assert!(!s.contains("failed"), "{out}");
-    assert!(has(&s, "containers left: 0"), "{out}");
+    assert!(has_line(&s, "containers left: 0"), "{out}");
     let gone = s.lines().filter(|l| l.starts_with("gone")).count();
     assert_eq!(gone, 2, "a cgroup is left:\n{out}");
 }
@@ -458,7 +454,7 @@ fn bad_values_are_clear_errors_and_leave_nothing_behind() {
         "state dirs left: 0",
         "cgroups left: 0",
     ] {
-        assert!(has(&s, want), "missing `{want}`:\n{out}");
+        assert!(has_line(&s, want), "missing `{want}`:\n{out}");
     }
     assert!(
         s.contains("linux.resources.unified[\\\"nosuchctl.max\\\"]: the nosuchctl controller is not available"),

@@ -12,7 +12,7 @@ use std::sync::LazyLock;
 use std::time::Duration;
 
 use integration::cgroups::{add_bind, add_capability, make_bundle};
-use integration::vm::{Vm, VmOutput};
+use integration::vm::{has_line, Vm, VmOutput};
 use integration::{gruntime_bin, make_busybox_rootfs, run, stderr};
 use serde_json::{json, Value};
 
@@ -345,16 +345,8 @@ fn section(name: &str) -> (String, &'static VmOutput) {
     }
 }
 
-fn has(text: &str, line: &str) -> bool {
-    text.lines().any(|l| l.trim() == line)
-}
-
 fn assert_lines(name: &str, want: &[&str]) -> String {
-    let (s, out) = section(name);
-    for w in want {
-        assert!(has(&s, w), "section {name}: missing `{w}`:\n{out}");
-    }
-    s
+    section(name).1.assert_lines(name, want)
 }
 
 #[test]
@@ -702,7 +694,7 @@ fn assert_podman(name: &str, want: &[&str]) {
     let (s, rc) = podman(name);
     assert_eq!(rc, 0, "podman/{name} failed:\n{s}");
     for w in want {
-        assert!(has(&s, w), "podman/{name}: missing `{w}`:\n{s}");
+        assert!(has_line(&s, w), "podman/{name}: missing `{w}`:\n{s}");
     }
 }
 

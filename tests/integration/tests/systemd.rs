@@ -10,7 +10,7 @@ use std::sync::LazyLock;
 use std::time::Duration;
 
 use integration::cgroups::{add_bind, add_capability, make_bundle, set_resources};
-use integration::vm::{Vm, VmOutput};
+use integration::vm::{has_line, Vm, VmOutput};
 use integration::{gruntime_bin, make_busybox_rootfs, stderr, stdout, unique_id, TestBundle};
 use serde_json::{json, Value};
 
@@ -368,15 +368,8 @@ fn section(name: &str) -> (String, &'static VmOutput) {
     }
 }
 
-fn has(text: &str, line: &str) -> bool {
-    text.lines().any(|l| l.trim() == line)
-}
-
-fn assert_lines(name: &str, wanted: &[&str]) {
-    let (s, out) = section(name);
-    for want in wanted {
-        assert!(has(&s, want), "section {name}: missing `{want}`:\n{out}");
-    }
+fn assert_lines(name: &str, want: &[&str]) {
+    section(name).1.assert_lines(name, want);
 }
 
 #[test]
@@ -514,25 +507,28 @@ fn systemd_guest_the_private_socket_serves_when_the_bus_address_is_dead() {
 fn systemd_guest_a_unit_that_already_exists_is_an_error_naming_it_and_the_first_container_keeps_it()
 {
     let (s, out) = section("unit_exists");
-    assert!(has(&s, "first: 0") && has(&s, "second: 1"), "{out}");
+    assert!(
+        has_line(&s, "first: 0") && has_line(&s, "second: 1"),
+        "{out}"
+    );
     assert!(
         s.contains("gtest-dup.scope") && s.contains("--systemd-cgroup"),
         "the error does not name the unit:\n{out}"
     );
-    assert!(has(&s, "second state: 0"), "{out}");
-    assert!(has(&s, "first still active: active"), "{out}");
+    assert!(has_line(&s, "second state: 0"), "{out}");
+    assert!(has_line(&s, "first still active: active"), "{out}");
 }
 
 #[test]
 fn systemd_guest_a_value_the_kernel_refuses_stops_the_unit_and_leaves_nothing() {
     let (s, out) = section("bad_kernel_value");
-    assert!(has(&s, "run: 1"), "{out}");
+    assert!(has_line(&s, "run: 1"), "{out}");
     assert!(
         s.contains("cpuset.cpus"),
         "the error does not name the file:\n{out}"
     );
     assert!(
-        has(&s, "units left: 0") && has(&s, "state left: 0"),
+        has_line(&s, "units left: 0") && has_line(&s, "state left: 0"),
         "{out}"
     );
 }
@@ -567,7 +563,7 @@ fn systemd_guest_rootless_containers_are_scopes_of_the_users_own_manager() {
         "delete: 0",
         "user units left: 0",
     ] {
-        assert!(has(&s, want), "missing `{want}`:\n{out}");
+        assert!(has_line(&s, want), "missing `{want}`:\n{out}");
     }
     let cg = s
         .lines()
