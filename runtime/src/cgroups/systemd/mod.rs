@@ -226,14 +226,8 @@ impl Scope {
         let Some(h) = Hierarchy::find() else {
             return false;
         };
-        let events = h
-            .mount
-            .join(cgroup.trim_start_matches('/'))
-            .join("cgroup.events");
-        match std::fs::read_to_string(events) {
-            Ok(text) => text.lines().any(|l| l == "populated 0"),
-            Err(e) => e.kind() == std::io::ErrorKind::NotFound,
-        }
+        // The test `delete` makes for leftovers: no process in the cgroup or below (none if it is gone).
+        super::pids(&h.mount.join(cgroup.trim_start_matches('/'))).is_empty()
     }
 
     fn finish_start(&self, bus: &mut Bus, job: &str) -> Result<Cgroup, CgroupError> {
