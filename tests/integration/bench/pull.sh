@@ -13,25 +13,9 @@
 # skopeo, python3.
 set -euo pipefail
 
-ROOT=$(cd "$(dirname "$0")/../../.." && pwd)
 RUNS=${RUNS:-3}
-IMGTOOL=${IMGTOOL_BIN:-$ROOT/target/release/imgtool}
-if [ ! -x "$IMGTOOL" ]; then
-    (cd "$ROOT" && cargo build --release -p imgtool >&2)
-fi
-for t in skopeo docker-registry python3; do
-    command -v "$t" >/dev/null || { echo "pull.sh: $t is needed" >&2; exit 1; }
-done
-
-W=$(mktemp -d /tmp/imgtool-pull-bench.XXXXXX)
 . "$(dirname "$0")/registry.sh"
-cleanup() {
-    registry_stop
-    umount -l "$W" 2>/dev/null || true
-    rm -rf "$W"
-}
-trap cleanup EXIT
-mount -t tmpfs -o size=3g tmpfs "$W"
+registry_bench pull
 
 # --- the image: host files in 5 gzip layers, ~100 MB compressed in total -------------------
 python3 "$(dirname "$0")/image.py" "$W/layout"
